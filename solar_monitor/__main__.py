@@ -1,0 +1,3 @@
+from solar_monitor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""The raw archive: every poll attempt leaves exactly one file, written atomically.
+
+Names are a contract other tools read:
+  <data_dir>/raw/YYYY/MM/DD/YYYYMMDDTHHMMSSZ.json.gz   what the PVS returned
+  <data_dir>/raw/YYYY/MM/DD/YYYYMMDDTHHMMSSZ.error.json {"error": ..., "http_status": ...}
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+_OURS = re.compile(r"^(\d{8}T\d{6}Z)(\.json\.gz|\.error\.json|\.json)$")
+_CURL = re.compile(r"^(\d{8}_\d{6})\.json(\.gz)?$")  # the owner's plain curl cron job
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedPoll:
+    """One archive file: when the poll happened, and whether it failed."""
+
+    path: Path
+    polled_at: datetime
+    failed: bool
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one.
+
+    Temp file in the same directory, fsync, rename, fsync the directory.
+    Raises OSError (e.g. ENOSPC) with nothing left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename durable: fsync the directory that holds it."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stamp(at: datetime) -> str:
+    """'20250720T180333Z' for an aware datetime."""
+    return at.astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def _free_path(raw_dir: Path, at: datetime, suffix: str) -> tuple[Path, datetime]:
+    """The file for `at`; if a poll already took that second, the next free second."""
+    at = at.astimezone(UTC).replace(microsecond=0)
+    while True:
+        day = raw_dir / f"{at:%Y}" / f"{at:%m}" / f"{at:%d}"
+        stem = stamp(at)
+        if not any((day / f"{stem}{s}").exists() for s in (".json.gz", ".error.json")):
+            return day / f"{stem}{suffix}", at
+        at += timedelta(seconds=1)
+
+
+def save_answer(raw_dir: Path, at: datetime, body: bytes) -> ArchivedPoll:
+    """Archive exactly what the PVS returned, gzipped."""
+    path, at = _free_path(raw_dir, at, ".json.gz")
+    write_atomic(path, gzip.compress(body, compresslevel=6, mtime=0))
+    return ArchivedPoll(path, at, failed=False)
+
+
+def save_error(raw_dir: Path, at: datetime, error: str, http_status: int | None) -> ArchivedPoll:
+    """Record a failed poll: `{"error": text, "http_status": int or null}`."""
+    path, at = _free_path(raw_dir, at, ".error.json")
+    record = json.dumps({"error": error, "http_status": http_status}, ensure_ascii=False)
+    write_atomic(path, record.encode("utf-8") + b"\n")
+    return ArchivedPoll(path, at, failed=True)
+
+
+def read_error(path: Path) -> tuple[str, int | None]:
+    """(error text, http status) from an .error.json record; tolerant of hand edits."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        status = record.get("http_status")
+        return str(record.get("error", "unknown error")), status if isinstance(status, int) else None
+    except (OSError, ValueError, AttributeError):
+        return "unreadable error record", None
+
+
+def classify(path: Path, local_tz: tzinfo) -> ArchivedPoll | None:
+    """An ArchivedPoll for a file name we understand, else None.
+
+    Our names are UTC; the `YYYYMMDD_HHMMSS.json` names of a plain curl cron job are
+    taken as local time (`date` in cron runs in the Pi's zone).
+    """
+    if m := _OURS.match(path.name):
+        at = datetime.strptime(m.group(1), STAMP_FORMAT).replace(tzinfo=UTC)
+        return ArchivedPoll(path, at, failed=m.group(2) == ".error.json")
+    if m := _CURL.match(path.name):
+        naive = datetime.strptime(m.group(1), "%Y%m%d_%H%M%S")
+        return ArchivedPoll(path, naive.replace(tzinfo=local_tz).astimezone(UTC), failed=False)
+    return None
+
+
+def iter_archive(root: Path, local_tz: tzinfo, since: datetime | None = None
+                 ) -> Iterator[ArchivedPoll]:
+    """Archive files under `root` in time order (optionally only after `since`)."""
+    found = []
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            if name.startswith("."):
+                continue  # temp files of an interrupted write
+            item = classify(Path(dirpath) / name, local_tz)
+            if item and (since is None or item.polled_at > since):
+                found.append(item)
+    found.sort(key=lambda p: (p.polled_at, p.path.name))
+    yield from found
+
+
+def recent_files(raw_dir: Path, now: datetime, days: int = 2) -> Iterator[ArchivedPoll]:
+    """Archive files of the last `days` UTC days: where an interrupted run's poll can be."""
+    for back in range(days, -1, -1):
+        day = (now - timedelta(days=back)).astimezone(UTC)
+        folder = raw_dir / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
+        if folder.is_dir():
+            yield from iter_archive(folder, UTC)

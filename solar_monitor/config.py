@@ -1,0 +1,356 @@
+"""Load and validate the YAML config: every problem at once, each with its key path and a fix.
+
+The schema is the dataclasses below: each field's type, default and `hint` metadata say
+what is allowed. Unknown keys are errors, so a typo never silently switches a feature off.
+Any string may say `${ENV_VAR}` to take a secret from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_CONFIG = "SOLAR_MONITOR_CONFIG"
+DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/solar-monitor/config.yaml"))
+
+
+class ConfigError(Exception):
+    """The config cannot be used. `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+def _f(default: Any = MISSING, *, hint: str = "", secret: bool = False,
+       check: typing.Callable[[Any], str | None] | None = None, **kw: Any) -> Any:
+    """A schema field: `hint` tells the user how to fix a bad value; `secret` hides it."""
+    meta = {"hint": hint, "secret": secret, "check": check}
+    kw.setdefault("repr", not secret)  # a secret never shows up in a repr or traceback
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    if is_dataclass(default) and isinstance(default, type):
+        return field(default_factory=default, metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+def _url(value: str) -> str | None:
+    if not re.match(r"^https?://[^\s/]+", value):
+        return "must start with http:// or https:// followed by a host"
+    return None
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "is not an IANA time zone name"
+    return None
+
+
+def _range(lo: float, hi: float) -> typing.Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        return None if lo <= value <= hi else f"must be between {lo:g} and {hi:g}"
+    return check
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Where the panels are: drives sun position, weather and local time."""
+
+    latitude: float = _f(hint="decimal degrees, north positive, e.g. 42.36",
+                         check=_range(-90, 90))
+    longitude: float = _f(hint="decimal degrees, east positive, e.g. -71.06",
+                          check=_range(-180, 180))
+    timezone: str = _f(hint="an IANA zone such as America/New_York", check=_timezone)
+    name: str = _f("My solar system", hint="a label used in e-mails and the sheet")
+
+
+@dataclass(frozen=True)
+class PvsConfig:
+    """How to reach and log in to the PVS."""
+
+    url: str = _f(hint="the PVS address, e.g. http://172.27.153.1 (or the Pi's bridge)",
+                  check=_url)
+    api: Literal["auto", "legacy", "varserver"] = _f(
+        "auto", hint="leave 'auto' unless detection fails")
+    serial: str | None = _f(None, hint="the PVS serial; read from the PVS when omitted")
+    username: str = _f("ssm_owner", hint="'ssm_owner' (older firmware: 'spwr_owner')")
+    password: str | None = _f(None, secret=True,
+                              hint="defaults to the last 5 characters of the serial")
+    verify_tls: bool = _f(False, hint="the PVS uses a self-signed certificate")
+    request_timeout_s: float = _f(150.0, check=_range(1, 900),
+                                  hint="one HTTP request; DeviceList can take 120 s")
+    poll_budget_s: float = _f(240.0, check=_range(5, 3600),
+                              hint="a whole poll including retries; keep under the cron interval")
+
+
+@dataclass(frozen=True)
+class CsvConfig:
+    """Local CSV exports under <data_dir>/csv/."""
+
+    enabled: bool = _f(True, hint="true or false")
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """Raw answers under <data_dir>/raw/; kept forever unless a retention is set."""
+
+    retention_days: int | None = _f(None, check=_range(1, 100000),
+                                    hint="delete raw files older than this; empty keeps all")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where run logs go. Cron mails stderr; systemd sends it to the journal."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", hint="INFO is right")
+    file: str | None = _f(None, hint="a log file path; stderr when omitted")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole config file."""
+
+    site: SiteConfig = _f(hint="required section")
+    pvs: PvsConfig = _f(hint="required section")
+    data_dir: str = _f(hint="where raw files, the database and CSV go, "
+                            "e.g. /var/lib/solar-monitor")
+    csv: CsvConfig = _f(CsvConfig)
+    archive: ArchiveConfig = _f(ArchiveConfig)
+    logging: LoggingConfig = _f(LoggingConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.site.timezone)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this config, for redaction in logs."""
+        found: list[str] = []
+        _collect_secrets(self, found)
+        return [s for s in found if s]
+
+
+def _collect_secrets(obj: Any, out: list[str]) -> None:
+    if not is_dataclass(obj):
+        return
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("secret") and isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                _collect_secrets(item, out)
+        else:
+            _collect_secrets(value, out)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Problems(list[str]):
+    def add(self, path: str, message: str, hint: str = "") -> None:
+        self.append(f"At '{path}': {message}" + (f" ({hint})" if hint else ""))
+
+
+def resolve_path(cli_path: str | None) -> Path:
+    """The config file to use: --config, then $SOLAR_MONITOR_CONFIG, then the defaults."""
+    if cli_path:
+        return Path(cli_path)
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.exists():
+            return candidate
+    raise ConfigError(
+        ["no config file found; pass --config PATH or set SOLAR_MONITOR_CONFIG "
+         "(start from config.example.yaml)"], source="config")
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate `path`. Raises ConfigError listing every problem."""
+    import yaml  # only commands that read a config pay for the import
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"], source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read {path}: {exc.__class__.__name__}"],
+                          source=str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([f"YAML syntax error{where}: {problem}"], source=str(path)) from None
+    return config_from_dict(raw, env=os.environ if env is None else env, source=str(path))
+
+
+def config_from_dict(raw: Any, *, env: Mapping[str, str], source: str = "config") -> Config:
+    """Validate an already-parsed YAML document into a Config."""
+    problems = _Problems()
+    if not isinstance(raw, dict):
+        raise ConfigError(["the file must be a YAML mapping (key: value lines); "
+                           "start from config.example.yaml"], source=source)
+    value = _build(Config, raw, "", problems, env)
+    if problems:
+        raise ConfigError(list(problems), source=source)
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str, problems: _Problems,
+           env: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            close = [k for k in known if _similar(str(key), k)]
+            suggestion = f"did you mean '{close[0]}'?" if close else \
+                f"allowed keys: {', '.join(known)}"
+            problems.add(_join(prefix, str(key)), "unknown key", suggestion)
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        path = _join(prefix, name)
+        hint = f.metadata.get("hint", "")
+        if name not in raw or raw[name] is None and _optional(hints[name]) is None:
+            if f.default is MISSING and f.default_factory is MISSING:
+                problems.add(path, "required", hint)
+            continue
+        value = _coerce(hints[name], raw[name], path, problems, env, f.metadata)
+        if value is _INVALID:
+            continue
+        check = f.metadata.get("check")
+        if check and value is not None and (msg := check(value)):
+            shown = "value hidden" if f.metadata.get("secret") else repr(value)
+            problems.add(path, f"{shown} {msg}", hint)
+            continue
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError:  # a required field was reported above
+        return None
+
+
+_INVALID = object()
+
+
+def _optional(tp: Any) -> Any:
+    """The inner type of `X | None`, or None when `tp` is not optional."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) < len(typing.get_args(tp)):
+            return args[0]
+    return None
+
+
+def _coerce(tp: Any, value: Any, path: str, problems: _Problems,
+            env: Mapping[str, str], meta: Mapping[str, Any]) -> Any:
+    hint = meta.get("hint", "")
+    inner = _optional(tp)
+    if inner is not None:
+        return None if value is None else _coerce(inner, value, path, problems, env, meta)
+    if isinstance(value, str):
+        value = _expand_env(value, path, problems, env)
+        if value is _INVALID:
+            return _INVALID
+    origin = typing.get_origin(tp)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.add(path, "must be a section (indented key: value lines)", hint)
+            return _INVALID
+        built = _build(tp, value, path, problems, env)
+        return _INVALID if built is None else built
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            problems.add(path, f"{_show(value, meta)} is not one of "
+                               f"{', '.join(map(str, choices))}", hint)
+            return _INVALID
+        return value
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str | dict) or not isinstance(value, list):
+            value = [value]
+        items = [_coerce(item_tp, v, f"{path}[{i}]", problems, env, meta)
+                 for i, v in enumerate(value)]
+        return _INVALID if any(i is _INVALID for i in items) else items
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        problems.add(path, f"{_show(value, meta)} must be true or false", hint)
+        return _INVALID
+    if tp in (int, float):
+        if isinstance(value, bool):
+            problems.add(path, "must be a number, not true/false", hint)
+            return _INVALID
+        try:
+            number = tp(value)
+        except (TypeError, ValueError):
+            problems.add(path, f"{_show(value, meta)} must be a number", hint)
+            return _INVALID
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            problems.add(path, f"{_show(value, meta)} must be a whole number", hint)
+            return _INVALID
+        return number
+    if tp is str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            problems.add(path, "must be text", hint)
+            return _INVALID
+        return value
+    raise TypeError(f"unsupported schema type {tp!r} at {path}")  # a bug in the schema
+
+
+def _expand_env(value: str, path: str, problems: _Problems, env: Mapping[str, str]) -> Any:
+    missing = [name for name in _ENV_REF.findall(value) if name not in env]
+    if missing:
+        problems.add(path, f"environment variable {missing[0]} is not set",
+                     "export it, or put the value in the file")
+        return _INVALID
+    return _ENV_REF.sub(lambda m: env[m.group(1)], value)
+
+
+def _show(value: Any, meta: Mapping[str, Any]) -> str:
+    return "value hidden" if meta.get("secret") else repr(value)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _similar(a: str, b: str) -> bool:
+    """Cheap typo detector: same letters give or take one edit."""
+    import difflib
+
+    return difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio() >= 0.75
+
+
+def permission_warning(path: Path) -> str | None:
+    """A warning when the config (which may hold secrets) is readable by other users."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        return (f"{path} is readable by other users and may hold passwords; "
+                f"run: chmod 600 {path}")
+    return None

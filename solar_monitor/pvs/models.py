@@ -1,0 +1,206 @@
+"""Typed snapshot of one PVS reading: the data type every pipeline stage shares.
+
+Units are in the field names (`_kw`, `_kwh`, `_v`, `_a`, `_hz`, `_c`, `_s`, `_kib`, `_pct`).
+Times are aware UTC datetimes. A metric the PVS did not send is None, never 0.
+Fields the parser does not map are kept in `extra`, so new firmware loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Api = Literal["legacy", "varserver"]
+MeterKind = Literal["production", "consumption", "unknown"]
+
+# An inverter counts as producing at or above this AC power. Night-time draw and
+# rounding noise sit well below it; a shaded panel at dawn sits just above it.
+PRODUCING_MIN_KW = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class Supervisor:
+    """The PVS itself: identity and health counters."""
+
+    serial: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    build: int | None = None
+    hardware: str | None = None
+    state: str | None = None
+    data_time: datetime | None = None
+    uptime_s: float | None = None
+    cpu_load: float | None = None
+    mem_used_kib: float | None = None
+    flash_avail_kib: float | None = None
+    flash_used_pct: float | None = None
+    untransmitted: float | None = None
+    err_count: float | None = None
+    comm_err: float | None = None
+    skipped_scans: float | None = None
+    scan_time_s: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """A PVS power meter (production `...p` or consumption `...c`)."""
+
+    serial: str
+    kind: MeterKind
+    subtype: str | None = None
+    model: str | None = None
+    state: str | None = None
+    data_time: datetime | None = None
+    power_kw: float | None = None
+    reactive_kvar: float | None = None
+    apparent_kva: float | None = None
+    power_factor: float | None = None
+    freq_hz: float | None = None
+    lifetime_net_kwh: float | None = None
+    lifetime_pos_kwh: float | None = None
+    lifetime_neg_kwh: float | None = None
+    ct_scale_a: float | None = None
+    current_a: float | None = None
+    voltage_v: float | None = None
+    leg1_v: float | None = None
+    leg2_v: float | None = None
+    leg1_a: float | None = None
+    leg2_a: float | None = None
+    leg1_kw: float | None = None
+    leg2_kw: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def measures_net_grid(self) -> bool:
+        """True for a load-side consumption meter, whose power is net grid flow (+ import)."""
+        return self.kind == "consumption" and (self.subtype or "").startswith("NET")
+
+
+@dataclass(frozen=True, slots=True)
+class Inverter:
+    """One microinverter (one per panel)."""
+
+    serial: str
+    state: str | None = None
+    state_derived: bool = False
+    model: str | None = None
+    panel: str | None = None
+    firmware: str | None = None
+    data_time: datetime | None = None
+    power_kw: float | None = None
+    lifetime_kwh: float | None = None
+    ac_voltage_v: float | None = None
+    ac_current_a: float | None = None
+    freq_hz: float | None = None
+    heatsink_c: float | None = None
+    dc_voltage_v: float | None = None
+    dc_current_a: float | None = None
+    dc_power_kw: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def producing(self) -> bool:
+        """True when the inverter is delivering real AC power right now."""
+        return (
+            self.state != "error"
+            and self.power_kw is not None
+            and self.power_kw >= PRODUCING_MIN_KW
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """Any other device (battery, gateway, disconnect, ...), kept exactly as reported."""
+
+    device_type: str
+    serial: str | None
+    state: str | None
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Site-level figures derived from the meters, or from the inverters without one."""
+
+    production_kw: float | None
+    consumption_kw: float | None
+    net_grid_kw: float | None
+    lifetime_production_kwh: float | None
+    inverters_total: int
+    inverters_producing: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One parsed PVS answer.
+
+    `polled_at` is when the collector asked (from the archive name when known, else the
+    PVS clock); `pvs_time` is the PVS's own CURTIME, kept as a sanity check on our clock.
+    """
+
+    polled_at: datetime | None
+    api: Api
+    source: str
+    firmware: str | None = None
+    build: int | None = None
+    pvs_time: datetime | None = None
+    supervisor: Supervisor | None = None
+    meters: tuple[Meter, ...] = ()
+    inverters: tuple[Inverter, ...] = ()
+    other: tuple[Device, ...] = ()
+    livedata: Mapping[str, Any] = field(default_factory=dict)
+
+    def meter(self, kind: MeterKind) -> Meter | None:
+        """The first meter of that kind, or None."""
+        return next((m for m in self.meters if m.kind == kind), None)
+
+
+def _net_grid_meter(meter: Meter) -> bool:
+    """Whether a consumption meter's power is net grid flow rather than gross house load.
+
+    Old firmware sends no subtype; the usual metering kit is load side (net), and a
+    negative reading (export) could only come from a net meter, so net is assumed.
+    """
+    subtype = (meter.subtype or "").upper()
+    return not subtype.startswith("GROSS")
+
+
+def totals(snapshot: Snapshot) -> Totals:
+    """Site figures: production from the production meter (else varserver livedata, else
+    the sum of inverters), consumption and net grid (+ import) from the consumption meter
+    or livedata. A figure the site cannot measure is None, never a guess."""
+    inverter_kw = [i.power_kw for i in snapshot.inverters if i.power_kw is not None]
+    prod = snapshot.meter("production")
+    live = snapshot.livedata
+    production = prod.power_kw if prod and prod.power_kw is not None else None
+    if production is None and isinstance(live.get("pv_p"), float):
+        production = live["pv_p"]
+    if production is None and inverter_kw:
+        production = round(sum(inverter_kw), 4)
+
+    consumption = net = None
+    cons = snapshot.meter("consumption")
+    if isinstance(live.get("site_load_p"), float) and isinstance(live.get("net_p"), float):
+        consumption, net = live["site_load_p"], live["net_p"]
+    elif cons is not None and cons.power_kw is not None:
+        if _net_grid_meter(cons):
+            net = cons.power_kw
+            consumption = None if production is None else round(production + net, 4)
+        else:
+            consumption = cons.power_kw
+            net = None if production is None else round(consumption - production, 4)
+
+    lifetime = prod.lifetime_net_kwh if prod else None
+    if lifetime is None and isinstance(live.get("pv_en"), float):
+        lifetime = live["pv_en"]
+    if lifetime is None:
+        counters = [i.lifetime_kwh for i in snapshot.inverters if i.lifetime_kwh is not None]
+        lifetime = round(sum(counters), 4) if counters else None
+    return Totals(
+        production_kw=production, consumption_kw=consumption, net_grid_kw=net,
+        lifetime_production_kwh=lifetime, inverters_total=len(snapshot.inverters),
+        inverters_producing=sum(1 for i in snapshot.inverters if i.producing),
+    )

@@ -1,0 +1,440 @@
+"""Pure parser: the bytes of any PVS answer -> a typed Snapshot. No I/O, no clock.
+
+Accepted shapes (detected from the content, never from a file name):
+- legacy `Command=DeviceList`: `{"devices": [...], "result": "succeed"}`;
+- solar-monitor's varserver envelope: `{"api": "varserver", "responses": [...]}`;
+- a bare varserver `/vars` answer, array (`{"values": [...]}`) or object (`{name: value}`)
+  format, including the pre-release `/sys/devices/<id>/meter/data` layout;
+- `/cgi-bin/dl_cgi/supervisor/info` and the `/auth?login` answer (no devices).
+Gzip is detected by its magic bytes. Every failure is a ParseError with a one-line reason.
+
+varserver has no inverter STATE. It is derived: "working" when the inverter reported at
+least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the reading's time, "error" otherwise
+(matching what legacy firmware reports at night or when an inverter stops talking).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from solar_monitor.pvs.errors import ParseError
+from solar_monitor.pvs.models import (
+    PRODUCING_MIN_KW,
+    Device,
+    Inverter,
+    Meter,
+    MeterKind,
+    Snapshot,
+    Supervisor,
+)
+
+VARSERVER_FRESH_S = 20 * 60
+
+# --- field maps: PVS name -> model attribute (numbers become floats) ---------------------
+
+SUPERVISOR_METRICS = {
+    "dl_uptime": "uptime_s", "dl_cpu_load": "cpu_load", "dl_mem_used": "mem_used_kib",
+    "dl_flash_avail": "flash_avail_kib", "dl_untransmitted": "untransmitted",
+    "dl_err_count": "err_count", "dl_comm_err": "comm_err",
+    "dl_skipped_scans": "skipped_scans", "dl_scan_time": "scan_time_s",
+}
+METER_METRICS = {
+    "p_3phsum_kw": "power_kw", "q_3phsum_kvar": "reactive_kvar",
+    "s_3phsum_kva": "apparent_kva", "tot_pf_rto": "power_factor", "freq_hz": "freq_hz",
+    "net_ltea_3phsum_kwh": "lifetime_net_kwh", "pos_ltea_3phsum_kwh": "lifetime_pos_kwh",
+    "neg_ltea_3phsum_kwh": "lifetime_neg_kwh", "ct_scl_fctr": "ct_scale_a",
+    "i_a": "current_a", "v12_v": "voltage_v", "v1n_v": "leg1_v", "v2n_v": "leg2_v",
+    "i1_a": "leg1_a", "i2_a": "leg2_a", "p1_kw": "leg1_kw", "p2_kw": "leg2_kw",
+}
+INVERTER_METRICS = {
+    "p_3phsum_kw": "power_kw", "ltea_3phsum_kwh": "lifetime_kwh",
+    "vln_3phavg_v": "ac_voltage_v", "i_3phsum_a": "ac_current_a", "freq_hz": "freq_hz",
+    "t_htsnk_degc": "heatsink_c", "v_mppt1_v": "dc_voltage_v", "i_mppt1_a": "dc_current_a",
+    "p_mppt1_kw": "dc_power_kw", "p_mpptsum_kw": "dc_power_kw",
+}
+# Properties consumed into named fields (everything else lands in `extra`).
+SUPERVISOR_PROPS = {"SERIAL": "serial", "MODEL": "model", "SWVER": "firmware",
+                    "HWVER": "hardware", "STATE": "state"}
+METER_PROPS = {"SERIAL": "serial", "MODEL": "model", "STATE": "state"}
+INVERTER_PROPS = {"SERIAL": "serial", "MODEL": "model", "STATE": "state",
+                  "PANEL": "panel", "SWVER": "firmware"}
+DROPPED = {"DEVICE_TYPE", "DATATIME", "CURTIME", "subtype", "production_subtype_enum",
+           "consumption_subtype_enum"}
+
+VAR_METER_METRICS = {
+    "p3phsumKw": "power_kw", "q3phsumKvar": "reactive_kvar", "s3phsumKva": "apparent_kva",
+    "totPfRto": "power_factor", "freqHz": "freq_hz", "netLtea3phsumKwh": "lifetime_net_kwh",
+    "posLtea3phsumKwh": "lifetime_pos_kwh", "negLtea3phsumKwh": "lifetime_neg_kwh",
+    "ctSclFctr": "ct_scale_a", "iA": "current_a", "v12V": "voltage_v", "v1nV": "leg1_v",
+    "v2nV": "leg2_v", "i1A": "leg1_a", "i2A": "leg2_a", "p1Kw": "leg1_kw", "p2Kw": "leg2_kw",
+}
+VAR_INVERTER_METRICS = {
+    "p3phsumKw": "power_kw", "ltea3phsumKwh": "lifetime_kwh", "vln3phavgV": "ac_voltage_v",
+    "i3phsumA": "ac_current_a", "freqHz": "freq_hz", "tHtsnkDegc": "heatsink_c",
+    "vMppt1V": "dc_voltage_v", "iMppt1A": "dc_current_a", "pMppt1Kw": "dc_power_kw",
+}
+VAR_SUPERVISOR = {"serialnum": "serial", "model": "model", "sw_rev": "firmware",
+                  "hwrev": "hardware"}
+VAR_SUPERVISOR_METRICS = {"uptime": "uptime_s", "cpu_usage": "cpu_load",
+                          "flash_usage": "flash_used_pct"}
+
+_DEVICE_VAR = re.compile(r"^/sys/devices/([^/]+)/(\d+)/([^/]+)$")
+_OLD_DEVICE_VAR = re.compile(r"^/sys/devices/(\d+)/([^/]+)/data$")
+_BUILD = re.compile(r"build\s*(\d+)", re.IGNORECASE)
+_SW_REV_BUILD = re.compile(r"\.(\d{4,6})$")
+
+
+# --- entry point -------------------------------------------------------------------------
+
+def parse(data: bytes, *, polled_at: datetime | None = None) -> Snapshot:
+    """Parse one PVS answer. `polled_at` (aware) is the collector's time, when known.
+
+    Raises ParseError when the bytes are not a usable PVS answer.
+    """
+    doc = load_json(data)
+    if not isinstance(doc, dict):
+        raise ParseError(f"expected a JSON object, got a JSON {type(doc).__name__}")
+    if "devices" in doc:
+        return _parse_devicelist(doc, polled_at)
+    if doc.get("api") == "varserver" and isinstance(doc.get("responses"), list):
+        return _parse_envelope(doc, polled_at)
+    if isinstance(doc.get("supervisor"), dict):
+        _check_result(doc)
+        sup = _legacy_supervisor(doc["supervisor"])
+        return Snapshot(polled_at=polled_at, api="legacy", source="supervisor_info",
+                        firmware=sup.firmware, build=sup.build, supervisor=sup)
+    if set(doc) == {"session"}:
+        return Snapshot(polled_at=polled_at, api="varserver", source="login")
+    variables = _vars_from_answer(doc)
+    if variables is not None:
+        return _parse_vars(variables, polled_at, source="vars")
+    keys = ", ".join(sorted(map(str, doc))[:5]) or "none"
+    raise ParseError(f"not a PVS answer this version understands (top-level keys: {keys})")
+
+
+def load_json(data: bytes) -> Any:
+    """Bytes (optionally gzip) -> JSON value, with a one-line ParseError on failure."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ParseError(f"corrupt gzip data ({exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not UTF-8 text (bad byte at offset {exc.start})") from None
+    stripped = text.strip()
+    if not stripped:
+        raise ParseError("empty answer")
+    if stripped.startswith("<"):
+        title = re.search(r"<(?:title|h1)>([^<]{0,80})", stripped, re.IGNORECASE)
+        what = f": {title.group(1).strip()}" if title else ""
+        raise ParseError(f"an HTML page, not JSON{what}")
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(stripped) - 1:
+            raise ParseError(f"truncated JSON ({len(stripped)} bytes)") from None
+        raise ParseError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg}") from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply") from None
+
+
+# --- legacy DeviceList -------------------------------------------------------------------
+
+def _check_result(doc: Mapping[str, Any]) -> None:
+    result = doc.get("result")
+    if result is not None and str(result).lower() != "succeed":
+        raise ParseError(f"the PVS answered result={str(result)[:40]!r}, not 'succeed'")
+
+
+def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapshot:
+    _check_result(doc)
+    devices = doc["devices"]
+    if not isinstance(devices, list):
+        raise ParseError("'devices' is not a list")
+    supervisor: Supervisor | None = None
+    meters: list[Meter] = []
+    inverters: list[Inverter] = []
+    other: list[Device] = []
+    curtimes: list[datetime] = []
+    for raw in devices:
+        if not isinstance(raw, dict):
+            other.append(Device("unknown", None, None, {"value": raw}))
+            continue
+        if (t := pvs_time(raw.get("CURTIME"))) is not None:
+            curtimes.append(t)
+        kind = str(raw.get("DEVICE_TYPE", "")).strip().lower()
+        if kind == "pvs" and supervisor is None:
+            supervisor = _legacy_supervisor(raw)
+        elif kind == "power meter" and raw.get("SERIAL"):
+            meters.append(_legacy_meter(raw))
+        elif kind == "inverter" and raw.get("SERIAL"):
+            inverters.append(_legacy_inverter(raw))
+        else:
+            other.append(Device(str(raw.get("DEVICE_TYPE") or "unknown"),
+                                _text(raw.get("SERIAL")), _text(raw.get("STATE")), raw))
+    sup_time = pvs_time(_supervisor_curtime(devices)) if supervisor else None
+    pvs_now = sup_time or (max(curtimes) if curtimes else None)
+    return Snapshot(
+        polled_at=polled_at or pvs_now, api="legacy", source="devicelist",
+        firmware=supervisor.firmware if supervisor else None,
+        build=supervisor.build if supervisor else None, pvs_time=pvs_now,
+        supervisor=supervisor, meters=tuple(meters), inverters=tuple(inverters),
+        other=tuple(other),
+    )
+
+
+def _supervisor_curtime(devices: list[Any]) -> Any:
+    """The supervisor's own CURTIME (the PVS clock), if it sent one."""
+    for raw in devices:
+        if isinstance(raw, dict) and str(raw.get("DEVICE_TYPE", "")).lower() == "pvs":
+            return raw.get("CURTIME")
+    return None
+
+
+def _split(raw: Mapping[str, Any], props: Mapping[str, str],
+           metrics: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Named model fields, and everything else (unknown or unparseable) for `extra`."""
+    named: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in props:
+            named[props[key]] = _text(value)
+        elif key in metrics:
+            number = to_float(value)
+            if number is None and value not in ("", None):
+                extra[key] = value  # kept, not dropped, when it is not a number
+            if metrics[key] not in named or named[metrics[key]] is None:
+                named[metrics[key]] = number
+        elif key not in DROPPED:
+            extra[key] = value
+    return named, extra
+
+
+def _legacy_supervisor(raw: Mapping[str, Any]) -> Supervisor:
+    named, extra = _split(raw, SUPERVISOR_PROPS, SUPERVISOR_METRICS)
+    build = raw.get("BUILD")
+    extra.pop("BUILD", None)
+    return Supervisor(
+        build=_int(build) if _int(build) is not None else firmware_build(named.get("firmware")),
+        data_time=pvs_time(raw.get("DATATIME")), extra=extra, **named)
+
+
+def _legacy_meter(raw: Mapping[str, Any]) -> Meter:
+    named, extra = _split(raw, METER_PROPS, METER_METRICS)
+    subtype = _text(raw.get("subtype") or raw.get("production_subtype_enum")
+                    or raw.get("consumption_subtype_enum"))
+    return Meter(kind=meter_kind(str(raw.get("TYPE", "")), named["serial"], subtype),
+                 subtype=subtype, data_time=pvs_time(raw.get("DATATIME")), extra=extra,
+                 **named)
+
+
+def _legacy_inverter(raw: Mapping[str, Any]) -> Inverter:
+    named, extra = _split(raw, INVERTER_PROPS, INVERTER_METRICS)
+    if named.get("state"):
+        named["state"] = named["state"].lower()
+    return Inverter(data_time=pvs_time(raw.get("DATATIME")), extra=extra, **named)
+
+
+# --- varserver ---------------------------------------------------------------------------
+
+def _parse_envelope(doc: dict[str, Any], polled_at: datetime | None) -> Snapshot:
+    variables: dict[str, Any] = {}
+    for response in doc["responses"]:
+        if not isinstance(response, dict) or response.get("status") != 200:
+            continue
+        body = response.get("body")
+        answer = load_json(body.encode("utf-8")) if isinstance(body, str) else body
+        found = _vars_from_answer(answer) if isinstance(answer, dict) else None
+        if found is None:
+            raise ParseError(f"varserver answer for {response.get('path')!r} is not /vars data")
+        variables.update(found)
+    if not variables:
+        raise ParseError("the varserver envelope holds no successful answer")
+    when = polled_at or _aware(doc.get("requested_at"))
+    return _parse_vars(variables, when, source="varserver")
+
+
+def _vars_from_answer(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """{name: value} from either /vars format, or None when `doc` is not a /vars answer."""
+    if isinstance(doc.get("values"), list):
+        out = {}
+        for item in doc["values"]:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                out[item["name"]] = item.get("value")
+        return out
+    if doc and all(isinstance(k, str) and k.startswith("/") for k in doc):
+        return dict(doc)
+    return None
+
+
+def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
+                source: str) -> Snapshot:
+    groups: dict[tuple[str, int], dict[str, Any]] = {}
+    info: dict[str, Any] = {}
+    livedata: dict[str, Any] = {}
+    loose: dict[str, Any] = {}
+    for name, value in variables.items():
+        if m := _DEVICE_VAR.match(name):
+            groups.setdefault((m.group(1), int(m.group(2))), {})[m.group(3)] = value
+        elif (m := _OLD_DEVICE_VAR.match(name)) and isinstance(value, dict):
+            groups[(m.group(2), int(m.group(1)))] = dict(value)
+        elif name.startswith("/sys/info/"):
+            info[name.removeprefix("/sys/info/")] = value
+        elif name.startswith("/sys/livedata/"):
+            key = name.removeprefix("/sys/livedata/")
+            livedata[key] = v if (v := to_float(value)) is not None else value
+        else:
+            loose[name] = value
+    times = [t for fields in groups.values() if (t := _aware(fields.get("msmtEps")))]
+    live_time = _epoch(livedata.get("time"))
+    reference = polled_at or live_time or (max(times) if times else None)
+    supervisor = _var_supervisor(info, loose) if info or loose else None
+    meters: list[Meter] = []
+    inverters: list[Inverter] = []
+    other: list[Device] = []
+    for (kind, _index), fields in sorted(groups.items()):
+        serial = _text(fields.get("sn"))
+        if kind == "inverter" and serial:
+            inverters.append(_var_inverter(fields, reference))
+        elif kind == "meter" and serial:
+            meters.append(_var_meter(fields))
+        else:
+            other.append(Device(kind, serial, None, fields))
+    return Snapshot(
+        polled_at=reference, api="varserver", source=source,
+        firmware=supervisor.firmware if supervisor else None,
+        build=supervisor.build if supervisor else None,
+        pvs_time=live_time, supervisor=supervisor, meters=tuple(meters),
+        inverters=tuple(inverters), other=tuple(other), livedata=livedata,
+    )
+
+
+def _var_split(fields: Mapping[str, Any], metrics: Mapping[str, str]
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    named: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in metrics:
+            named[metrics[key]] = to_float(value)
+            if named[metrics[key]] is None and value not in ("", None):
+                extra[key] = value
+        elif key not in ("sn", "prodMdlNm", "msmtEps"):
+            extra[key] = value
+    return named, extra
+
+
+def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inverter:
+    named, extra = _var_split(fields, VAR_INVERTER_METRICS)
+    measured = _aware(fields.get("msmtEps"))
+    fresh = (measured is not None and reference is not None
+             and reference - measured <= timedelta(seconds=VARSERVER_FRESH_S))
+    power = named.get("power_kw")
+    working = fresh and power is not None and power >= PRODUCING_MIN_KW
+    return Inverter(serial=str(fields["sn"]), model=_text(fields.get("prodMdlNm")),
+                    state="working" if working else "error", state_derived=True,
+                    data_time=measured, extra=extra, **named)
+
+
+def _var_meter(fields: Mapping[str, Any]) -> Meter:
+    named, extra = _var_split(fields, VAR_METER_METRICS)
+    serial = str(fields["sn"])
+    return Meter(serial=serial, kind=meter_kind("", serial, None), subtype=None,
+                 model=_text(fields.get("prodMdlNm")), data_time=_aware(fields.get("msmtEps")),
+                 extra=extra, **named)
+
+
+def _var_supervisor(info: Mapping[str, Any], loose: Mapping[str, Any]) -> Supervisor:
+    named: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in info.items():
+        if key in VAR_SUPERVISOR:
+            named[VAR_SUPERVISOR[key]] = _text(value)
+        elif key in VAR_SUPERVISOR_METRICS:
+            named[VAR_SUPERVISOR_METRICS[key]] = to_float(value)
+        else:
+            extra[key] = value
+    extra.update(loose)
+    return Supervisor(build=firmware_build(named.get("firmware")), extra=extra, **named)
+
+
+# --- small conversions -------------------------------------------------------------------
+
+def meter_kind(type_: str, serial: str | None, subtype: str | None) -> MeterKind:
+    """production / consumption from TYPE (`PVS5-METER-P`), subtype, or the serial's suffix."""
+    upper = type_.upper()
+    if upper.endswith("-P") or (subtype or "").upper().endswith("PRODUCTION_SITE"):
+        return "production"
+    if upper.endswith("-C") or "CONSUMPTION" in (subtype or "").upper():
+        return "consumption"
+    suffix = (serial or "")[-1:].lower()
+    return {"p": "production", "c": "consumption"}.get(suffix, "unknown")  # type: ignore[return-value]
+
+
+def firmware_build(version: str | None) -> int | None:
+    """61839 from '2025.06, Build 61839' (dl_cgi) or '2025.06.24.61840' (varserver)."""
+    if not version:
+        return None
+    m = _BUILD.search(version) or _SW_REV_BUILD.search(version.strip())
+    return int(m.group(1)) if m else None
+
+
+def pvs_time(value: Any) -> datetime | None:
+    """'YYYY,MM,DD,HH,MM,SS' (UTC) -> aware datetime, or None when absent or malformed."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parts = [int(p) for p in value.split(",")]
+        return datetime(*parts[:6], tzinfo=UTC) if len(parts) == 6 else None
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def to_float(value: Any) -> float | None:
+    """A PVS number (string or number) -> float; None for empty, text, NaN or infinity."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    number = to_float(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _aware(value: Any) -> datetime | None:
+    """ISO-8601 text -> aware UTC datetime (naive is taken as UTC), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _epoch(value: Any) -> datetime | None:
+    number = to_float(value)
+    if number is None or not 0 < number < 32503680000:
+        return None
+    return datetime.fromtimestamp(number, UTC)

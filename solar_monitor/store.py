@@ -1,0 +1,293 @@
+"""The SQLite store: the system of record for history and state.
+
+WAL mode, numbered migrations, and one transaction per poll, so a run killed at any instant
+leaves the database as it was before that poll or after it. Times are stored as
+'YYYY-MM-DDTHH:MM:SSZ' text (UTC), which sorts and reads well.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from solar_monitor.pvs.models import Snapshot, totals
+
+# Unmapped lowercase metrics worth keeping per reading; identity properties (UPPERCASE)
+# and these constant tags go to the devices table instead, to keep the database small.
+_STATIC_EXTRAS = frozenset({"origin", "interface", "hw_version", "module_serial", "slave",
+                            "parent", "panid", "stat_ind", "vldFldMsk", "msmtEps"})
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the collection cycle
+    """
+    CREATE TABLE polls (
+        id INTEGER PRIMARY KEY,
+        polled_at TEXT NOT NULL UNIQUE,
+        ok INTEGER NOT NULL,
+        error TEXT,
+        http_status INTEGER,
+        api TEXT,
+        firmware TEXT,
+        build INTEGER,
+        pvs_time TEXT,
+        archive_file TEXT,
+        production_kw REAL,
+        consumption_kw REAL,
+        net_grid_kw REAL,
+        lifetime_production_kwh REAL,
+        inverters_total INTEGER,
+        inverters_producing INTEGER,
+        cloud_cover_pct REAL,
+        sun_elevation_deg REAL
+    );
+    CREATE TABLE supervisor_readings (
+        poll_id INTEGER PRIMARY KEY REFERENCES polls(id) ON DELETE CASCADE,
+        serial TEXT, state TEXT, data_time TEXT,
+        uptime_s REAL, cpu_load REAL, mem_used_kib REAL, flash_avail_kib REAL,
+        flash_used_pct REAL, untransmitted REAL, err_count REAL, comm_err REAL,
+        skipped_scans REAL, scan_time_s REAL
+    );
+    CREATE TABLE meter_readings (
+        poll_id INTEGER NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+        serial TEXT NOT NULL, kind TEXT, subtype TEXT, state TEXT, data_time TEXT,
+        power_kw REAL, reactive_kvar REAL, apparent_kva REAL, power_factor REAL,
+        freq_hz REAL, lifetime_net_kwh REAL, lifetime_pos_kwh REAL, lifetime_neg_kwh REAL,
+        current_a REAL, voltage_v REAL, leg1_v REAL, leg2_v REAL, leg1_a REAL, leg2_a REAL,
+        leg1_kw REAL, leg2_kw REAL, extra_json TEXT,
+        PRIMARY KEY (poll_id, serial)
+    ) WITHOUT ROWID;
+    CREATE TABLE inverter_readings (
+        poll_id INTEGER NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+        serial TEXT NOT NULL, state TEXT, data_time TEXT,
+        power_kw REAL, lifetime_kwh REAL, ac_voltage_v REAL, ac_current_a REAL,
+        freq_hz REAL, heatsink_c REAL, dc_voltage_v REAL, dc_current_a REAL,
+        dc_power_kw REAL, extra_json TEXT,
+        PRIMARY KEY (poll_id, serial)
+    ) WITHOUT ROWID;
+    CREATE INDEX inverter_readings_serial ON inverter_readings(serial, poll_id);
+    CREATE TABLE other_readings (
+        poll_id INTEGER NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+        device_type TEXT NOT NULL, serial TEXT, state TEXT, fields_json TEXT
+    );
+    CREATE TABLE devices (
+        serial TEXT PRIMARY KEY,
+        device_type TEXT NOT NULL,
+        model TEXT,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        last_state TEXT,
+        info_json TEXT
+    );
+    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT);
+    """,
+)
+
+_METER_COLS = ("kind", "subtype", "state", "data_time", "power_kw", "reactive_kvar",
+               "apparent_kva", "power_factor", "freq_hz", "lifetime_net_kwh",
+               "lifetime_pos_kwh", "lifetime_neg_kwh", "current_a", "voltage_v", "leg1_v",
+               "leg2_v", "leg1_a", "leg2_a", "leg1_kw", "leg2_kw")
+_INVERTER_COLS = ("state", "data_time", "power_kw", "lifetime_kwh", "ac_voltage_v",
+                  "ac_current_a", "freq_hz", "heatsink_c", "dc_voltage_v", "dc_current_a",
+                  "dc_power_kw")
+_SUPERVISOR_COLS = ("serial", "state", "data_time", "uptime_s", "cpu_load", "mem_used_kib",
+                    "flash_avail_kib", "flash_used_pct", "untransmitted", "err_count",
+                    "comm_err", "skipped_scans", "scan_time_s")
+
+
+def iso(at: datetime | None) -> str | None:
+    """Aware datetime -> 'YYYY-MM-DDTHH:MM:SSZ' (UTC), the store's time format."""
+    return None if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_iso(text: str | None) -> datetime | None:
+    """The store's time text -> aware UTC datetime."""
+    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPoll:
+    """A poll as recorded: enough to know whether an archive file was ingested."""
+
+    id: int
+    polled_at: datetime
+    ok: bool
+
+
+class Store:
+    """The database at `path`. Use as a context manager; `transaction()` per poll."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- writing -----------------------------------------------------------------------
+
+    def has_poll(self, polled_at: datetime) -> bool:
+        row = self.db.execute("SELECT 1 FROM polls WHERE polled_at=?", (iso(polled_at),))
+        return row.fetchone() is not None
+
+    def record_failure(self, polled_at: datetime, error: str, http_status: int | None,
+                       archive_file: str | None) -> int | None:
+        """Record a failed poll; returns its id, or None if that poll was already stored."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO polls (polled_at, ok, error, http_status, archive_file) "
+            "VALUES (?, 0, ?, ?, ?)", (iso(polled_at), error, http_status, archive_file))
+        return cur.lastrowid if cur.rowcount else None
+
+    def record_snapshot(self, polled_at: datetime, snap: Snapshot,
+                        archive_file: str | None) -> int | None:
+        """Insert a poll and all its readings; None if that poll was already stored.
+
+        Call inside `transaction()`.
+        """
+        t = totals(snap)
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO polls (polled_at, ok, api, firmware, build, pvs_time, "
+            "archive_file, production_kw, consumption_kw, net_grid_kw, "
+            "lifetime_production_kwh, inverters_total, inverters_producing) "
+            "VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (iso(polled_at), snap.api, snap.firmware, snap.build, iso(snap.pvs_time),
+             archive_file, t.production_kw, t.consumption_kw, t.net_grid_kw,
+             t.lifetime_production_kwh, t.inverters_total, t.inverters_producing))
+        if not cur.rowcount:
+            return None
+        poll_id = cur.lastrowid
+        assert poll_id is not None
+        when = iso(polled_at)
+        if (sup := snap.supervisor) is not None:
+            values = [_cell(getattr(sup, c)) for c in _SUPERVISOR_COLS]
+            self.db.execute(
+                f"INSERT INTO supervisor_readings (poll_id, {', '.join(_SUPERVISOR_COLS)}) "
+                f"VALUES (?{', ?' * len(_SUPERVISOR_COLS)})", (poll_id, *values))
+            if sup.serial:
+                self._seen(sup.serial, "PVS", sup.model, sup.state, when, sup.extra)
+        self.db.executemany(
+            f"INSERT OR REPLACE INTO meter_readings (poll_id, serial, "
+            f"{', '.join(_METER_COLS)}, extra_json) "
+            f"VALUES (?, ?{', ?' * len(_METER_COLS)}, ?)",
+            [(poll_id, m.serial, *(_cell(getattr(m, c)) for c in _METER_COLS),
+              _metrics_json(m.extra)) for m in snap.meters])
+        self.db.executemany(
+            f"INSERT OR REPLACE INTO inverter_readings (poll_id, serial, "
+            f"{', '.join(_INVERTER_COLS)}, extra_json) "
+            f"VALUES (?, ?{', ?' * len(_INVERTER_COLS)}, ?)",
+            [(poll_id, i.serial, *(_cell(getattr(i, c)) for c in _INVERTER_COLS),
+              _metrics_json(i.extra)) for i in snap.inverters])
+        self.db.executemany(
+            "INSERT INTO other_readings (poll_id, device_type, serial, state, fields_json) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(poll_id, d.device_type, d.serial, d.state, json.dumps(d.fields, default=str))
+             for d in snap.other])
+        for m in snap.meters:
+            self._seen(m.serial, "Power Meter", m.model, m.state, when, m.extra)
+        for i in snap.inverters:
+            self._seen(i.serial, "Inverter", i.model, i.state, when,
+                       {**i.extra, "PANEL": i.panel, "SWVER": i.firmware})
+        for d in snap.other:
+            if d.serial:
+                self._seen(d.serial, d.device_type, None, d.state, when, {})
+        return poll_id
+
+    def _seen(self, serial: str, device_type: str, model: str | None, state: str | None,
+              when: str | None, extra: Any) -> None:
+        info = {k: v for k, v in extra.items() if k.isupper() or k in _STATIC_EXTRAS}
+        self.db.execute(
+            "INSERT INTO devices (serial, device_type, model, first_seen, last_seen, "
+            "last_state, info_json) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(serial) DO UPDATE SET last_seen=max(last_seen, excluded.last_seen), "
+            "first_seen=min(first_seen, excluded.first_seen), "
+            "model=coalesce(excluded.model, model), last_state=CASE WHEN excluded.last_seen "
+            ">= last_seen THEN excluded.last_state ELSE last_state END, "
+            "info_json=CASE WHEN excluded.last_seen >= last_seen THEN excluded.info_json "
+            "ELSE info_json END",
+            (serial, device_type, model, when, when, state,
+             json.dumps(info, default=str, sort_keys=True)))
+
+    def set_state(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    def get_state(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    # --- reading -----------------------------------------------------------------------
+
+    def last_poll(self) -> StoredPoll | None:
+        row = self.db.execute(
+            "SELECT id, polled_at, ok FROM polls ORDER BY polled_at DESC LIMIT 1").fetchone()
+        return None if row is None else StoredPoll(row[0], from_iso(row[1]), bool(row[2]))
+
+    def polls_from(self, start: str | None, limit: int | None = None) -> list[sqlite3.Row]:
+        """Poll rows (with totals) at or after the ISO time `start`, oldest first."""
+        sql = "SELECT * FROM polls WHERE polled_at >= ? ORDER BY polled_at"
+        args: list[Any] = [start or ""]
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return self.db.execute(sql, args).fetchall()
+
+    def inverter_rows_from(self, start: str | None) -> list[sqlite3.Row]:
+        """Per-inverter readings of polls at or after `start`, oldest poll first."""
+        return self.db.execute(
+            "SELECT p.polled_at, r.* FROM inverter_readings r JOIN polls p ON p.id = r.poll_id "
+            "WHERE p.polled_at >= ? ORDER BY p.polled_at, r.serial", (start or "",)).fetchall()
+
+    def devices(self, device_type: str | None = None) -> Sequence[sqlite3.Row]:
+        sql = "SELECT * FROM devices"
+        if device_type:
+            return self.db.execute(sql + " WHERE device_type=? ORDER BY first_seen, serial",
+                                   (device_type,)).fetchall()
+        return self.db.execute(sql + " ORDER BY device_type, serial").fetchall()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    return value
+
+
+def _metrics_json(extra: Any) -> str | None:
+    """New, unmapped metrics (lowercase keys) kept per reading; None when there are none."""
+    metrics = {k: v for k, v in extra.items() if not k.isupper() and k not in _STATIC_EXTRAS}
+    return json.dumps(metrics, default=str, sort_keys=True) if metrics else None
