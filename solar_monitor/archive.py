@@ -96,7 +96,8 @@ def read_error(path: Path) -> tuple[str, int | None]:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         status = record.get("http_status")
-        return str(record.get("error", "unknown error")), status if isinstance(status, int) else None
+        text = str(record.get("error", "unknown error"))
+        return text, status if isinstance(status, int) else None
     except (OSError, ValueError, AttributeError):
         return "unreadable error record", None
 

@@ -244,6 +244,19 @@ class Store:
             (serial, device_type, model, when, when, state,
              json.dumps(info, default=str, sort_keys=True)))
 
+    def enrich_poll(self, poll_id: int, values: dict[str, float | None]) -> None:
+        """Set enrichment columns (cloud_cover_pct, sun_elevation_deg) of a stored poll."""
+        allowed = {"cloud_cover_pct", "sun_elevation_deg"}
+        for column, value in values.items():
+            if column in allowed:
+                self.db.execute(f"UPDATE polls SET {column}=? WHERE id=?", (value, poll_id))
+
+    def poll_times_since(self, start: datetime) -> set[str]:
+        """The stored poll times (store format) at or after `start`."""
+        rows = self.db.execute("SELECT polled_at FROM polls WHERE polled_at >= ?",
+                               (iso(start),))
+        return {row[0] for row in rows}
+
     def set_state(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
 

@@ -41,6 +41,7 @@ from solar_monitor.pvs.parse import firmware_build, load_json
 log = logging.getLogger(__name__)
 
 AUTH_MIN_BUILD = 61840
+VARSERVER_MIN_BUILD = 61845  # DeviceList is refused even after login from this build
 DEVICELIST_PATH = "/cgi-bin/dl_cgi?Command=DeviceList"
 SUPERVISOR_INFO_PATH = "/cgi-bin/dl_cgi/supervisor/info"
 LOGIN_PATH = "/auth?login"
@@ -149,6 +150,8 @@ class PvsClient:
         self.serial = self.serial or (str(sup["SERIAL"]) if sup.get("SERIAL") else None)
         if self.api != "auto":
             return self.api
+        if (self.build or 0) >= VARSERVER_MIN_BUILD:
+            return "varserver"
         return "legacy"  # DeviceList first; a 403 after login switches to varserver
 
     def _needs_login(self) -> bool:

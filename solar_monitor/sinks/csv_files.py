@@ -85,22 +85,24 @@ def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo) -> int:
     rows = store.polls_from(_repair_and_watermark(readings))
     written += _append(readings, READINGS_COLUMNS, rows, tz)
 
-    inverter_since = _latest_inverter_watermark(csv_dir)
+    marks: dict[Path, str | None] = {}  # each file is repaired once per export
+    inverter_since = _latest_inverter_watermark(csv_dir, marks)
     by_file: dict[Path, list[Any]] = {}
     for row in store.inverter_rows_from(inverter_since):
         month = from_iso(row["polled_at"]).astimezone(tz).strftime("%Y-%m")
         by_file.setdefault(csv_dir / f"inverters-{month}.csv", []).append(row)
     for path, file_rows in sorted(by_file.items()):
-        mark = _repair_and_watermark(path)
+        mark = marks[path] if path in marks else _repair_and_watermark(path)
         fresh = [r for r in file_rows if mark is None or r["polled_at"] >= mark]
         written += _append(path, INVERTER_COLUMNS, fresh, tz)
     return written
 
 
-def _latest_inverter_watermark(csv_dir: Path) -> str | None:
+def _latest_inverter_watermark(csv_dir: Path, marks: dict[Path, str | None]) -> str | None:
+    """The newest time key across the monthly files (repairing each one it reads)."""
     files = sorted(csv_dir.glob("inverters-????-??.csv"))
     for path in reversed(files):
-        mark = _repair_and_watermark(path)
+        mark = marks[path] = _repair_and_watermark(path)
         if mark is not None:
             return mark
     return None

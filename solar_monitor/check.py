@@ -1,0 +1,76 @@
+"""`solar-monitor check`: validate the config and probe each configured part.
+
+One line per part, PASS / FAIL / SKIP, with a concrete fix on failure. Later features
+(Google Sheets, notifications, weather) register their probes in CHECKS.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from solar_monitor.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    status: Literal["PASS", "FAIL", "SKIP"]
+    detail: str
+
+
+Check = Callable[[Config], CheckResult]
+
+
+def check_data_dir(config: Config) -> CheckResult:
+    path = config.data_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".check."):
+            pass
+    except OSError as exc:
+        return CheckResult("FAIL", f"{path} is not writable ({exc.strerror}); create it and "
+                                   f"give it to the user that runs solar-monitor")
+    free_mb = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize // 2**20
+    return CheckResult("PASS", f"{path} writable, {free_mb} MB free")
+
+
+def check_pvs(config: Config) -> CheckResult:
+    from solar_monitor.pipeline import make_client
+    from solar_monitor.pvs.errors import PvsAuthError, PvsError
+    from solar_monitor.pvs.parse import parse
+
+    client = make_client(config)
+    try:
+        raw = client.poll()
+        snapshot = parse(raw.body)
+    except PvsAuthError as exc:
+        return CheckResult("FAIL", f"{exc}")
+    except PvsError as exc:
+        return CheckResult("FAIL", f"{exc}; is the Pi cabled to the PVS LAN1 port and "
+                                   f"is pvs.url right?")
+    build = f"build {raw.build}" if raw.build else "unknown build"
+    return CheckResult("PASS", f"{config.pvs.url}: {build}, {raw.api} API, "
+                               f"{len(snapshot.inverters)} inverters, "
+                               f"{len(snapshot.meters)} meters")
+
+
+CHECKS: list[tuple[str, Check]] = [("data_dir", check_data_dir), ("pvs", check_pvs)]
+
+
+def run_checks(config: Config) -> bool:
+    """Print one line per check; True when none failed."""
+    print("PASS config: valid")
+    ok = True
+    for name, check in CHECKS:
+        try:
+            result = check(config)
+        except Exception as exc:  # a probe must never hide the other probes
+            result = CheckResult("FAIL", f"unexpected {exc.__class__.__name__}: {exc}")
+        print(f"{result.status} {name}: {result.detail}")
+        sys.stdout.flush()
+        ok = ok and result.status != "FAIL"
+    return ok

@@ -1,0 +1,236 @@
+"""Command line: the only place errors become exit codes and one-line messages.
+
+Exit codes:
+  0  success (also: another run already holds the lock)
+  1  the PVS poll failed (the failure is recorded), or an input file is unusable
+  2  usage or config error
+  3  storage error: the archive or database could not be written (disk full, permissions)
+  4  the poll was stored, but a later stage (CSV, sheet, alerts, ...) failed
+  130 interrupted
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("solar_monitor")
+
+
+class Exit(IntEnum):
+    OK = 0
+    FAILED = 1
+    CONFIG = 2
+    STORAGE = 3
+    STAGE = 4
+    INTERRUPTED = 130
+
+
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $SOLAR_MONITOR_CONFIG, ./config.yaml, "
+                             "/etc/solar-monitor/config.yaml)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log debug details")
+    parser = argparse.ArgumentParser(
+        prog="solar-monitor", parents=[common],
+        description="Watchdog for SunPower PVS5/PVS6 solar systems.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", parents=[common], help="one collection cycle (what cron runs)")
+
+    p = sub.add_parser("parse", parents=[common], help="print one PVS answer file as JSON")
+    p.add_argument("file", type=Path, help="a .json or .json.gz PVS answer")
+
+    p = sub.add_parser("replay", parents=[common],
+                       help="feed an archive through the pipeline, in time order")
+    p.add_argument("archive", type=Path, help="a folder of archived answers")
+    p.add_argument("--notify", action="store_true", help="send notifications (default: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    p = sub.add_parser("emulator", parents=[common], help="serve a simulated PVS6 over HTTP")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--firmware", choices=("legacy", "auth", "varserver"), default="legacy")
+    p.add_argument("--inverters", type=int, default=12)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="503:MIN, slow:SEC, truncated, html, fail, dead:N, missing:N")
+
+    p = sub.add_parser("demo", parents=[common],
+                       help="run simulated days through the whole pipeline, no hardware")
+    p.add_argument("--out", type=Path, default=Path("demo-data"))
+    p.add_argument("--days", type=int, default=3)
+
+    sub.add_parser("check", parents=[common], help="validate the config and probe each part")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `solar-monitor` console script."""
+    from solar_monitor.config import ConfigError
+    from solar_monitor.logsetup import setup_logging
+    from solar_monitor.runlock import AlreadyRunning
+
+    args = build_parser().parse_args(argv)
+    setup_logging("DEBUG" if getattr(args, "verbose", False) else "INFO")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"solar-monitor: config error in {exc}", file=sys.stderr)
+        return Exit.CONFIG
+    except AlreadyRunning as exc:
+        log.info("another run is in progress (%s); nothing to do", exc)
+        return Exit.OK
+    except BrokenPipeError:  # `solar-monitor parse FILE | head`
+        sys.stderr.close()
+        return Exit.OK
+    except KeyboardInterrupt:
+        print("solar-monitor: interrupted", file=sys.stderr)
+        return Exit.INTERRUPTED
+    except (OSError, sqlite3.Error) as exc:
+        log.error("storage error: %s", _os_reason(exc))
+        return Exit.STORAGE
+
+
+def load(args: argparse.Namespace) -> Any:
+    """Load the config named by --config / $SOLAR_MONITOR_CONFIG, set up logging, warn on
+    loose file permissions."""
+    from solar_monitor.config import load_config, permission_warning, resolve_path
+    from solar_monitor.logsetup import add_secrets, setup_logging
+
+    path = resolve_path(getattr(args, "config", None))
+    config = load_config(path)
+    level = "DEBUG" if getattr(args, "verbose", False) else config.logging.level
+    setup_logging(level, config.logging.file)
+    add_secrets(config.secrets())
+    if warning := permission_warning(path):
+        log.warning(warning)
+    return config
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from solar_monitor.pipeline import run_once
+
+    config = load(args)
+    report = run_once(config)
+    if not report.ok:
+        log.error("poll failed: %s", report.error)
+        print(f"solar-monitor: poll failed: {report.error}", file=sys.stderr)
+        return Exit.FAILED
+    t = report.totals
+    assert t is not None
+    log.info("poll stored: %s kW production, %d/%d inverters producing",
+             _kw(t.production_kw), t.inverters_producing, t.inverters_total)
+    if report.stage_errors:
+        print(f"solar-monitor: poll stored, but {report.stage_errors[0]}", file=sys.stderr)
+        return Exit.STAGE
+    return Exit.OK
+
+
+@command("parse")
+def cmd_parse(args: argparse.Namespace) -> int:
+    from solar_monitor.pvs.errors import ParseError
+    from solar_monitor.snapshot_json import snapshot_to_dict
+
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"solar-monitor: cannot read {args.file}: {_os_reason(exc)}", file=sys.stderr)
+        return Exit.FAILED
+    from solar_monitor.archive import classify
+    from solar_monitor.pvs.parse import parse
+
+    archived = classify(args.file, _local_tz())
+    try:
+        snapshot = parse(data, polled_at=archived.polled_at if archived else None)
+    except ParseError as exc:
+        print(f"solar-monitor: {args.file}: {exc}", file=sys.stderr)
+        return Exit.FAILED
+    json.dump(snapshot_to_dict(snapshot), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return Exit.OK
+
+
+@command("replay")
+def cmd_replay(args: argparse.Namespace) -> int:
+    from solar_monitor.replay import replay
+
+    config = load(args)
+    if not args.archive.is_dir():
+        print(f"solar-monitor: {args.archive} is not a folder", file=sys.stderr)
+        return Exit.FAILED
+    report = replay(config, args.archive, notify=args.notify,
+                    progress=None if args.quiet else _progress)
+    print(f"replayed {report.files} file(s): {report.stored} stored, "
+          f"{report.failed} failed poll(s), {report.skipped} already stored"
+          f" in {report.seconds:.1f} s")
+    return Exit.STAGE if report.stage_errors else Exit.OK
+
+
+@command("emulator")
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from solar_monitor.pvs.emulator import serve
+
+    serve(args.host, args.port, args.firmware, args.inverters, args.seed, args.fault)
+    return Exit.OK
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from solar_monitor.demo import run_demo
+
+    return run_demo(args.out, days=args.days)
+
+
+@command("check")
+def cmd_check(args: argparse.Namespace) -> int:
+    from solar_monitor.check import run_checks
+
+    config = load(args)
+    return Exit.OK if run_checks(config) else Exit.FAILED
+
+
+def _progress(done: int, total: int) -> None:
+    print(f"replay: {done}/{total} files ({100 * done // max(total, 1)}%)", file=sys.stderr)
+
+
+def _kw(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or exc.__class__.__name__
+
+
+def _local_tz() -> Any:
+    from datetime import datetime
+
+    return datetime.now().astimezone().tzinfo
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""`solar-monitor demo`: the whole pipeline on the built-in emulator, no hardware, no config.
+
+Starts a simulated PVS6 (new firmware: login + varserver) on loopback, runs a few
+simulated days of 15-minute cron runs through `run_once` in fast time, and writes
+everything to ./demo-data/.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from solar_monitor.config import Config, config_from_dict
+
+MARKER = ".solar-monitor-demo"
+SITE = {"name": "Demo house", "latitude": 42.36, "longitude": -71.06,
+        "timezone": "America/New_York"}
+FIRST_DAY = date(2026, 6, 9)
+STEP = timedelta(minutes=15)
+
+
+def demo_config(out: Path, pvs_url: str) -> dict:
+    """The config a user would write for this site (saved next to the demo data)."""
+    return {
+        "site": dict(SITE),
+        "pvs": {"url": pvs_url, "api": "auto", "poll_budget_s": 20.0,
+                "request_timeout_s": 10.0},
+        "data_dir": str(out),
+    }
+
+
+def demo_site(days: int):  # -> SimulatedSite (import kept local: only the demo needs it)
+    """Two roof faces of six panels, like the owner's; one inverter dies on day 2."""
+    from solar_monitor.pvs.sim import DeadInverter, RoofFace, SimulatedSite, SiteSpec
+
+    tz = ZoneInfo(SITE["timezone"])
+    day2 = datetime.combine(FIRST_DAY + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    faults = (DeadInverter(inverter=4, start=day2 + timedelta(hours=11),
+                           end=day2 + timedelta(hours=11 + 24 + 2)),) if days >= 2 else ()
+    spec = SiteSpec(latitude=SITE["latitude"], longitude=SITE["longitude"],
+                    timezone=SITE["timezone"], inverter_count=12, seed=7,
+                    roof_faces=(RoofFace(180.0, 25.0, 6), RoofFace(250.0, 25.0, 6)),
+                    build=61846, faults=faults)
+    return SimulatedSite(spec)
+
+
+def _prepare(out: Path) -> str | None:
+    """Empty `out` if it is ours (or absent); a reason to refuse otherwise."""
+    if out.exists():
+        if not (out / MARKER).exists() and any(out.iterdir()):
+            return f"{out} exists and is not demo output; pass --out to choose another folder"
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("created by solar-monitor demo; safe to delete\n")
+    return None
+
+
+def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> int:
+    """Run `days` simulated days; print what happened and where the files are."""
+    import yaml
+
+    from solar_monitor.daily import summarize_day
+    from solar_monitor.pipeline import open_store, run_once
+    from solar_monitor.pvs.emulator import start_emulator
+
+    logging.getLogger().setLevel(logging.WARNING)  # the summary below says what happened
+    if days < 1 or days > 60:
+        echo("solar-monitor demo: --days must be between 1 and 60")
+        return 2
+    if reason := _prepare(out):
+        echo(f"solar-monitor demo: {reason}")
+        return 2
+    tz = ZoneInfo(SITE["timezone"])
+    clock = [datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=tz).astimezone(UTC)]
+    site = demo_site(days)
+    started = time.monotonic()
+    with start_emulator(site, firmware="varserver", clock=lambda: clock[0]) as emulator:
+        raw = demo_config(out, emulator.url)
+        config: Config = config_from_dict(raw, env={})
+        (out / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        echo(f"solar-monitor demo: {days} simulated day(s) of a 12-panel site near Boston")
+        echo(f"  PVS emulator on {emulator.url} (firmware build 61846: login + varserver)")
+        echo("  one run every 15 simulated minutes, as cron would do")
+        end = clock[0] + timedelta(days=days)
+        failed = 0
+        while clock[0] < end:
+            report = run_once(config, now=clock[0])
+            failed += not report.ok
+            clock[0] += STEP
+    with open_store(config) as store:
+        echo("")
+        echo("  day         polls   production   peak               inverters")
+        for offset in range(days):
+            s = summarize_day(store, tz, FIRST_DAY + timedelta(days=offset))
+            peak = (f"{s.peak_kw:5.2f} kW at {s.peak_at.astimezone(tz):%H:%M}"
+                    if s.peak_kw is not None and s.peak_at else "-")
+            weakest = min(s.inverter_kwh.values(), default=None)
+            inv = (f"{len(s.inverter_kwh)} reporting, lowest {weakest:.2f} kWh"
+                   if weakest is not None else "-")
+            echo(f"  {s.day}  {s.polls_ok:3d}/{s.polls:<3d}  {s.production_kwh or 0:7.2f} kWh"
+                 f"  {peak:<17}  {inv}")
+        polls = store.db.execute("SELECT count(*) FROM polls").fetchone()[0]
+    echo("")
+    echo(f"  {polls} polls in {time.monotonic() - started:.1f} s ({failed} failed)")
+    echo("Files:")
+    raw_files = sum(1 for p in (out / "raw").rglob("*") if p.is_file())
+    echo(f"  raw PVS answers  {out / 'raw'}/YYYY/MM/DD/  ({raw_files} files)")
+    echo(f"  database         {out / 'solar-monitor.db'}")
+    echo(f"  CSV              {out / 'csv' / 'readings.csv'}, "
+         f"{out / 'csv' / 'inverters-YYYY-MM.csv'}")
+    echo(f"  config used      {out / 'config.yaml'}")
+    echo(f"Try: solar-monitor parse {_first_raw(out)}")
+    sys.stdout.flush()
+    return 0
+
+
+def _first_raw(out: Path) -> Path:
+    files = sorted((out / "raw").rglob("*.json.gz"))
+    return files[len(files) // 2] if files else out / "raw"

@@ -1,0 +1,64 @@
+"""Logging for cron and systemd: one line per event, secrets redacted everywhere."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+
+# user:password@ in any URL (apprise mailto://user:pass@host, https://u:p@...)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@",
+                              re.IGNORECASE)
+_REDACTED = "***"
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every known secret and every URL password replaced by ***."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, _REDACTED)
+    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{_REDACTED}@", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's final message with secrets removed."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = list(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:
+            # A traceback can quote a URL or a header: keep only its last line, redacted.
+            exc = record.exc_info[1]
+            message = f"{message} ({exc.__class__.__name__}: {exc})"
+            record.exc_info = None
+            record.exc_text = None
+        record.msg = redact(message, self.secrets)
+        record.args = None
+        return True
+
+
+_filter = RedactingFilter()
+
+
+def setup_logging(level: str = "INFO", file: str | None = None) -> None:
+    """Configure the root logger once: stderr (or a file), redacted, quiet libraries."""
+    handler: logging.Handler = (logging.FileHandler(file, encoding="utf-8") if file
+                                else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                           "%Y-%m-%d %H:%M:%S"))
+    handler.addFilter(_filter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("urllib3", "requests", "google", "gspread", "apprise"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Register more values to redact (config passwords, apprise URLs, key contents)."""
+    _filter.secrets.extend(s for s in secrets if s)

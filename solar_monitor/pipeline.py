@@ -1,0 +1,215 @@
+"""One run: poll -> archive -> parse -> enrich -> store -> later stages (CSV, sheet, rules...).
+
+The raw answer is archived before anything else; parsing and storing read the archived
+file, so `run` and `replay` share one path and any poll can be replayed. A failing later
+stage is recorded and the others still run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from solar_monitor.archive import ArchivedPoll, read_error, recent_files, save_answer, save_error
+from solar_monitor.config import Config
+from solar_monitor.pvs.client import PvsClient
+from solar_monitor.pvs.errors import ParseError, PvsError
+from solar_monitor.pvs.models import Snapshot, Totals, totals
+from solar_monitor.pvs.parse import parse
+from solar_monitor.runlock import run_lock
+from solar_monitor.store import Store
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "solar-monitor.db"
+LOCK_NAME = "run.lock"
+
+
+@dataclass
+class RunContext:
+    """What the stages of one run (or one replayed poll) see."""
+
+    config: Config
+    store: Store
+    now: datetime
+    poll: ArchivedPoll | None = None
+    snapshot: Snapshot | None = None
+    error: str | None = None
+    replay: bool = False
+    notify: bool = True
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A step after the poll is stored. `each_poll` stages see every replayed poll in
+    order (rules); `end_of_run` stages run once per run or replay (exports, flushes)."""
+
+    name: str
+    run: Callable[[RunContext], None]
+    when: Literal["each_poll", "end_of_run"] = "end_of_run"
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """The outcome of one `run`, for the CLI's one-line summary and exit code."""
+
+    polled_at: datetime
+    ok: bool
+    error: str | None
+    http_status: int | None
+    archive_file: Path | None
+    totals: Totals | None
+    stage_errors: tuple[str, ...]
+    recovered: int
+
+
+Enricher = Callable[[RunContext, datetime], dict[str, float | None]]
+
+
+def _export_csv(ctx: RunContext) -> None:
+    if ctx.config.csv.enabled:
+        from solar_monitor.sinks.csv_files import export_csv
+
+        written = export_csv(ctx.store, ctx.config.data_path / "csv", ctx.config.tz)
+        log.debug("CSV: %d rows appended", written)
+
+
+def _sun_elevation(ctx: RunContext, at: datetime) -> dict[str, float | None]:
+    from solar_monitor.sun import sun_elevation_deg
+
+    site = ctx.config.site
+    return {"sun_elevation_deg": round(sun_elevation_deg(site.latitude, site.longitude, at), 2)}
+
+
+ENRICHERS: list[Enricher] = [_sun_elevation]
+STAGES: list[Stage] = [Stage("csv", _export_csv)]
+
+
+def raw_dir(config: Config) -> Path:
+    return config.data_path / "raw"
+
+
+def open_store(config: Config) -> Store:
+    return Store(config.data_path / DB_NAME)
+
+
+def make_client(config: Config) -> PvsClient:
+    pvs = config.pvs
+    return PvsClient(pvs.url, api=pvs.api, serial=pvs.serial, username=pvs.username,
+                     password=pvs.password, verify_tls=pvs.verify_tls,
+                     request_timeout_s=pvs.request_timeout_s, budget_s=pvs.poll_budget_s)
+
+
+def run_once(config: Config, *, now: datetime | None = None,
+             client: PvsClient | None = None) -> RunReport:
+    """One collection cycle. Raises AlreadyRunning (another run holds the lock) and
+    OSError / sqlite3.Error when the archive or store cannot be written."""
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    data = config.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    with run_lock(data / LOCK_NAME), open_store(config) as store:
+        recovered = ingest_pending(config, store, now)
+        archived, http_status = collect(config, client or make_client(config), now)
+        ctx = RunContext(config=config, store=store, now=now, poll=archived)
+        ctx.snapshot, ctx.error = ingest(ctx, archived)
+        stage_errors = run_stages(ctx, STAGES)
+        return RunReport(
+            polled_at=archived.polled_at, ok=ctx.snapshot is not None, error=ctx.error,
+            http_status=http_status, archive_file=archived.path,
+            totals=totals(ctx.snapshot) if ctx.snapshot else None,
+            stage_errors=tuple(stage_errors), recovered=recovered)
+
+
+def collect(config: Config, client: PvsClient, now: datetime) -> tuple[ArchivedPoll, int | None]:
+    """Poll the PVS and archive the answer, or a record of the failure. Never raises
+    PvsError: a failed poll is data too."""
+    try:
+        raw = client.poll()
+    except PvsError as exc:
+        log.warning("poll failed: %s", exc)
+        return save_error(raw_dir(config), now, str(exc), exc.http_status), exc.http_status
+    return save_answer(raw_dir(config), now, raw.body), 200
+
+
+def ingest(ctx: RunContext, archived: ArchivedPoll) -> tuple[Snapshot | None, str | None]:
+    """Parse an archived file and store it in one transaction; idempotent per poll time.
+
+    Returns (snapshot, None) for a good poll, (None, reason) for a failed one.
+    """
+    store = ctx.store
+    if archived.failed:
+        error, status = read_error(archived.path)
+        with store.transaction():
+            store.record_failure(archived.polled_at, error, status, _rel(ctx, archived.path))
+        return None, error
+    try:
+        snapshot = parse(_read_archive(archived.path), polled_at=archived.polled_at)
+    except ParseError as exc:
+        with store.transaction():
+            store.record_failure(archived.polled_at, f"unusable answer: {exc}", None,
+                                 _rel(ctx, archived.path))
+        return None, f"unusable answer: {exc}"
+    enrichment: dict[str, float | None] = {}
+    for enricher in ENRICHERS:
+        try:
+            enrichment.update(enricher(ctx, archived.polled_at))
+        except Exception as exc:  # an enrichment never costs the reading
+            log.warning("enrichment %s failed: %s", getattr(enricher, "__name__", "?"), exc)
+    with store.transaction():
+        poll_id = store.record_snapshot(archived.polled_at, snapshot, _rel(ctx, archived.path))
+        if poll_id is not None and enrichment:
+            store.enrich_poll(poll_id, enrichment)
+    return snapshot, None
+
+
+def ingest_pending(config: Config, store: Store, now: datetime) -> int:
+    """Store polls that an interrupted run archived but did not store. Returns how many."""
+    stored = store.poll_times_since(now - timedelta(days=3))
+    count = 0
+    for archived in recent_files(raw_dir(config), now):
+        if archived.polled_at.strftime("%Y-%m-%dT%H:%M:%SZ") in stored:
+            continue
+        ctx = RunContext(config=config, store=store, now=archived.polled_at,
+                         poll=archived, replay=True, notify=False)
+        ctx.snapshot, ctx.error = ingest(ctx, archived)
+        run_stages(ctx, [s for s in STAGES if s.when == "each_poll"])
+        count += 1
+    if count:
+        log.info("recovered %d archived poll(s) an interrupted run had not stored", count)
+    return count
+
+
+def run_stages(ctx: RunContext, stages: Iterable[Stage]) -> list[str]:
+    """Run each stage; a failure is logged and recorded, and the next stage still runs."""
+    errors = []
+    for stage in stages:
+        try:
+            stage.run(ctx)
+        except Exception as exc:
+            log.error("%s stage failed: %s", stage.name, exc)
+            errors.append(f"{stage.name}: {exc}")
+    return errors
+
+
+def _read_archive(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ParseError(f"corrupt archive file ({exc})") from None
+    return data
+
+
+def _rel(ctx: RunContext, path: Path) -> str:
+    try:
+        return str(path.relative_to(ctx.config.data_path))
+    except ValueError:
+        return str(path)

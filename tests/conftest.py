@@ -1,0 +1,30 @@
+"""Shared test fixtures: real payloads, a temporary data folder, a config for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
+
+
+def real(name_part: str) -> Path:
+    """The one real fixture whose name contains `name_part`."""
+    matches = [p for p in REAL_FIXTURES.glob("*.json") if name_part in p.name]
+    assert len(matches) == 1, f"{name_part!r} matches {matches}"
+    return matches[0]
+
+
+def all_real() -> list[Path]:
+    return sorted(REAL_FIXTURES.glob("*.json"))
+
+
+@pytest.fixture
+def config_dict(tmp_path: Path) -> dict:
+    return {
+        "site": {"latitude": 42.36, "longitude": -71.06, "timezone": "America/New_York"},
+        "pvs": {"url": "http://127.0.0.1:9", "poll_budget_s": 10.0, "request_timeout_s": 5.0},
+        "data_dir": str(tmp_path / "data"),
+    }

@@ -1,0 +1,101 @@
+"""Config loading: every problem at once, with key paths and hints; secrets from env."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from solar_monitor.config import (
+    ConfigError,
+    config_from_dict,
+    load_config,
+    permission_warning,
+)
+
+from .conftest import REPO
+
+
+def test_example_config_is_valid_and_complete():
+    config = load_config(REPO / "config.example.yaml", env={})
+    assert config.site.timezone == "America/New_York"
+    assert config.pvs.url == "http://172.27.153.1"
+    assert config.data_dir == "/var/lib/solar-monitor"
+
+
+def test_minimal_config_gets_defaults(config_dict):
+    config = config_from_dict(config_dict, env={})
+    assert config.pvs.api == "auto" and config.pvs.username == "ssm_owner"
+    assert config.pvs.poll_budget_s == 10.0
+    assert config.csv.enabled is True
+    assert config.archive.retention_days is None
+
+
+def test_every_problem_is_reported_with_its_path():
+    raw = {"site": {"latitude": "north", "longitud": 1, "timezone": "Mars/Base"},
+           "pvs": {"url": "172.27.153.1", "api": "new", "verify_tls": "yes"},
+           "csvv": {"enabled": True}}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw, env={})
+    problems = info.value.problems
+    expected = [
+        "At 'csvv': unknown key (did you mean 'csv'?)",
+        "At 'site.longitud': unknown key (did you mean 'longitude'?)",
+        "At 'site.latitude': 'north' must be a number",
+        "At 'site.longitude': required",
+        "At 'site.timezone': 'Mars/Base' is not an IANA time zone name",
+        "At 'pvs.url': '172.27.153.1' must start with http:// or https://",
+        "At 'pvs.api': 'new' is not one of auto, legacy, varserver",
+        "At 'pvs.verify_tls': 'yes' must be true or false",
+        "At 'data_dir': required",
+    ]
+    assert len(problems) == len(expected)
+    for want in expected:
+        assert any(p.startswith(want) for p in problems), (want, problems)
+
+
+def test_secret_from_environment_and_missing_variable(config_dict):
+    config_dict["pvs"]["password"] = "${PVS_PW}"
+    config = config_from_dict(config_dict, env={"PVS_PW": "hunter22"})
+    assert config.pvs.password == "hunter22"
+    assert "hunter22" not in repr(config)
+    assert config.secrets() == ["hunter22"]
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(config_dict, env={})
+    assert info.value.problems == ["At 'pvs.password': environment variable PVS_PW is not set "
+                                   "(export it, or put the value in the file)"]
+
+
+def test_bad_secret_value_is_not_echoed(config_dict):
+    config_dict["pvs"]["password"] = ["hunter22"]
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(config_dict, env={})
+    assert "hunter22" not in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("site: [1, 2\n", "YAML syntax error at line 2"),
+    ("- just\n- a list\n", "must be a YAML mapping"),
+    ("", "must be a YAML mapping"),
+])
+def test_unreadable_files(tmp_path: Path, text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert message in str(info.value)
+
+
+def test_missing_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml", env={})
+
+
+def test_permission_warning(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text("x: 1\n")
+    os.chmod(path, 0o644)
+    assert "chmod 600" in (permission_warning(path) or "")
+    os.chmod(path, 0o600)
+    assert permission_warning(path) is None
