@@ -23,70 +23,15 @@ from solar_monitor.pvs.models import Snapshot, totals
 _STATIC_EXTRAS = frozenset({"origin", "interface", "hw_version", "module_serial", "slave",
                             "parent", "panid", "stat_ind", "vldFldMsk", "msmtEps"})
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the collection cycle
-    """
-    CREATE TABLE polls (
-        id INTEGER PRIMARY KEY,
-        polled_at TEXT NOT NULL UNIQUE,
-        ok INTEGER NOT NULL,
-        error TEXT,
-        http_status INTEGER,
-        api TEXT,
-        firmware TEXT,
-        build INTEGER,
-        pvs_time TEXT,
-        archive_file TEXT,
-        production_kw REAL,
-        consumption_kw REAL,
-        net_grid_kw REAL,
-        lifetime_production_kwh REAL,
-        inverters_total INTEGER,
-        inverters_producing INTEGER,
-        cloud_cover_pct REAL,
-        sun_elevation_deg REAL
-    );
-    CREATE TABLE supervisor_readings (
-        poll_id INTEGER PRIMARY KEY REFERENCES polls(id) ON DELETE CASCADE,
-        serial TEXT, state TEXT, data_time TEXT,
-        uptime_s REAL, cpu_load REAL, mem_used_kib REAL, flash_avail_kib REAL,
-        flash_used_pct REAL, untransmitted REAL, err_count REAL, comm_err REAL,
-        skipped_scans REAL, scan_time_s REAL
-    );
-    CREATE TABLE meter_readings (
-        poll_id INTEGER NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
-        serial TEXT NOT NULL, kind TEXT, subtype TEXT, state TEXT, data_time TEXT,
-        power_kw REAL, reactive_kvar REAL, apparent_kva REAL, power_factor REAL,
-        freq_hz REAL, lifetime_net_kwh REAL, lifetime_pos_kwh REAL, lifetime_neg_kwh REAL,
-        current_a REAL, voltage_v REAL, leg1_v REAL, leg2_v REAL, leg1_a REAL, leg2_a REAL,
-        leg1_kw REAL, leg2_kw REAL, extra_json TEXT,
-        PRIMARY KEY (poll_id, serial)
-    ) WITHOUT ROWID;
-    CREATE TABLE inverter_readings (
-        poll_id INTEGER NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
-        serial TEXT NOT NULL, state TEXT, data_time TEXT,
-        power_kw REAL, lifetime_kwh REAL, ac_voltage_v REAL, ac_current_a REAL,
-        freq_hz REAL, heatsink_c REAL, dc_voltage_v REAL, dc_current_a REAL,
-        dc_power_kw REAL, extra_json TEXT,
-        PRIMARY KEY (poll_id, serial)
-    ) WITHOUT ROWID;
-    CREATE INDEX inverter_readings_serial ON inverter_readings(serial, poll_id);
-    CREATE TABLE other_readings (
-        poll_id INTEGER NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
-        device_type TEXT NOT NULL, serial TEXT, state TEXT, fields_json TEXT
-    );
-    CREATE TABLE devices (
-        serial TEXT PRIMARY KEY,
-        device_type TEXT NOT NULL,
-        model TEXT,
-        first_seen TEXT NOT NULL,
-        last_seen TEXT NOT NULL,
-        last_state TEXT,
-        info_json TEXT
-    );
-    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT);
-    """,
-)
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def migrations() -> list[tuple[str, str]]:
+    """(name, SQL) of every migration, in name order. Each feature adds its own file,
+    `NNNN_feature.sql`; a migration is applied once, recorded by name."""
+    return [(p.stem, p.read_text(encoding="utf-8"))
+            for p in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))]
+
 
 _METER_COLS = ("kind", "subtype", "state", "data_time", "power_kw", "reactive_kvar",
                "apparent_kva", "power_factor", "freq_hz", "lifetime_net_kwh",
@@ -142,13 +87,18 @@ class Store:
         self.db.close()
 
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        done = {row[0] for row in self.db.execute("SELECT name FROM schema_migrations")}
+        for name, script in migrations():
+            if name in done:
+                continue
             with self.transaction():
                 for statement in script.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={number}")
+                self.db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                                (name, iso(datetime.now(UTC))))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
