@@ -32,6 +32,8 @@ PVS_TIME = re.compile(r"^\d{4},\d\d,\d\d,\d\d,\d\d,\d\d$")
 # 2025-06-21 20:00 UTC is 13:00 PDT, near solar noon in San Francisco.
 NOON = datetime(2025, 6, 21, 20, 0, tzinfo=UTC)
 NIGHT = datetime(2025, 6, 22, 9, 0, tzinfo=UTC)  # 02:00 PDT
+# Counters integrate day by day from the epoch: an epoch near the test dates keeps tests fast.
+SPEC = SiteSpec(epoch=datetime(2025, 6, 18, tzinfo=UTC))
 
 
 def clear_noon(site: SimulatedSite) -> datetime:
@@ -53,7 +55,7 @@ def by_type(payload: dict, device_type: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def site() -> SimulatedSite:
-    return SimulatedSite(SiteSpec())
+    return SimulatedSite(SPEC)
 
 
 # --------------------------------------------------------------------------- sun
@@ -186,11 +188,11 @@ def test_varserver_forgets_inverters_after_the_nightly_restart(site: SimulatedSi
 
 
 def test_gross_lineside_meter_and_no_consumption_meter() -> None:
-    gross = SimulatedSite(SiteSpec(consumption_subtype="GROSS_CONSUMPTION_LINESIDE"))
+    gross = SimulatedSite(replace(SPEC, consumption_subtype="GROSS_CONSUMPTION_LINESIDE"))
     cons = by_type(gross.device_list(NOON), "Power Meter")[1]
     assert cons["subtype"] == "GROSS_CONSUMPTION_LINESIDE"
     assert float(cons["p_3phsum_kw"]) == pytest.approx(gross.state(NOON).load_kw, abs=1e-3)
-    none = SimulatedSite(SiteSpec(consumption_subtype=None))
+    none = SimulatedSite(replace(SPEC, consumption_subtype=None))
     assert len(by_type(none.device_list(NOON), "Power Meter")) == 1
     assert "/sys/livedata/net_p" not in none.vars(NOON)
 
@@ -199,11 +201,13 @@ def test_gross_lineside_meter_and_no_consumption_meter() -> None:
 
 
 def test_lifetime_counters_are_monotonic_and_integrate_power() -> None:
-    s = SimulatedSite(SiteSpec(seed=7))
+    s = SimulatedSite(replace(SPEC, seed=7))
     times = [NOON + timedelta(minutes=5 * k) for k in range(3 * 288)]
     states = [s.state(t) for t in times]
     for a, b in zip(states, states[1:], strict=False):
-        assert all(y.lifetime_kwh >= x.lifetime_kwh for x, y in zip(a.inverters, b.inverters))
+        assert all(
+            y.lifetime_kwh >= x.lifetime_kwh for x, y in zip(a.inverters, b.inverters, strict=True)
+        )
         assert b.production_kwh >= a.production_kwh
         assert b.import_kwh >= a.import_kwh and b.export_kwh >= a.export_kwh
         assert b.load_kwh > a.load_kwh
@@ -218,21 +222,21 @@ def test_lifetime_counters_are_monotonic_and_integrate_power() -> None:
 
 
 def test_counters_do_not_depend_on_query_history() -> None:
-    t = datetime(2025, 8, 3, 17, 42, 11, tzinfo=UTC)
-    walked = SimulatedSite(SiteSpec())
-    for day in range(0, 200, 7):
-        walked.state(datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=day))
-    fresh = SimulatedSite(SiteSpec())
+    t = datetime(2025, 7, 3, 17, 42, 11, tzinfo=UTC)
+    walked = SimulatedSite(SPEC)
+    for day in range(0, 20, 3):
+        walked.state(SPEC.epoch + timedelta(days=day, hours=7))
+    fresh = SimulatedSite(SPEC)
     assert fresh.device_list(t) == walked.device_list(t)
-    before_epoch = SimulatedSite(SiteSpec()).state(datetime(2024, 12, 1, tzinfo=UTC))
-    at_epoch = SimulatedSite(SiteSpec()).state(datetime(2025, 1, 1, tzinfo=UTC))
+    before_epoch = SimulatedSite(SPEC).state(SPEC.epoch - timedelta(days=5))
+    at_epoch = SimulatedSite(SPEC).state(SPEC.epoch)
     assert 0 < before_epoch.production_kwh < at_epoch.production_kwh
 
 
 def test_same_seed_same_output_other_seed_differs() -> None:
-    a = SimulatedSite(SiteSpec(seed=3)).device_list(NOON)
-    b = SimulatedSite(SiteSpec(seed=3)).device_list(NOON)
-    c = SimulatedSite(SiteSpec(seed=4)).device_list(NOON)
+    a = SimulatedSite(replace(SPEC, seed=3)).device_list(NOON)
+    b = SimulatedSite(replace(SPEC, seed=3)).device_list(NOON)
+    c = SimulatedSite(replace(SPEC, seed=4)).device_list(NOON)
     assert a == b
     assert a != c
     assert inverters(a)[0]["SERIAL"] != inverters(c)[0]["SERIAL"]
@@ -247,11 +251,12 @@ def test_clouds_have_clear_spells_overcast_days_and_persistence(site: SimulatedS
     assert sum(d > 80 for d in daily) >= 5  # overcast days exist
     steps = [abs(b - a) for a, b in zip(cover, cover[1:], strict=False)]
     assert sum(steps) / len(steps) < 10  # hour to hour, the sky mostly persists
-    assert site.cloud_cover_pct(start) == SimulatedSite(SiteSpec()).cloud_cover_pct(start)
+    assert site.cloud_cover_pct(start) == SimulatedSite(SPEC).cloud_cover_pct(start)
 
 
 def test_roof_faces_follow_the_sun() -> None:
-    spec = SiteSpec(
+    spec = replace(
+        SPEC,
         inverter_count=4,
         roof_faces=(RoofFace(90.0, 30.0, 2), RoofFace(270.0, 30.0, 2)),
         consumption_subtype=None,
@@ -273,7 +278,7 @@ def test_roof_faces_follow_the_sun() -> None:
 
 
 def with_faults(*faults: object) -> SimulatedSite:
-    return SimulatedSite(SiteSpec(faults=tuple(faults)))  # type: ignore[arg-type]
+    return SimulatedSite(replace(SPEC, faults=tuple(faults)))  # type: ignore[arg-type]
 
 
 def test_dead_inverter_is_error_with_zero_power_and_frozen_energy(site: SimulatedSite) -> None:
@@ -296,7 +301,7 @@ def test_missing_inverter_is_absent_but_still_metered(site: SimulatedSite) -> No
     assert site.inverter_serials[5] not in {i["SERIAL"] for i in inverters(payload)}
     assert len(inverters(payload)) == 11
     prod = by_type(payload, "Power Meter")[0]
-    assert float(prod["p_3phsum_kw"]) == pytest.approx(site.state(t).production_kw, rel=1e-6)
+    assert float(prod["p_3phsum_kw"]) == pytest.approx(site.state(t).production_kw, abs=1e-4)
     assert site.inverter_serials[5] not in s.vars(t).values()
 
 
@@ -346,7 +351,9 @@ def test_reboot_resets_uptime_and_hides_inverters_briefly(site: SimulatedSite) -
 
 def test_firmware_change_and_stale_data(site: SimulatedSite) -> None:
     t = clear_noon(site)
-    s = with_faults(FirmwareChange(start=t, build=61846), DataStale(start=t, end=t + timedelta(hours=3)))
+    s = with_faults(
+        FirmwareChange(start=t, build=61846), DataStale(start=t, end=t + timedelta(hours=3))
+    )
     assert s.supervisor_info(t - timedelta(seconds=1))["supervisor"]["BUILD"] == 61839
     info = s.supervisor_info(t)["supervisor"]
     assert (info["BUILD"], info["SWVER"]) == (61846, "2025.09, Build 61846")
@@ -374,7 +381,7 @@ def test_flash_low_and_upload_backlog(site: SimulatedSite) -> None:
 
 def test_faults_can_be_added_and_removed_at_run_time(site: SimulatedSite) -> None:
     t = clear_noon(site)
-    s = SimulatedSite(replace(SiteSpec()))
+    s = SimulatedSite(SPEC)
     before = s.state(t).inverters[0].power_kw
     fault = DeadInverter(inverter=0)
     s.add_fault(fault)

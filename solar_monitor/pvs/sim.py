@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from solar_monitor.sun import sun_position_deg
+from solar_monitor.sun import daylight_utc, sun_position_deg
 
 ConsumptionSubtype = Literal["NET_CONSUMPTION_LOADSIDE", "GROSS_CONSUMPTION_LINESIDE"]
 InverterRef = str | int
@@ -555,12 +555,14 @@ class SimulatedSite:
         inv_kw: list[list[float]] = [[0.0] * (_STEPS + 1) for _ in range(n)]
         load = [0.0] * (_STEPS + 1)
         net = [0.0] * (_STEPS + 1)
+        no_sun = [0.0] * len(self.spec.faces())
+        lit = self._lit_window(day)
         for k in range(_STEPS + 1):
             ts = day * 86400.0 + k * STEP_S
             t = _utc(ts)
             local_h = self._local_hour(ts)
             load[k] = self._load_kw(ts, local_h)
-            face_kw = self._face_kw(t)
+            face_kw = self._face_kw(t) if lit[0] <= ts <= lit[1] else no_sun
             total = 0.0
             if any(face_kw):
                 array = self._array_factor(t)
@@ -584,6 +586,31 @@ class SimulatedSite:
             import_prefix_kwh=_prefix([max(x, 0.0) for x in net]),
             export_prefix_kwh=_prefix([max(-x, 0.0) for x in net]),
         )
+
+    def _lit_window(self, day: int) -> tuple[float, float]:
+        """Epoch seconds bounding when the sun can be up on a UTC day (saves astral calls).
+
+        Outside sunrise/sunset the elevation is below the 0.5° production cut-off anyway,
+        so skipping those steps changes nothing. Polar days: the whole day.
+        """
+        whole = (day * 86400.0 - 1, day * 86400.0 + 86401)
+        if abs(self.spec.latitude) > 60:
+            return whole
+        d = datetime.fromtimestamp(day * 86400.0, UTC).date()
+        spans = [
+            daylight_utc(self.spec.latitude, self.spec.longitude, d + timedelta(days=o))
+            for o in (-1, 0, 1)
+        ]
+        if any(span is None for span in spans):
+            return whole
+        start, end = day * 86400.0, day * 86400.0 + 86400
+        lo, hi = math.inf, -math.inf
+        for span in spans:
+            assert span is not None
+            a, b = span[0].timestamp() - 900, span[1].timestamp() + 900
+            if b >= start and a <= end:
+                lo, hi = min(lo, a), max(hi, b)
+        return (lo, hi) if lo <= hi else (0.0, -1.0)
 
     def _day(self, day: int) -> _Day:
         cached = self._days.get(day)
