@@ -245,8 +245,9 @@ class Emulator:
         self._sessions: dict[str, datetime] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        # A short poll interval makes close() quick (tests start dozens of emulators).
         self._thread = threading.Thread(
-            target=server.serve_forever, name="pvs-emulator", daemon=True
+            target=server.serve_forever, args=(0.05,), name="pvs-emulator", daemon=True
         )
         host, port = server.server_address[:2]
         self.port: int = int(port)
