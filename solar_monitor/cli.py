@@ -192,7 +192,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from solar_monitor.pvs.emulator import serve
 
-    serve(args.host, args.port, args.firmware, args.inverters, args.seed, args.fault)
+    try:
+        serve(args.host, args.port, args.firmware, args.inverters, args.seed, args.fault)
+    except ValueError as exc:
+        print(f"solar-monitor emulator: {exc}", file=sys.stderr)
+        return Exit.CONFIG
     return Exit.OK
 
 

@@ -91,7 +91,7 @@ class PvsConfig:
     verify_tls: bool = _f(False, hint="the PVS uses a self-signed certificate")
     request_timeout_s: float = _f(150.0, check=_range(1, 900),
                                   hint="one HTTP request; DeviceList can take 120 s")
-    poll_budget_s: float = _f(240.0, check=_range(5, 3600),
+    poll_budget_s: float = _f(240.0, check=_range(1, 3600),
                               hint="a whole poll including retries; keep under the cron interval")
 
 

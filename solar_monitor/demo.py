@@ -46,7 +46,8 @@ def demo_site(days: int):  # -> SimulatedSite (import kept local: only the demo 
     spec = SiteSpec(latitude=SITE["latitude"], longitude=SITE["longitude"],
                     timezone=SITE["timezone"], inverter_count=12, seed=7,
                     roof_faces=(RoofFace(180.0, 25.0, 6), RoofFace(250.0, 25.0, 6)),
-                    build=61846, faults=faults)
+                    build=61846, faults=faults,
+                    epoch=datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=UTC))
     return SimulatedSite(spec)
 
 

@@ -25,7 +25,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from solar_monitor.pvs.errors import (
@@ -99,6 +100,7 @@ class PvsClient:
         self._now = now
         self._deadline = 0.0
         self._logged_in = False
+        self._last_error: PvsCommunicationError | None = None
         self.build: int | None = None
         self.detected_api: Api | None = None
 
@@ -162,16 +164,16 @@ class PvsClient:
         if self._needs_login() and not self._logged_in:
             self._login()
         status, body = self._get(DEVICELIST_PATH)
-        if status in (401, 403):
-            if not self._logged_in:
-                self._login()
-                status, body = self._get(DEVICELIST_PATH)
-            if status in (401, 403) and (self.build or 0) >= AUTH_MIN_BUILD:
-                return None
+        known_old = self.build is not None and self.build < AUTH_MIN_BUILD
+        if status in (401, 403) and not known_old:
+            self._login()  # a session can expire between requests: log in again, once
+            status, body = self._get(DEVICELIST_PATH)
             if status in (401, 403):
-                raise PvsAuthError(
-                    f"DeviceList answered HTTP {status} even after login; on old firmware a "
-                    f"PVS power cycle cures a spontaneous 403", http_status=status)
+                return None  # refused even with a fresh session: varserver firmware
+        if status in (401, 403):
+            raise PvsAuthError(
+                f"DeviceList answered HTTP {status} on firmware that needs no login; a PVS "
+                f"power cycle cures this spontaneous 403", http_status=status)
         _check_devicelist(status, body)
         self.detected_api = "legacy"
         return body
@@ -221,7 +223,7 @@ class PvsClient:
         """GET with retries on transient failures, inside the poll's time budget."""
         retrying = Retrying(
             stop=stop_after_attempt(6) | self._budget_spent,
-            wait=wait_exponential_jitter(initial=2, max=30, jitter=2),
+            wait=wait_exponential(multiplier=2, max=30) + wait_random(0, 2),
             retry=retry_if_exception_type(PvsCommunicationError),
             sleep=self._budget_sleep,
             reraise=True,
@@ -240,7 +242,17 @@ class PvsClient:
     def _get_once(self, path: str, headers: dict[str, str] | None) -> tuple[int, bytes]:
         remaining = self._deadline - self._monotonic()
         if remaining < 1.0:
+            if self._last_error is not None:
+                raise self._last_error  # the real cause says more than "out of time"
             raise PvsCommunicationError(f"poll budget of {self.budget_s:g} s used up")
+        try:
+            return self._request(path, headers, remaining)
+        except PvsCommunicationError as exc:
+            self._last_error = exc
+            raise
+
+    def _request(self, path: str, headers: dict[str, str] | None,
+                 remaining: float) -> tuple[int, bytes]:
         read_timeout = min(self.request_timeout_s, remaining)
         try:
             response = self.session.get(
@@ -265,12 +277,12 @@ def _check_devicelist(status: int, body: bytes) -> None:
     if status != 200:
         raise PvsResponseError(f"DeviceList answered HTTP {status}", http_status=status)
     doc = _json_object(body, "DeviceList")
-    if not isinstance(doc.get("devices"), list):
-        raise PvsResponseError("DeviceList answer has no 'devices' list", http_status=status)
     result = doc.get("result")
     if result is not None and str(result).lower() != "succeed":
         raise PvsResponseError(f"DeviceList answered result={str(result)[:40]!r}",
                                http_status=status)
+    if not isinstance(doc.get("devices"), list):
+        raise PvsResponseError("DeviceList answer has no 'devices' list", http_status=status)
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def load_json(data: bytes) -> Any:
     try:
         return json.loads(stripped)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(stripped) - 1:
+        if exc.pos >= len(stripped) - 1 or not stripped.endswith(("}", "]")):
             raise ParseError(f"truncated JSON ({len(stripped)} bytes)") from None
         raise ParseError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}") from None
