@@ -1,0 +1,339 @@
+#!/bin/bash
+# Install solar-monitor on a Raspberry Pi in the PVS box (Raspberry Pi OS / Debian).
+#
+# Idempotent: run it again after `git pull` to upgrade; it never overwrites an
+# existing /etc/solar-monitor/config.yaml and never deletes data.
+#
+#   sudo deploy/install.sh                      # systemd timer, network, HAProxy bridge
+#   sudo deploy/install.sh --scheduler cron     # cron instead of the systemd timer
+#   deploy/install.sh --root /tmp/x             # write every file under /tmp/x and only
+#                                               # print the commands (tests, review)
+#   deploy/install.sh --dry-run                 # write nothing, print what would happen
+#
+# What it does, in order: a system user `solar-monitor`; a venv in /opt/solar-monitor
+# with this checkout installed; /etc/solar-monitor/config.yaml (0600, from
+# config.example.yaml, only if absent); /var/lib/solar-monitor for data; the timer
+# or the crontab; logs that spare the SD card (journald in RAM, logrotate for
+# cron); the Pi network from the field guide (static 172.27.153.10/24 on eth0 with
+# no gateway, Wi-Fi power save off, a Wi-Fi reconnect check); the read-only HAProxy
+# bridge. See docs/raspberry-pi.md.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+USER_NAME=solar-monitor
+OPT_DIR=/opt/solar-monitor
+VENV="$OPT_DIR/venv"
+ETC_DIR=/etc/solar-monitor
+CONFIG="$ETC_DIR/config.yaml"
+DATA_DIR=/var/lib/solar-monitor
+LOG_DIR=/var/log/solar-monitor
+UNIT_DIR=/etc/systemd/system
+CRON_FILE=/etc/cron.d/solar-monitor
+ETH=eth0
+PI_PVS_ADDR=172.27.153.10/24
+MARK_BEGIN="# BEGIN solar-monitor (deploy/install.sh)"
+MARK_END="# END solar-monitor"
+
+ROOT=""
+DRY_RUN=""
+SCHEDULER=systemd
+NETWORK=auto
+WITH_HAPROXY=yes
+PYTHON=python3
+
+usage() {
+    cat <<EOF
+Usage: $0 [options]
+  --scheduler systemd|cron   how runs are started (default: systemd)
+  --network auto|networkmanager|dhcpcd|none
+                             configure eth0/Wi-Fi for the PVS (default: auto-detect)
+  --no-haproxy               do not install the HAProxy bridge
+  --python PATH              interpreter for the venv (Python >= 3.11; default python3)
+  --root DIR                 write every file under DIR, print commands instead of running them
+  --dry-run                  write nothing, print what would be done
+  -h, --help                 this text
+EOF
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --scheduler) SCHEDULER="${2:?--scheduler needs systemd or cron}"; shift 2 ;;
+        --network) NETWORK="${2:?--network needs a value}"; shift 2 ;;
+        --no-haproxy) WITH_HAPROXY=""; shift ;;
+        --python) PYTHON="${2:?--python needs a path}"; shift 2 ;;
+        --root) ROOT="${2:?--root needs a directory}"; shift 2 ;;
+        --dry-run) DRY_RUN=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+case "$SCHEDULER" in systemd|cron) ;; *) echo "--scheduler must be systemd or cron" >&2; exit 2 ;; esac
+case "$NETWORK" in auto|networkmanager|dhcpcd|none) ;; *) echo "bad --network: $NETWORK" >&2; exit 2 ;; esac
+if [[ -n "$ROOT" ]]; then
+    mkdir -p "$ROOT"
+    ROOT="$(cd "$ROOT" && pwd)"
+fi
+
+# Changing the real system needs root; --root and --dry-run touch nothing outside DIR.
+SIMULATE=""
+[[ -n "$ROOT" || -n "$DRY_RUN" ]] && SIMULATE=1
+if [[ -z "$SIMULATE" && "$(id -u)" -ne 0 ]]; then
+    echo "run as root (sudo $0), or use --root DIR / --dry-run to try it out" >&2
+    exit 1
+fi
+
+say() { printf '==> %s\n' "$*"; }
+
+# Run a command that changes the system, or only print it when simulating.
+run() {
+    if [[ -n "$SIMULATE" ]]; then
+        # %q quotes each word, so the printed line can be pasted into a shell.
+        printf '+'
+        printf ' %q' "$@"
+        printf '\n'
+    else
+        "$@"
+    fi
+}
+
+# put SRC DEST MODE: install a file (DEST is the path on the target system).
+# Rewrites only when the content differs, so a second run changes nothing.
+put() {
+    local src="$1" dest="$2" mode="$3" target="$ROOT$2"
+    if [[ -n "$DRY_RUN" ]]; then
+        say "would install $dest (mode $mode)"
+        return
+    fi
+    mkdir -p "$(dirname "$target")"
+    if [[ -f "$target" ]] && cmp -s "$src" "$target"; then
+        chmod "$mode" "$target"
+    else
+        install -m "$mode" "$src" "$target"
+        say "installed $dest"
+    fi
+}
+
+# put_text DEST MODE < content: like put, for generated content.
+put_text() {
+    local tmp
+    tmp="$(mktemp)"
+    cat >"$tmp"
+    put "$tmp" "$1" "$2"
+    rm -f "$tmp"
+}
+
+# dir PATH MODE [OWNER]: create a directory; ownership via run (users may not exist under --root).
+dir() {
+    local path="$1" mode="$2" owner="${3:-}"
+    if [[ -n "$DRY_RUN" ]]; then
+        say "would create $path (mode $mode${owner:+, owner $owner})"
+        return
+    fi
+    mkdir -p "$ROOT$path"
+    chmod "$mode" "$ROOT$path"
+    if [[ -n "$owner" ]]; then
+        run chown "$owner" "$path"
+    fi
+}
+
+# remove PATH: delete a file we installed earlier (e.g. when switching scheduler).
+remove() {
+    if [[ -e "$ROOT$1" ]]; then
+        if [[ -n "$DRY_RUN" ]]; then
+            say "would remove $1"
+        else
+            rm -f "$ROOT$1"
+            say "removed $1"
+        fi
+    fi
+}
+
+have_systemd() { [[ -d /run/systemd/system ]]; }
+
+# --- 1. The user and the directories ------------------------------------------
+say "system user $USER_NAME"
+if [[ -n "$SIMULATE" ]] || ! id "$USER_NAME" >/dev/null 2>&1; then
+    # A system account with no shell and no login; its home is the data dir.
+    run useradd --system --user-group --home-dir "$DATA_DIR" --no-create-home \
+        --shell /usr/sbin/nologin --comment "solar-monitor PVS watchdog" "$USER_NAME"
+fi
+dir "$OPT_DIR" 0755
+dir "$ETC_DIR" 0750 "root:$USER_NAME"
+dir "$DATA_DIR" 0750 "$USER_NAME:$USER_NAME"
+
+# --- 2. The application in a venv -----------------------------------------------
+say "venv $VENV"
+if [[ -z "$SIMULATE" ]]; then
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "$PYTHON is not Python >= 3.11 (Raspberry Pi OS Bookworm has 3.11); use --python" >&2
+        exit 1
+    fi
+    if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+        run apt-get install -y python3-venv
+    fi
+fi
+if [[ -n "$SIMULATE" || ! -x "$VENV/bin/python" ]]; then
+    run "$PYTHON" -m venv "$VENV"
+fi
+# A plain (not editable) install: the checkout can be moved or deleted afterwards.
+run "$VENV/bin/pip" install --quiet --upgrade pip
+run "$VENV/bin/pip" install --quiet --upgrade "$REPO"
+put "$REPO/docs/raspberry-pi.md" "$OPT_DIR/docs/raspberry-pi.md" 0644
+
+# `sudo solar-monitor check` runs as the service user with the installed config,
+# so files in the data dir never end up owned by root.
+put_text /usr/local/bin/solar-monitor 0755 <<EOF
+#!/bin/bash
+# Installed by solar-monitor's deploy/install.sh: run solar-monitor as its own user.
+set -euo pipefail
+export SOLAR_MONITOR_CONFIG="\${SOLAR_MONITOR_CONFIG:-$CONFIG}"
+if [[ "\$(id -u)" -eq 0 ]]; then
+    cd /
+    exec runuser -u $USER_NAME -- env HOME=$DATA_DIR SOLAR_MONITOR_CONFIG="\$SOLAR_MONITOR_CONFIG" \\
+        $VENV/bin/solar-monitor "\$@"
+fi
+exec $VENV/bin/solar-monitor "\$@"
+EOF
+
+# --- 3. The config: copied once, never overwritten ------------------------------
+if [[ -e "$ROOT$CONFIG" ]]; then
+    say "keeping existing $CONFIG"
+    # It holds passwords: make sure it is not readable by others.
+    if [[ -z "$DRY_RUN" ]]; then
+        chmod 0600 "$ROOT$CONFIG"
+    fi
+else
+    put "$REPO/config.example.yaml" "$CONFIG" 0600
+    say "edit $CONFIG (site, PVS serial, e-mail), then: sudo solar-monitor check"
+fi
+if [[ -z "$DRY_RUN" ]]; then
+    run chown "$USER_NAME:$USER_NAME" "$CONFIG"
+fi
+
+# --- 4. The scheduler ----------------------------------------------------------
+say "scheduler: $SCHEDULER"
+for unit in solar-monitor.service solar-monitor.timer \
+        solar-monitor-wifi-check.service solar-monitor-wifi-check.timer; do
+    put "$REPO/systemd/$unit" "$UNIT_DIR/$unit" 0644
+done
+put "$REPO/deploy/wifi-check.sh" /usr/local/sbin/solar-monitor-wifi-check 0755
+if [[ "$SCHEDULER" == systemd ]]; then
+    remove "$CRON_FILE"
+    remove /etc/logrotate.d/solar-monitor
+    run systemctl daemon-reload
+    # Without this, time-sync.target is reached before the clock is actually set.
+    run systemctl enable systemd-time-wait-sync.service
+    run systemctl enable --now solar-monitor.timer solar-monitor-wifi-check.timer
+else
+    if [[ -n "$SIMULATE" ]] || have_systemd; then
+        run systemctl daemon-reload
+        run systemctl disable --now solar-monitor.timer solar-monitor-wifi-check.timer
+    fi
+    dir "$LOG_DIR" 0750 "$USER_NAME:$USER_NAME"
+    put "$REPO/deploy/crontab" "$CRON_FILE" 0644
+    put "$REPO/deploy/logrotate" /etc/logrotate.d/solar-monitor 0644
+fi
+
+# --- 5. Logs that spare the SD card --------------------------------------------
+put "$REPO/deploy/journald.conf" /etc/systemd/journald.conf.d/solar-monitor.conf 0644
+if [[ -n "$SIMULATE" ]] || have_systemd; then
+    run systemctl restart systemd-journald
+fi
+
+# --- 6. The Pi's network (field guide): eth0 to the PVS, Wi-Fi to the home LAN --
+if [[ "$NETWORK" == auto ]]; then
+    if [[ -n "$ROOT" ]]; then
+        if [[ -d "$ROOT/etc/NetworkManager" ]]; then NETWORK=networkmanager
+        elif [[ -f "$ROOT/etc/dhcpcd.conf" ]]; then NETWORK=dhcpcd
+        else NETWORK=none; fi
+    elif have_systemd && systemctl is-active --quiet NetworkManager; then
+        NETWORK=networkmanager    # Raspberry Pi OS Bookworm
+    elif [[ -f /etc/dhcpcd.conf ]]; then
+        NETWORK=dhcpcd            # Bullseye and older
+    else
+        NETWORK=none
+        say "found neither NetworkManager nor dhcpcd: configure $ETH yourself (docs/raspberry-pi.md)"
+    fi
+fi
+say "network: $NETWORK"
+
+# eth0 gets a fixed address and no gateway: the PVS runs a DHCP server on LAN1,
+# but newer firmware stops renewing leases, and its default route would steal the
+# Pi's internet traffic from the Wi-Fi.
+case "$NETWORK" in
+    networkmanager)
+        # A keyfile rather than `nmcli connection add`, so a rerun is a no-op.
+        # NetworkManager ignores keyfiles readable by others: 0600.
+        put_text /etc/NetworkManager/system-connections/solar-monitor-pvs.nmconnection 0600 <<EOF
+# Installed by solar-monitor's deploy/install.sh: $ETH is cabled to the PVS LAN1 port.
+[connection]
+id=solar-monitor-pvs
+type=ethernet
+interface-name=$ETH
+autoconnect=true
+# Wins over the default "Wired connection 1" (DHCP from the PVS, with a gateway).
+autoconnect-priority=100
+
+[ipv4]
+method=manual
+address1=$PI_PVS_ADDR
+never-default=true
+
+[ipv6]
+method=disabled
+EOF
+        put_text /etc/NetworkManager/conf.d/solar-monitor-wifi-powersave.conf 0644 <<'EOF'
+# Installed by solar-monitor's deploy/install.sh. Wi-Fi power saving makes the
+# Pi drop off the network ("carrier lost"); 2 = disabled.
+[connection]
+wifi.powersave = 2
+EOF
+        run nmcli connection reload
+        # Fails harmlessly when eth0 is not cabled to the PVS yet.
+        run nmcli connection up solar-monitor-pvs || say "eth0 not up yet: it will be once cabled to the PVS"
+        ;;
+    dhcpcd)
+        # Replace our marked block (if any) and append the current one.
+        target="$ROOT/etc/dhcpcd.conf"
+        tmp="$(mktemp)"
+        if [[ -f "$target" ]]; then
+            awk -v b="$MARK_BEGIN" -v e="$MARK_END" \
+                '$0 == b {skip = 1; next} $0 == e {skip = 0; next} !skip' "$target" >"$tmp"
+        fi
+        cat >>"$tmp" <<EOF
+$MARK_BEGIN
+# $ETH is cabled to the PVS installer port (LAN1).
+interface $ETH
+static ip_address=$PI_PVS_ADDR
+nogateway
+$MARK_END
+EOF
+        put "$tmp" /etc/dhcpcd.conf 0644
+        rm -f "$tmp"
+        # Rebind eth0 only: restarting dhcpcd would also renew the Wi-Fi we may be
+        # logged in through. Wi-Fi power save: the reconnect check turns it off.
+        run dhcpcd -n "$ETH" || say "dhcpcd could not rebind $ETH yet: it will at the next boot"
+        ;;
+esac
+
+# --- 7. The read-only HAProxy bridge -------------------------------------------
+if [[ -n "$WITH_HAPROXY" ]]; then
+    say "HAProxy bridge"
+    if [[ -n "$SIMULATE" ]] || ! command -v haproxy >/dev/null 2>&1; then
+        run apt-get install -y haproxy
+    fi
+    # Keep Debian's original once, for uninstall --remove-bridge.
+    cfg="$ROOT/etc/haproxy/haproxy.cfg"
+    if [[ -z "$DRY_RUN" && -f "$cfg" && ! -e "$cfg.before-solar-monitor" ]] \
+            && ! cmp -s "$cfg" "$REPO/haproxy/haproxy.cfg"; then
+        cp -p "$cfg" "$cfg.before-solar-monitor"
+    fi
+    put "$REPO/haproxy/haproxy.cfg" /etc/haproxy/haproxy.cfg 0644
+    run haproxy -c -q -f /etc/haproxy/haproxy.cfg
+    run systemctl enable haproxy
+    run systemctl reload-or-restart haproxy
+fi
+
+say "done. Next: edit $CONFIG, then sudo solar-monitor check (docs/raspberry-pi.md)"
