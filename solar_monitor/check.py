@@ -58,7 +58,15 @@ def check_pvs(config: Config) -> CheckResult:
                                f"{len(snapshot.meters)} meters")
 
 
+def check_notify(config: Config) -> CheckResult:
+    from solar_monitor.notify import check_targets
+
+    ok, detail = check_targets(config)
+    return CheckResult("SKIP" if ok is None else "PASS" if ok else "FAIL", detail)
+
+
 CHECKS: list[tuple[str, Check]] = [("data_dir", check_data_dir), ("pvs", check_pvs)]
+CHECKS.append(("notify", check_notify))
 
 
 def run_checks(config: Config) -> bool:

@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=3)
 
     sub.add_parser("check", parents=[common], help="validate the config and probe each part")
+
+    p = sub.add_parser("test-alert", parents=[common],
+                       help="send a test message to every notify target, one line each")
+    p.add_argument("--tag", action="append", default=[],
+                   help="only targets with this tag (repeatable)")
     return parser
 
 
@@ -213,6 +218,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = load(args)
     return Exit.OK if run_checks(config) else Exit.FAILED
+
+
+@command("test-alert")
+def cmd_test_alert(args: argparse.Namespace) -> int:
+    from solar_monitor.notify import test_targets
+
+    config = load(args)
+    results = test_targets(config, args.tag)
+    if not results:
+        print("solar-monitor: no notify target" + (f" with tag {args.tag}" if args.tag else "")
+              + "; add one under notify.targets (see docs/notifications.md)", file=sys.stderr)
+        return Exit.CONFIG
+    for r in results:
+        print(f"PASS {r.target}: sent" if r.ok else f"FAIL {r.target}: {r.error}")
+    return Exit.OK if all(r.ok for r in results) else Exit.FAILED
 
 
 def _progress(done: int, total: int) -> None:

@@ -111,6 +111,41 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class WeatherConfig:
+    """Cloud cover from Open-Meteo (free, no key), stored with each poll."""
+
+    enabled: bool = _f(True, hint="true or false")
+    url: str = _f("https://api.open-meteo.com/v1/forecast", check=_url,
+                  hint="the Open-Meteo forecast endpoint; change only for a self-hosted one")
+    refresh_minutes: int = _f(60, check=_range(15, 1440),
+                              hint="fetch at most this often; Open-Meteo updates hourly")
+    timeout_s: float = _f(10.0, check=_range(1, 60),
+                          hint="one request; a weather failure never fails the run")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """One apprise URL and the tags of the messages it receives."""
+
+    url: str = _f(secret=True, hint="an apprise URL such as "
+                  "mailtos://user:app-password@gmail.com?to=me@example.com "
+                  "(see docs/notifications.md)")
+    tags: list[str] = _f([], hint="which messages go here, e.g. [alerts, digest]; "
+                                  "empty receives everything")
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Where alerts and digests go; unsent messages wait in an outbox and are retried."""
+
+    targets: list[NotifyTarget] = _f([], hint="a list of {url: ..., tags: [...]} entries")
+    max_per_run: int = _f(10, check=_range(1, 1000),
+                          hint="messages tried per run; the rest wait for the next run")
+    give_up_hours: float = _f(72.0, check=_range(1, 8760),
+                              hint="drop a message that could not be sent for this long")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Where run logs go. Cron mails stderr; systemd sends it to the journal."""
 
@@ -129,6 +164,8 @@ class Config:
     csv: CsvConfig = _f(CsvConfig)
     archive: ArchiveConfig = _f(ArchiveConfig)
     logging: LoggingConfig = _f(LoggingConfig)
+    weather: WeatherConfig = _f(WeatherConfig)
+    notify: NotifyConfig = _f(NotifyConfig)
 
     @property
     def data_path(self) -> Path:

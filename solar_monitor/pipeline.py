@@ -88,8 +88,18 @@ def _sun_elevation(ctx: RunContext, at: datetime) -> dict[str, float | None]:
     return {"sun_elevation_deg": round(sun_elevation_deg(site.latitude, site.longitude, at), 2)}
 
 
+def _flush_notifications(ctx: RunContext) -> None:
+    """Send what the stages before queued (and what earlier runs could not send)."""
+    if ctx.notify:
+        from solar_monitor.notify import flush_notifications
+
+        flush_notifications(ctx.config, ctx.store, ctx.now)
+
+
 ENRICHERS: list[Enricher] = [_sun_elevation]
 STAGES: list[Stage] = [Stage("csv", _export_csv)]
+# Keep "notify" the last stage: it sends what the rules and digest stages queued.
+STAGES.append(Stage("notify", _flush_notifications))
 
 
 def raw_dir(config: Config) -> Path:
