@@ -94,9 +94,8 @@ class Store:
             if name in done:
                 continue
             with self.transaction():
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in _statements(script):
+                    self.db.execute(statement)
                 self.db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
                                 (name, iso(datetime.now(UTC))))
 
@@ -242,6 +241,24 @@ class Store:
             return self.db.execute(sql + " WHERE device_type=? ORDER BY first_seen, serial",
                                    (device_type,)).fetchall()
         return self.db.execute(sql + " ORDER BY device_type, serial").fetchall()
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split an SQL script into statements the way SQLite does (comments and quoted
+    semicolons are not boundaries)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;") and not _only_comments(pending):
+                yield pending
+            pending = ""
+    if pending.strip() and not _only_comments(pending):
+        yield pending
+
+
+def _only_comments(text: str) -> bool:
+    return all(not ln.strip() or ln.strip().startswith("--") for ln in text.splitlines())
 
 
 def _cell(value: Any) -> Any:
