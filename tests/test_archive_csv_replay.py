@@ -1,0 +1,129 @@
+"""Archive, CSV repair and replay: nothing lost, nothing duplicated, any order of crashes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from solar_monitor.archive import classify, iter_archive, save_answer, save_error, write_atomic
+from solar_monitor.config import config_from_dict
+from solar_monitor.pipeline import open_store
+from solar_monitor.pvs.sim import SimulatedSite, SiteSpec
+from solar_monitor.replay import replay
+from solar_monitor.sinks.csv_files import export_csv
+from solar_monitor.store import Store
+
+from .conftest import real
+
+NY = ZoneInfo("America/New_York")
+START = datetime(2025, 6, 18, 12, 0, tzinfo=UTC)
+
+
+def write_year_slice(raw: Path, polls: int, step_min: int = 15) -> list[datetime]:
+    site = SimulatedSite(SiteSpec(inverter_count=4, epoch=START, latitude=42.36,
+                                  longitude=-71.06, timezone="America/New_York"))
+    times = [START + timedelta(minutes=step_min * i) for i in range(polls)]
+    for t in times:
+        save_answer(raw, t, json.dumps(site.device_list(t)).encode())
+    return times
+
+
+def test_archive_names_and_atomic_write(tmp_path: Path):
+    raw = tmp_path / "raw"
+    at = datetime(2025, 7, 20, 18, 3, 33, 500000, tzinfo=UTC)
+    first = save_answer(raw, at, b"{}")
+    assert first.path == raw / "2025/07/20/20250720T180333Z.json.gz"
+    second = save_error(raw, at, "boom", 503)  # same second: next free second
+    assert second.path.name == "20250720T180334Z.error.json"
+    assert json.loads(second.path.read_text()) == {"error": "boom", "http_status": 503}
+    assert gzip.decompress(first.path.read_bytes()) == b"{}"
+
+    class Boom(Exception):
+        pass
+
+    target = tmp_path / "x" / "file.json"
+    write_atomic(target, b"old")
+
+    def explode(*_args: object) -> None:
+        raise Boom
+
+    real_replace = os.replace
+    os.replace = explode  # the crash happens between the temp write and the rename
+    try:
+        with pytest.raises(Boom):
+            write_atomic(target, b"new")
+    finally:
+        os.replace = real_replace
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["file.json"]  # no temp left
+
+
+def test_classify_curl_names_as_local_time(tmp_path: Path):
+    item = classify(tmp_path / "20250720_140333.json", NY)
+    assert item is not None and item.polled_at == datetime(2025, 7, 20, 18, 3, 33, tzinfo=UTC)
+    assert classify(tmp_path / "notes.txt", NY) is None
+    assert classify(tmp_path / "20250720T180333Z.error.json", NY).failed
+
+
+def test_csv_torn_line_is_repaired_without_duplicates(tmp_path: Path, config_dict: dict):
+    config = config_from_dict(config_dict, env={})
+    write_year_slice(config.data_path / "raw", 6)
+    replay(config, config.data_path / "raw")
+    csv_dir = config.data_path / "csv"
+    readings = csv_dir / "readings.csv"
+    inverters = csv_dir / "inverters-2025-06.csv"
+    full_readings, full_inverters = readings.read_text(), inverters.read_text()
+    assert len(full_readings.splitlines()) == 7 and len(full_inverters.splitlines()) == 25
+
+    # a run killed mid-write: a torn last line, and the last poll only half written
+    inverters.write_text("".join(full_inverters.splitlines(keepends=True)[:-3]) + "2025-06-")
+    readings.write_text(full_readings[:-10])
+    with Store(config.data_path / "solar-monitor.db") as store:
+        export_csv(store, csv_dir, NY)
+        assert readings.read_text() == full_readings
+        assert inverters.read_text() == full_inverters
+        export_csv(store, csv_dir, NY)  # nothing new: the files stay the same
+        assert readings.read_text() == full_readings
+        assert inverters.read_text() == full_inverters
+
+
+def test_replay_is_idempotent_and_imports_foreign_archives(tmp_path: Path, config_dict: dict):
+    source = tmp_path / "curl-job"
+    source.mkdir()
+    # the owner's curl cron job: local-time names, one failed poll saved as an HTML page
+    body = real("dl_cgi_61839_30").read_bytes()
+    (source / "20250720_140000.json").write_bytes(body)
+    (source / "20250720_141500.json").write_bytes(b"<html>503</html>")
+    (source / "20250720_143000.json").write_bytes(body)
+    (source / "README.txt").write_text("not an answer")
+    config = config_from_dict(config_dict, env={})
+    first = replay(config, source)
+    assert (first.files, first.stored, first.failed, first.skipped) == (3, 2, 1, 0)
+    again = replay(config, source)
+    assert (again.stored, again.skipped) == (0, 3)
+    copied = sorted(p.name for p in (config.data_path / "raw").rglob("*") if p.is_file())
+    assert copied == ["20250720T180000Z.json.gz", "20250720T181500Z.json.gz",
+                      "20250720T183000Z.json.gz"]
+    with open_store(config) as store:
+        rows = store.db.execute("SELECT polled_at, ok, error FROM polls ORDER BY polled_at")
+        got = [tuple(r) for r in rows]
+    assert got[0] == ("2025-07-20T18:00:00Z", 1, None)
+    assert got[1][:2] == ("2025-07-20T18:15:00Z", 0) and "HTML page" in got[1][2]
+
+
+def test_replay_in_time_order_regardless_of_folder_layout(tmp_path: Path, config_dict: dict):
+    config = config_from_dict(config_dict, env={})
+    times = write_year_slice(tmp_path / "elsewhere", 8, step_min=180)  # spans two days
+    report = replay(config, tmp_path / "elsewhere")
+    assert report.stored == 8
+    listed = [a.polled_at for a in iter_archive(config.data_path / "raw", UTC)]
+    assert listed == times
+    lines = (config.data_path / "csv" / "readings.csv").read_text().splitlines()[1:]
+    assert [ln.split(",")[0] for ln in lines] == [t.strftime("%Y-%m-%dT%H:%M:%SZ")
+                                                  for t in times]
