@@ -145,6 +145,36 @@ class NotifyConfig:
                               hint="drop a message that could not be sent for this long")
 
 
+def _rule_overrides(value: dict[str, Any]) -> str | None:
+    from solar_monitor.rules.catalog import check_overrides
+
+    return check_overrides(value)
+
+
+def _rule_ids(value: list[str]) -> str | None:
+    from solar_monitor.rules.catalog import BY_ID
+
+    unknown = [v for v in value if v not in BY_ID]
+    return f"unknown rule {unknown[0]!r}; rules are: {', '.join(BY_ID)}" if unknown else None
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Alert rules and their e-mails (docs: solar_monitor/rules/catalog.py lists the rules)."""
+
+    enabled: bool = _f(True, hint="true or false")
+    reminder_hours: float = _f(24.0, check=_range(1, 8760),
+                               hint="repeat an open alert's e-mail this often")
+    tags: list[str] = _f(["alerts"], hint="notify targets with one of these tags receive them")
+    disabled_rules: list[str] = _f([], check=_rule_ids,
+                                   hint="rule ids to switch off, e.g. [pvs_rebooted]")
+    ignore_inverters: list[str] = _f([], hint="serials of replaced inverters the PVS still "
+                                              "lists")
+    rules: dict[str, dict[str, float]] = _f(
+        {}, check=_rule_overrides,
+        hint="per-rule thresholds, e.g. {inverter_offline: {open_after_min: 45}}")
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     """Where run logs go. Cron mails stderr; systemd sends it to the journal."""
@@ -166,6 +196,7 @@ class Config:
     logging: LoggingConfig = _f(LoggingConfig)
     weather: WeatherConfig = _f(WeatherConfig)
     notify: NotifyConfig = _f(NotifyConfig)
+    alerts: AlertsConfig = _f(AlertsConfig)
 
     @property
     def data_path(self) -> Path:
@@ -322,6 +353,14 @@ def _coerce(tp: Any, value: Any, path: str, problems: _Problems,
                                f"{', '.join(map(str, choices))}", hint)
             return _INVALID
         return value
+    if origin is dict:
+        key_tp, item_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            problems.add(path, "must be a section (indented key: value lines)", hint)
+            return _INVALID
+        entries = {str(k): _coerce(item_tp, v, _join(path, str(k)), problems, env, meta)
+                   for k, v in value.items()}
+        return _INVALID if any(v is _INVALID for v in entries.values()) else entries
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str | dict) or not isinstance(value, list):

@@ -96,8 +96,24 @@ def _flush_notifications(ctx: RunContext) -> None:
         flush_notifications(ctx.config, ctx.store, ctx.now)
 
 
+def _rules(ctx: RunContext) -> None:
+    from solar_monitor.rules.stage import rules_stage
+
+    rules_stage(ctx)
+
+
+def _alerts_export(ctx: RunContext) -> None:
+    from solar_monitor.rules.stage import alerts_export_stage
+
+    alerts_export_stage(ctx)
+
+
 ENRICHERS: list[Enricher] = [_sun_elevation]
 STAGES: list[Stage] = [Stage("csv", _export_csv)]
+# Alert rules judge every poll (a failed one too); the export saves their memory and
+# writes `replay --events-out`.
+STAGES.append(Stage("rules", _rules, when="each_poll"))
+STAGES.append(Stage("alerts_export", _alerts_export))
 # Keep "notify" the last stage: it sends what the rules and digest stages queued.
 STAGES.append(Stage("notify", _flush_notifications))
 

@@ -1,0 +1,362 @@
+"""The rule catalog: one frozen Rule per alert an owner can get.
+
+A rule's `check` looks at one poll (a `PollView`) and yields `(subject, bad, details)`:
+`bad` is True (the problem is there), False (it is not) or None (cannot tell now: night,
+overcast, a failed poll...). The engine turns those verdicts into alerts with hysteresis
+(`open_polls` bad verdicts spanning `open_after_min`, `clear_polls` good ones spanning
+`clear_after_min`), so a rule never has to count polls itself.
+
+Rules gate on the sun and on the inverters' peers, not on the clock: that is what keeps
+them quiet at night, at dawn and dusk, under clouds and snow. Every threshold is a
+parameter with a default here and an override in `alerts.rules.<id>.<param>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from solar_monitor.pvs.models import Inverter, Snapshot, Supervisor
+
+Severity = Literal["info", "warning", "critical"]
+SubjectKind = Literal["inverter", "meter", "system"]
+Verdict = tuple[str, bool | None, dict[str, Any]]
+Params = Mapping[str, float]
+
+SYSTEM = "system"
+
+# Hysteresis every rule has; rule-specific thresholds are added per rule.
+COMMON_PARAMS = ("open_polls", "open_after_min", "clear_polls", "clear_after_min")
+
+
+@dataclass
+class PollView:
+    """What the rules see of one poll: the snapshot plus facts the engine derived.
+
+    Times are epoch seconds (UTC); angles in degrees; power in kW.
+    """
+
+    ts: float
+    ok: bool
+    error: str | None
+    snapshot: Snapshot | None
+    elevation_deg: float
+    azimuth_deg: float
+    cloud_cover_pct: float | None
+    inverters: dict[str, Inverter]
+    median_inverter_kw: float | None
+    production_kw: float | None
+    expected_kw: float | None  # learned clear-sky production at this sun position
+    unchanged: bool | None  # every reading identical to the previous good poll
+    known_inverters: Mapping[str, float]
+    known_meters: Mapping[str, float]
+    new_inverters: Mapping[str, float]  # serial -> first seen (after the warm-up)
+    rebooted_at: float | None  # last unexpected PVS restart
+    firmware_change: tuple[float, str, str] | None  # (when, old, new)
+    day_scores: Mapping[str, tuple[int, int, int, float]]  # finished day: n, low, high, sum
+    ignored: frozenset[str] = frozenset()
+    active: Callable[[str, str], bool] = field(default=lambda rule, subject: False)
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        return self.snapshot.supervisor if self.snapshot else None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One alert rule. `message` says what is wrong ({subject} and the check's details
+    are filled in); `advice` says what to check. `params` are the default thresholds."""
+
+    id: str
+    title: str
+    severity: Severity
+    subject: SubjectKind
+    check: Callable[[PollView, Params], Iterator[Verdict]]
+    message: str
+    advice: str
+    params: Mapping[str, float]
+
+
+def _daylight(v: PollView, p: Params) -> bool:
+    return v.ok and v.elevation_deg >= p["min_elevation_deg"]
+
+
+def _peers_produce(v: PollView, p: Params) -> bool:
+    """The inverters' median produces a meaningful amount: the sun really reaches the
+    array (not night, dawn, dusk, heavy overcast or snow)."""
+    med = v.median_inverter_kw
+    return med is not None and med >= p["min_peer_kw"] and len(v.inverters) >= 2
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def inverter_offline(v: PollView, p: Params) -> Iterator[Verdict]:
+    if not _daylight(v, p):
+        return
+    gate = _peers_produce(v, p)
+    med = v.median_inverter_kw or 0.0
+    for serial, inv in v.inverters.items():
+        if serial in v.ignored:
+            continue
+        kw = inv.power_kw or 0.0
+        if inv.producing and kw >= p["peer_fraction"] * med:
+            yield serial, False, {}
+        elif gate:
+            yield serial, True, {"peer_kw": med, "kw": kw, "state": inv.state or "no state"}
+
+
+def inverter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
+    # All absent at once is a PVS restart or a PVS that lost its bus: not one inverter.
+    if not _daylight(v, p) or not v.inverters:
+        return
+    gate = _peers_produce(v, p)
+    for serial in v.known_inverters:
+        if serial in v.ignored:
+            continue
+        if serial in v.inverters:
+            yield serial, False, {}
+        elif gate and not v.active("inverter_offline", serial):
+            yield serial, True, {"present": len(v.inverters)}
+
+
+def inverter_underperforming(v: PollView, p: Params) -> Iterator[Verdict]:
+    for serial, (n, low, high, total) in v.day_scores.items():
+        if serial in v.ignored or n < p["min_samples"]:
+            continue
+        share = {"share_pct": round(100 * total / n)}
+        if 2 * low > n:
+            yield serial, True, share
+        elif 2 * high > n:
+            yield serial, False, share
+
+
+def pvs_unreachable(v: PollView, p: Params) -> Iterator[Verdict]:
+    yield SYSTEM, not v.ok, {"error": v.error or "no answer"}
+
+
+def data_stale(v: PollView, p: Params) -> Iterator[Verdict]:
+    if v.ok and v.unchanged is not None:
+        yield SYSTEM, v.unchanged, {}
+
+
+def pvs_storage_low(v: PollView, p: Params) -> Iterator[Verdict]:
+    sup = v.supervisor
+    if sup is None or (sup.flash_avail_kib is None and sup.flash_used_pct is None):
+        return
+    low = (sup.flash_avail_kib is not None and sup.flash_avail_kib < p["min_free_kib"]) or \
+        (sup.flash_used_pct is not None and sup.flash_used_pct >= p["max_used_pct"])
+    free = "?" if sup.flash_avail_kib is None else f"{sup.flash_avail_kib / 1024:.1f} MiB"
+    used = "?" if sup.flash_used_pct is None else f"{sup.flash_used_pct:.0f} %"
+    yield SYSTEM, low, {"free": free, "used": used}
+
+
+def pvs_upload_backlog(v: PollView, p: Params) -> Iterator[Verdict]:
+    sup = v.supervisor
+    if sup is None or sup.untransmitted is None:
+        return
+    yield SYSTEM, sup.untransmitted >= p["max_records"], {"records": int(sup.untransmitted)}
+
+
+def pvs_rebooted(v: PollView, p: Params) -> Iterator[Verdict]:
+    if not v.ok:
+        return
+    recent = v.rebooted_at is not None and v.ts - v.rebooted_at < p["window_h"] * 3600
+    yield SYSTEM, recent, {"at": v.rebooted_at}
+
+
+def firmware_changed(v: PollView, p: Params) -> Iterator[Verdict]:
+    if not v.ok:
+        return
+    change = v.firmware_change
+    recent = change is not None and v.ts - change[0] < p["window_h"] * 3600
+    old, new = (change[1], change[2]) if change else ("?", "?")
+    yield SYSTEM, recent, {"old": old, "new": new}
+
+
+def new_inverter(v: PollView, p: Params) -> Iterator[Verdict]:
+    if not v.ok:
+        return
+    for serial, first in v.new_inverters.items():
+        yield serial, v.ts - first < p["window_h"] * 3600, {}
+
+
+def inverter_over_temperature(v: PollView, p: Params) -> Iterator[Verdict]:
+    if not v.ok:
+        return
+    for serial, inv in v.inverters.items():
+        t = inv.heatsink_c
+        if t is None or serial in v.ignored:
+            continue
+        if t >= p["max_c"]:
+            yield serial, True, {"temp_c": t}
+        elif t < p["max_c"] - p["hysteresis_c"]:
+            yield serial, False, {"temp_c": t}
+
+
+def meter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
+    if not v.ok or v.snapshot is None:
+        return
+    present = {m.serial for m in v.snapshot.meters}
+    for serial in v.known_meters:
+        yield serial, serial not in present, {}
+
+
+def _grid_readings(snap: Snapshot) -> tuple[list[float], list[float]]:
+    """(volts, hertz) from the meters, else the inverters' median (no meter sites)."""
+    volts = [m.voltage_v for m in snap.meters if m.voltage_v is not None]
+    hertz = [m.freq_hz for m in snap.meters if m.freq_hz is not None]
+    if not volts or not hertz:
+        inv_v = sorted(i.ac_voltage_v for i in snap.inverters if i.ac_voltage_v)
+        inv_hz = sorted(i.freq_hz for i in snap.inverters if i.freq_hz)
+        volts = volts or ([inv_v[len(inv_v) // 2]] if inv_v else [])
+        hertz = hertz or ([inv_hz[len(inv_hz) // 2]] if inv_hz else [])
+    return volts, hertz
+
+
+def grid_out_of_range(v: PollView, p: Params) -> Iterator[Verdict]:
+    if not v.ok or v.snapshot is None:
+        return
+    volts, hertz = _grid_readings(v.snapshot)
+    if not volts and not hertz:
+        return
+    bad_v = [x for x in volts if not p["min_v"] <= x <= p["max_v"]]
+    bad_hz = [x for x in hertz if not p["min_hz"] <= x <= p["max_hz"]]
+    shown = ", ".join([f"{x:.1f} V" for x in bad_v or volts[:1]] +
+                      [f"{x:.2f} Hz" for x in bad_hz or hertz[:1]])
+    yield SYSTEM, bool(bad_v or bad_hz), {"reading": shown}
+
+
+def production_low(v: PollView, p: Params) -> Iterator[Verdict]:
+    if not _daylight(v, p) or v.expected_kw is None or v.production_kw is None:
+        return
+    if v.expected_kw < p["min_expected_kw"]:
+        return
+    if v.active("grid_out_of_range", SYSTEM) or v.active("data_stale", SYSTEM):
+        return  # the inverters are off for a reason another alert already gives
+    if v.cloud_cover_pct is not None and v.cloud_cover_pct >= p["overcast_pct"]:
+        return  # quiet on overcast days
+    ratio = max(0.0, v.production_kw) / v.expected_kw
+    details = {"kw": max(0.0, v.production_kw), "expected_kw": v.expected_kw,
+               "pct": round(100 * ratio)}
+    if ratio >= p["ok_ratio"]:
+        yield SYSTEM, False, details
+    elif ratio < p["low_ratio"]:
+        # The array alive but uniformly dim (some inverters report a trickle of power)
+        # is snow, ice or deep overcast; a tripped breaker or a dead array reports none.
+        alive = any((i.power_kw or 0.0) > 0.0 for i in v.inverters.values())
+        if not alive:
+            yield SYSTEM, True, details
+
+
+# --------------------------------------------------------------------------- the table
+
+_HYST = {"open_polls": 3, "open_after_min": 30, "clear_polls": 2, "clear_after_min": 15}
+_EVENT = {"open_polls": 1, "open_after_min": 0, "clear_polls": 1, "clear_after_min": 0,
+          "window_h": 6}
+_SUN = {"min_elevation_deg": 15.0, "min_peer_kw": 0.03}
+
+RULES: tuple[Rule, ...] = (
+    Rule("pvs_unreachable", "PVS unreachable", "critical", "system", pvs_unreachable,
+         "The PVS has not answered since {since} ({error}). Nothing is being monitored.",
+         "Check that the PVS has power, the Pi's cable to its LAN1 port, and the Pi itself.",
+         {**_HYST, "clear_polls": 1, "clear_after_min": 0}),
+    Rule("data_stale", "PVS data frozen", "critical", "system", data_stale,
+         "The PVS answers, but none of its readings has changed since {since}.",
+         "Power-cycle the PVS (breaker off 1 minute); if it persists, its data logger hangs.",
+         {**_HYST, "open_polls": 4, "open_after_min": 90}),
+    Rule("grid_out_of_range", "Grid out of range", "warning", "system", grid_out_of_range,
+         "Grid voltage or frequency outside the normal band since {since} ({reading}); "
+         "the inverters stop producing while it lasts.",
+         "If it persists or repeats, report it to your utility; many neighbours see it too.",
+         {**_HYST, "open_polls": 2, "open_after_min": 15, "min_v": 212.0, "max_v": 254.0,
+          "min_hz": 59.5, "max_hz": 60.5}),
+    Rule("production_low", "Production far below normal", "critical", "system", production_low,
+         "The whole system produces {kw:.2f} kW ({pct} % of the {expected_kw:.2f} kW it "
+         "makes at this sun position on clear days) since {since}, and no inverter reports "
+         "any power.",
+         "Check the solar breaker in the main panel and the PV disconnect. If the panels "
+         "are covered in snow, this clears by itself when it melts.",
+         {**_HYST, "open_polls": 6, "open_after_min": 90, "min_elevation_deg": 20.0,
+          "min_peer_kw": 0.0, "low_ratio": 0.15, "ok_ratio": 0.3, "overcast_pct": 80.0,
+          "min_expected_kw": 0.2}),
+    Rule("inverter_offline", "Inverter offline", "warning", "inverter", inverter_offline,
+         "Inverter {subject} has produced nothing since {since} ({state}) while the sun is "
+         "up and the median inverter makes {peer_kw:.3f} kW.",
+         "Check the PVS app or the panel for damage; a microinverter that stays off needs "
+         "replacing (it may still be under warranty).",
+         {**_HYST, **_SUN, "peer_fraction": 0.05}),
+    Rule("inverter_missing", "Inverter missing", "warning", "inverter", inverter_missing,
+         "Inverter {subject} is no longer in the PVS's device list since {since}, while "
+         "{present} others are.",
+         "Power-cycle the PVS to make it rediscover the inverter; if it was replaced, add "
+         "the old serial to alerts.ignore_inverters.",
+         {**_HYST, **_SUN}),
+    Rule("inverter_underperforming", "Inverter underperforming", "warning", "inverter",
+         inverter_underperforming,
+         "Inverter {subject} produced about {share_pct} % of its usual share of the array "
+         "on sunny hours, day after day (since {since}).",
+         "Look for new shade (a growing tree), dirt or damage on that panel; a failing "
+         "panel or inverter is a warranty claim.",
+         {"open_polls": 2, "open_after_min": 0, "clear_polls": 2, "clear_after_min": 0,
+          "weak_ratio": 0.75, "ok_ratio": 0.85, "min_samples": 3}),
+    Rule("inverter_over_temperature", "Inverter hot", "warning", "inverter",
+         inverter_over_temperature,
+         "Inverter {subject} heatsink at {temp_c:.0f} °C since {since}.",
+         "Check for debris under the panel blocking air flow; the inverter derates when hot.",
+         {**_HYST, "max_c": 85.0, "hysteresis_c": 5.0}),
+    Rule("meter_missing", "Meter missing", "warning", "meter", meter_missing,
+         "Power meter {subject} is no longer in the PVS's device list since {since}: "
+         "production and consumption figures are incomplete.",
+         "Power-cycle the PVS; if it stays missing, check the meter's CT wiring.",
+         {**_HYST, "open_polls": 4, "open_after_min": 45}),
+    Rule("pvs_storage_low", "PVS storage nearly full", "warning", "system", pvs_storage_low,
+         "The PVS's flash is nearly full ({free} free, {used} used) since {since}: the known "
+         "firmware bug that stops cloud reporting.",
+         "Check that the PVS reaches the internet (SunPower/SunStrong app); a power cycle "
+         "or a firmware update clears its logs.",
+         {**_HYST, "min_free_kib": 10240.0, "max_used_pct": 92.0, "clear_polls": 4,
+          "clear_after_min": 60}),
+    Rule("pvs_upload_backlog", "PVS not reaching the cloud", "warning", "system",
+         pvs_upload_backlog,
+         "{records} records wait for upload on the PVS (since {since}): it is not reaching "
+         "the cloud, and its flash will fill up.",
+         "Check the PVS's internet connection (Wi-Fi or Ethernet to your router).",
+         {**_HYST, "open_polls": 4, "open_after_min": 60, "max_records": 100.0,
+          "clear_polls": 4, "clear_after_min": 60}),
+    Rule("pvs_rebooted", "PVS restarted", "info", "system", pvs_rebooted,
+         "The PVS restarted unexpectedly (outside its usual nightly restart) around {since}.",
+         "Nothing to do if it happens once; frequent restarts point at power or firmware "
+         "trouble.",
+         dict(_EVENT)),
+    Rule("firmware_changed", "PVS firmware changed", "info", "system", firmware_changed,
+         "The PVS firmware changed from {old} to {new} around {since}.",
+         "Nothing to do; if readings stop, new firmware may need another login method.",
+         dict(_EVENT)),
+    Rule("new_inverter", "New inverter", "info", "inverter", new_inverter,
+         "A new inverter, {subject}, appeared in the PVS's device list around {since}.",
+         "Expected after an inverter replacement; otherwise check the PVS's device list.",
+         {**_EVENT, "window_h": 24}),
+)
+
+BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
+
+
+def params_for(rule: Rule, overrides: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The rule's defaults with the config's overrides applied."""
+    return {**rule.params, **overrides.get(rule.id, {})}
+
+
+def check_overrides(overrides: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Config check: every rule id and parameter name must exist (a typo never silently
+    leaves the default in place)."""
+    for rule_id, params in overrides.items():
+        rule = BY_ID.get(rule_id)
+        if rule is None:
+            return f"unknown rule {rule_id!r}; rules are: {', '.join(BY_ID)}"
+        unknown = [k for k in params if k not in rule.params]
+        if unknown:
+            return (f"rule {rule_id!r} has no parameter {unknown[0]!r}; "
+                    f"it has: {', '.join(rule.params)}")
+    return None

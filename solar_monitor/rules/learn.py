@@ -1,0 +1,198 @@
+"""The rules engine's memory: rolling state, and what it learns from the site's history.
+
+Two parts, persisted as JSON in `alert_memory` (rows 'rolling' and 'learned'):
+- rolling: known devices, the previous poll's fingerprint (stale data), PVS boots and
+  firmware, today's per-inverter scores, and each (rule, subject) streak;
+- learned: a clear-sky envelope (production by sun position) and each inverter's ratio
+  to the array's median inverter by sun azimuth.
+
+Why learned rather than modelled: the owner's roof faces, tilts, shade and panel ages are
+unknown to us, but a few clear days show them. An inverter on a west roof or behind a
+chimney has its own normal ratio to its peers, and is judged against that. Each
+inverter's ratio is kept per 15° of sun azimuth (a west roof is weak in the morning and
+strong in the evening) and learned only on clear-ish polls (production near the
+envelope), where roof faces differ most predictably. The envelope is a slowly decaying
+maximum: a robust stand-in for the P95 of production at that sun position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ENVELOPE_DECAY_PER_DAY = 0.985  # a clear-sky maximum fades to half in ~46 days
+ENVELOPE_MAX_AGE_DAYS = 60.0  # older bins are not trusted (seasons moved on)
+ELEVATION_BIN_DEG = 5.0
+AZIMUTH_BIN_DEG = 15.0
+RATIO_ALPHA = 0.1  # exponential weight of one clear poll in an inverter's ratio
+RATIO_WARM_SAMPLES = 4  # a bin judges only after this many samples
+RATIO_ACCEPT = (0.8, 1.25)  # a sample this far from normal is judged, never learned
+CLEAR_FRACTION = 0.6  # a poll is clear-ish when production is this share of the envelope
+LEARN_MIN_ELEVATION_DEG = 15.0
+LEARN_MIN_MEDIAN_KW = 0.03
+WARMUP_S = 48 * 3600  # new inverters and restarts are not news in the first two days
+BOOT_JUMP_S = 5400  # the estimated boot time moving later by this much is a restart
+ROUTINE_BOOT_WINDOW_S = 2700  # a restart within 45 min of the same local time ...
+ROUTINE_BOOT_DAYS = 2  # ... on this many of the last 8 days is the nightly routine
+BOOT_HISTORY_S = 8 * 86400
+NEW_INVERTER_KEEP_S = 7 * 86400
+
+
+def env_key(elevation_deg: float, azimuth_deg: float) -> str:
+    return f"{int(elevation_deg // ELEVATION_BIN_DEG)},{int(azimuth_deg // AZIMUTH_BIN_DEG)}"
+
+
+def az_key(azimuth_deg: float) -> str:
+    return str(int(azimuth_deg // AZIMUTH_BIN_DEG))
+
+
+@dataclass
+class Streak:
+    """Consecutive bad (or good) verdicts of one (rule, subject); times in epoch s."""
+
+    bad_n: int = 0
+    bad_since: float = 0.0
+    good_n: int = 0
+    good_since: float = 0.0
+
+    def to_json(self) -> list[float]:
+        return [self.bad_n, self.bad_since, self.good_n, self.good_since]
+
+    @classmethod
+    def from_json(cls, data: list[float]) -> Streak:
+        return cls(int(data[0]), float(data[1]), int(data[2]), float(data[3]))
+
+
+@dataclass
+class Memory:
+    """Everything the engine carries from one poll to the next. Times: epoch seconds."""
+
+    first_ts: float | None = None
+    last_ts: float | None = None
+    known_inverters: dict[str, float] = field(default_factory=dict)
+    known_meters: dict[str, float] = field(default_factory=dict)
+    new_inverters: dict[str, float] = field(default_factory=dict)
+    fingerprint: Any = None
+    boot_ts: float | None = None
+    boots: list[list[float]] = field(default_factory=list)  # [boot ts, local time of day]
+    rebooted_at: float | None = None
+    firmware: str | None = None
+    firmware_change: list[Any] | None = None
+    day: str | None = None
+    day_scores: dict[str, list[float]] = field(default_factory=dict)  # n, low, high, sum
+    flagged_today: set[str] = field(default_factory=set)
+    streaks: dict[tuple[str, str], Streak] = field(default_factory=dict)
+    # learned
+    envelope: dict[str, list[float]] = field(default_factory=dict)  # key -> [kw, day]
+    ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # [ratio, n]
+    learned_dirty: bool = False
+
+    # ------------------------------------------------------------------ persistence
+
+    def rolling_json(self) -> dict[str, Any]:
+        return {
+            "first_ts": self.first_ts, "last_ts": self.last_ts,
+            "known_inverters": self.known_inverters, "known_meters": self.known_meters,
+            "new_inverters": self.new_inverters, "fingerprint": self.fingerprint,
+            "boot_ts": self.boot_ts, "boots": self.boots, "rebooted_at": self.rebooted_at,
+            "firmware": self.firmware, "firmware_change": self.firmware_change,
+            "day": self.day, "day_scores": self.day_scores,
+            "flagged_today": sorted(self.flagged_today),
+            "streaks": {f"{r}|{s}": st.to_json() for (r, s), st in self.streaks.items()},
+        }
+
+    def learned_json(self) -> dict[str, Any]:
+        return {"envelope": self.envelope, "ratios": self.ratios}
+
+    @classmethod
+    def from_json(cls, rolling: dict[str, Any] | None, learned: dict[str, Any] | None
+                  ) -> Memory:
+        mem = cls()
+        if rolling:
+            for name in ("first_ts", "last_ts", "known_inverters", "known_meters",
+                         "new_inverters", "fingerprint", "boot_ts", "boots", "rebooted_at",
+                         "firmware", "firmware_change", "day", "day_scores"):
+                if name in rolling:
+                    setattr(mem, name, rolling[name])
+            mem.flagged_today = set(rolling.get("flagged_today", []))
+            for key, data in rolling.get("streaks", {}).items():
+                rule, _, subject = key.partition("|")
+                mem.streaks[(rule, subject)] = Streak.from_json(data)
+        if learned:
+            mem.envelope = learned.get("envelope", {})
+            mem.ratios = learned.get("ratios", {})
+        return mem
+
+    # ------------------------------------------------------------------ envelope
+
+    def expected_kw(self, elevation_deg: float, azimuth_deg: float, ts: float) -> float | None:
+        """Learned clear-sky production (kW) at this sun position, or None if unknown."""
+        entry = self.envelope.get(env_key(elevation_deg, azimuth_deg))
+        if entry is None:
+            return None
+        age = ts / 86400 - entry[1]
+        if age > ENVELOPE_MAX_AGE_DAYS:
+            return None
+        return entry[0] * ENVELOPE_DECAY_PER_DAY ** max(age, 0.0)
+
+    def learn_envelope(self, elevation_deg: float, azimuth_deg: float, ts: float,
+                       production_kw: float) -> None:
+        key = env_key(elevation_deg, azimuth_deg)
+        current = self.expected_kw(elevation_deg, azimuth_deg, ts)
+        if current is None or production_kw > current:
+            self.envelope[key] = [round(production_kw, 4), round(ts / 86400, 3)]
+            self.learned_dirty = True
+
+    # ------------------------------------------------------------------ peer ratios
+
+    def score_and_learn(self, serial: str, azimuth_deg: float, ratio: float,
+                        weak_ratio: float, ok_ratio: float) -> None:
+        """Judge one clear-poll ratio against the inverter's learned ratio (into today's
+        score), and learn from it when it is normal."""
+        bins = self.ratios.setdefault(serial, {})
+        key = az_key(azimuth_deg)
+        entry = bins.get(key)
+        if entry is None:
+            bins[key] = [ratio, 1]
+            self.learned_dirty = True
+            return
+        learned, n = entry
+        if n >= RATIO_WARM_SAMPLES and learned > 0:
+            rel = ratio / learned
+            score = self.day_scores.setdefault(serial, [0, 0, 0, 0.0])
+            score[0] += 1
+            score[1] += rel < weak_ratio
+            score[2] += rel >= ok_ratio
+            score[3] = round(score[3] + rel, 4)
+            if not RATIO_ACCEPT[0] <= rel <= RATIO_ACCEPT[1]:
+                return
+            entry[0] = round(learned + RATIO_ALPHA * (ratio - learned), 5)
+        else:  # warm-up: a plain mean
+            entry[0] = round((learned * n + ratio) / (n + 1), 5)
+        entry[1] = n + 1
+        self.learned_dirty = True
+
+    # ------------------------------------------------------------------ PVS restarts
+
+    def observe_boot(self, ts: float, uptime_s: float | None, local_seconds: float) -> None:
+        """Track PVS restarts from its uptime; flag one that is neither in the warm-up
+        nor at the time of day of its usual (nightly) restart."""
+        if uptime_s is None:
+            return
+        boot = ts - uptime_s
+        previous, self.boot_ts = self.boot_ts, boot
+        if previous is None or boot - previous < BOOT_JUMP_S:
+            return
+        self.boots = [b for b in self.boots if ts - b[0] < BOOT_HISTORY_S]
+        routine = sum(1 for _, tod in self.boots
+                      if _tod_distance(tod, local_seconds - uptime_s) <= ROUTINE_BOOT_WINDOW_S)
+        self.boots.append([boot, (local_seconds - uptime_s) % 86400])
+        warm = self.first_ts is not None and ts - self.first_ts >= WARMUP_S
+        if warm and routine < ROUTINE_BOOT_DAYS:
+            self.rebooted_at = boot
+
+
+def _tod_distance(a: float, b: float) -> float:
+    """Distance between two times of day (seconds), across midnight."""
+    d = abs(a % 86400 - b % 86400)
+    return min(d, 86400 - d)

@@ -1,0 +1,46 @@
+"""The pipeline stages of the alert rules: judge each poll; at the end, save and export."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from solar_monitor.pipeline import RunContext
+from solar_monitor.rules.engine import (
+    AlertSettings,
+    cached_engine,
+    engine_for,
+    events_between,
+    write_events,
+)
+
+log = logging.getLogger(__name__)
+
+
+def rules_stage(ctx: RunContext) -> None:
+    """Each poll (a failed one too: it feeds pvs_unreachable). Queues e-mails only when
+    `ctx.notify`; always records alert events."""
+    if not AlertSettings.from_config(ctx.config).enabled:
+        return
+    engine = engine_for(ctx.store, ctx.config, replay=ctx.replay)
+    at = ctx.poll.polled_at if ctx.poll is not None else ctx.now
+    events = engine.evaluate(at, ctx.snapshot, ctx.error, engine.cloud_cover_pct(at),
+                             notify=ctx.notify)
+    for event in events:
+        log.info("alert %s: %s %s", event.event, event.rule, event.subject)
+
+
+def alerts_export_stage(ctx: RunContext) -> None:
+    """End of a run or replay: save the engine's memory; write `--events-out` if asked
+    (`ctx.notes['events_out']`, events since `ctx.notes['replay_from']`)."""
+    engine = cached_engine(ctx.store)
+    if engine is not None:
+        engine.flush()
+    path = ctx.notes.get("events_out")
+    if path is None:
+        return
+    start = ctx.notes.get("replay_from")
+    events = events_between(ctx.store, start if isinstance(start, datetime) else None)
+    count = write_events(Path(str(path)), events)
+    log.info("wrote %d alert event(s) to %s", count, path)
