@@ -217,3 +217,9 @@ def test_remove_bridge_restores_the_previous_haproxy_config(pi: Path) -> None:
     assert (pi / "etc/haproxy/haproxy.cfg.before-solar-monitor").read_text() == "# Debian's own\n"
     uninstall(pi, "--remove-bridge")
     assert (pi / "etc/haproxy/haproxy.cfg").read_text() == "# Debian's own\n"
+
+
+def test_wifi_check_leaves_a_missing_interface_alone() -> None:
+    # Safe on any machine: with no such interface the script changes nothing.
+    result = _bash(DEPLOY / "wifi-check.sh", "smtest-no-if0")
+    assert "no interface smtest-no-if0" in result.stderr
