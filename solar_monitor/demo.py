@@ -117,6 +117,13 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
          f"{out / 'csv' / 'inverters-YYYY-MM.csv'}")
     echo(f"  config used      {out / 'config.yaml'}")
     echo(f"Try: solar-monitor parse {_first_raw(out)}")
+    from solar_monitor.rules.stage import alert_lines
+
+    with open_store(config) as store:
+        lines = alert_lines(store, tz)
+    echo("Alert events (each one e-mail when notify targets are configured):")
+    for line in lines or ["  none"]:
+        echo(line)
     sys.stdout.flush()
     return 0
 

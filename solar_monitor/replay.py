@@ -46,7 +46,7 @@ class ReplayReport:
     stage_errors: tuple[str, ...]
 
 
-def replay(config: Config, source: Path, *, notify: bool = False,
+def replay(config: Config, source: Path, *, notify: bool = False, events_out: Path | None = None,
            progress: Callable[[int, int], None] | None = None) -> ReplayReport:
     """Ingest every archive file under `source` in time order; run the stages."""
     started = time.monotonic()
@@ -78,7 +78,10 @@ def replay(config: Config, source: Path, *, notify: bool = False,
                 last_report = time.monotonic()
         end = RunContext(config=config, store=store,
                          now=files[-1].polled_at if files else datetime.now(UTC),
-                         replay=True, notify=notify)
+                         replay=True, notify=notify,
+                         # the alerts_export stage writes the events of this replay
+                         notes={"events_out": events_out,
+                                "replay_from": files[0].polled_at if files else None})
         errors += run_stages(end, [s for s in STAGES if s.when == "end_of_run"])
     if progress and files:
         progress(len(files), len(files))

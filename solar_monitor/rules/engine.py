@@ -375,7 +375,7 @@ class Engine:
     def _to_sheet(self, event: AlertEvent) -> None:
         """Hand the event to the Google Sheet sink's outbox, when that sink exists."""
         try:
-            from solar_monitor.sinks.sheets import enqueue_alert_event  # type: ignore
+            from solar_monitor.sinks.outbox import enqueue_alert_event
         except ImportError:
             return
         enqueue_alert_event(self.store, event.time, event.event, event.rule, event.severity,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 from solar_monitor.pipeline import RunContext
@@ -14,6 +14,7 @@ from solar_monitor.rules.engine import (
     events_between,
     write_events,
 )
+from solar_monitor.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +45,14 @@ def alerts_export_stage(ctx: RunContext) -> None:
     events = events_between(ctx.store, start if isinstance(start, datetime) else None)
     count = write_events(Path(str(path)), events)
     log.info("wrote %d alert event(s) to %s", count, path)
+
+
+def alert_lines(store: Store, tz: tzinfo, start: datetime | None = None) -> list[str]:
+    """Alert events as short lines for a terminal (the demo's summary): local time, event,
+    rule, subject, then the message's first sentence."""
+    lines = []
+    for e in events_between(store, start):
+        lines.append(f"  {e.time.astimezone(tz):%Y-%m-%d %H:%M}  {e.event:<8}  {e.severity:<8}"
+                     f"  {e.rule}  {e.subject}")
+        lines.append(f"      {e.message.split('. ')[0].rstrip('.')}.")
+    return lines
