@@ -75,6 +75,7 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint
         self.db.execute("PRAGMA foreign_keys=ON")
+        self._depth = 0
         self._migrate()
 
     def __enter__(self) -> Store:
@@ -101,7 +102,25 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error.
+
+        Nested inside another transaction (a replay batch) it is a SAVEPOINT, so the
+        inner block still rolls back alone and the outer one commits everything at once.
+        """
+        if self.db.in_transaction:
+            self._depth += 1
+            name = f"sp{self._depth}"
+            self.db.execute(f"SAVEPOINT {name}")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute(f"ROLLBACK TO {name}")
+                self.db.execute(f"RELEASE {name}")
+                raise
+            finally:
+                self._depth -= 1
+            self.db.execute(f"RELEASE {name}")
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -144,13 +163,14 @@ class Store:
         poll_id = cur.lastrowid
         assert poll_id is not None
         when = iso(polled_at)
+        seen: list[tuple[str, str, str | None, str | None, Any]] = []
         if (sup := snap.supervisor) is not None:
             values = [_cell(getattr(sup, c)) for c in _SUPERVISOR_COLS]
             self.db.execute(
                 f"INSERT INTO supervisor_readings (poll_id, {', '.join(_SUPERVISOR_COLS)}) "
                 f"VALUES (?{', ?' * len(_SUPERVISOR_COLS)})", (poll_id, *values))
             if sup.serial:
-                self._seen(sup.serial, "PVS", sup.model, sup.state, when, sup.extra)
+                seen.append((sup.serial, "PVS", sup.model, sup.state, sup.extra))
         self.db.executemany(
             f"INSERT OR REPLACE INTO meter_readings (poll_id, serial, "
             f"{', '.join(_METER_COLS)}, extra_json) "
@@ -168,20 +188,17 @@ class Store:
             "VALUES (?, ?, ?, ?, ?)",
             [(poll_id, d.device_type, d.serial, d.state, json.dumps(d.fields, default=str))
              for d in snap.other])
-        for m in snap.meters:
-            self._seen(m.serial, "Power Meter", m.model, m.state, when, m.extra)
-        for i in snap.inverters:
-            self._seen(i.serial, "Inverter", i.model, i.state, when,
-                       {**i.extra, "PANEL": i.panel, "SWVER": i.firmware})
-        for d in snap.other:
-            if d.serial:
-                self._seen(d.serial, d.device_type, None, d.state, when, {})
+        seen += [(m.serial, "Power Meter", m.model, m.state, m.extra) for m in snap.meters]
+        seen += [(i.serial, "Inverter", i.model, i.state,
+                  {**i.extra, "PANEL": i.panel, "SWVER": i.firmware}) for i in snap.inverters]
+        seen += [(d.serial, d.device_type, None, d.state, {}) for d in snap.other if d.serial]
+        self._seen(seen, when)
         return poll_id
 
-    def _seen(self, serial: str, device_type: str, model: str | None, state: str | None,
-              when: str | None, extra: Any) -> None:
-        info = {k: v for k, v in extra.items() if k.isupper() or k in _STATIC_EXTRAS}
-        self.db.execute(
+    def _seen(self, devices: list[tuple[str, str, str | None, str | None, Any]],
+              when: str | None) -> None:
+        """Upsert first/last seen, last state and identity of every device in a poll."""
+        self.db.executemany(
             "INSERT INTO devices (serial, device_type, model, first_seen, last_seen, "
             "last_state, info_json) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(serial) DO UPDATE SET last_seen=max(last_seen, excluded.last_seen), "
@@ -190,12 +207,12 @@ class Store:
             ">= last_seen THEN excluded.last_state ELSE last_state END, "
             "info_json=CASE WHEN excluded.last_seen >= last_seen THEN excluded.info_json "
             "ELSE info_json END",
-            (serial, device_type, model, when, when, state,
-             json.dumps(info, default=str, sort_keys=True)))
+            [(serial, device_type, model, when, when, state, _info_json(extra))
+             for serial, device_type, model, state, extra in devices])
 
     def enrich_poll(self, poll_id: int, values: dict[str, float | None]) -> None:
         """Set enrichment columns (cloud_cover_pct, sun_elevation_deg) of a stored poll."""
-        allowed = {"cloud_cover_pct", "sun_elevation_deg"}
+        allowed = {"cloud_cover_pct", "sun_elevation_deg", "shortwave_w_m2"}
         for column, value in values.items():
             if column in allowed:
                 self.db.execute(f"UPDATE polls SET {column}=? WHERE id=?", (value, poll_id))
@@ -265,6 +282,12 @@ def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     return value
+
+
+def _info_json(extra: Any) -> str:
+    """Identity properties (UPPERCASE) and constant tags: kept per device, not per reading."""
+    info = {k: v for k, v in extra.items() if k.isupper() or k in _STATIC_EXTRAS}
+    return json.dumps(info, default=str, sort_keys=True)
 
 
 def _metrics_json(extra: Any) -> str | None:
