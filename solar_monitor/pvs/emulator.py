@@ -414,13 +414,15 @@ def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "lighttpd/1.4.59"
         sys_version = ""
+        protocol_version = "HTTP/1.1"  # like the PVS's lighttpd (HAProxy gzips only 1.1)
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            answer = emulator_ref[0].handle(self.command, self.path, headers)
+            head = self.command == "HEAD"  # a HEAD is a GET without the body
+            answer = emulator_ref[0].handle("GET" if head else self.command, self.path, headers)
             try:
                 self.send_response(answer.status)
                 self.send_header("Content-Type", answer.content_type)
@@ -428,11 +430,12 @@ def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
                 if answer.set_cookie:
                     self.send_header("Set-Cookie", answer.set_cookie)
                 self.end_headers()
-                self.wfile.write(answer.body)
+                if not head:
+                    self.wfile.write(answer.body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (e.g. its timeout beat a slow answer)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             """Quiet: the emulator's request log is `Emulator.requests`."""
