@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--events-out", type=Path, metavar="FILE",
                    help="write every alert event of the replay as JSON lines (backtest)")
+    p.add_argument("--weather", type=Path, metavar="FILE",
+                   help="hourly cloud cover CSV (time,cloud_cover in UTC, %%) for the replay")
 
     p = sub.add_parser("emulator", parents=[common], help="serve a simulated PVS6 over HTTP")
     p.add_argument("--host", default="127.0.0.1")
@@ -187,8 +189,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.archive.is_dir():
         print(f"solar-monitor: {args.archive} is not a folder", file=sys.stderr)
         return Exit.FAILED
-    report = replay(config, args.archive, notify=args.notify, events_out=args.events_out,
-                    progress=None if args.quiet else _progress)
+    from solar_monitor.weather import WeatherError
+
+    try:
+        report = replay(config, args.archive, notify=args.notify, events_out=args.events_out,
+                        progress=None if args.quiet else _progress, weather=args.weather)
+    except WeatherError as exc:
+        print(f"solar-monitor: --weather: {exc}", file=sys.stderr)
+        return Exit.FAILED
     print(f"replayed {report.files} file(s): {report.stored} stored, "
           f"{report.failed} failed poll(s), {report.skipped} already stored"
           f" in {report.seconds:.1f} s")

@@ -88,6 +88,12 @@ def _sun_elevation(ctx: RunContext, at: datetime) -> dict[str, float | None]:
     return {"sun_elevation_deg": round(sun_elevation_deg(site.latitude, site.longitude, at), 2)}
 
 
+def _weather(ctx: RunContext, at: datetime) -> dict[str, float | None]:
+    from solar_monitor.weather import enrich
+
+    return enrich(ctx, at)
+
+
 def _flush_notifications(ctx: RunContext) -> None:
     """Send what the stages before queued (and what earlier runs could not send)."""
     if ctx.notify:
@@ -108,7 +114,7 @@ def _alerts_export(ctx: RunContext) -> None:
     alerts_export_stage(ctx)
 
 
-ENRICHERS: list[Enricher] = [_sun_elevation]
+ENRICHERS: list[Enricher] = [_sun_elevation, _weather]
 STAGES: list[Stage] = [Stage("csv", _export_csv)]
 # Alert rules judge every poll (a failed one too); the export saves their memory and
 # writes `replay --events-out`.

@@ -1,0 +1,269 @@
+"""Weather: a fake Open-Meteo over real HTTP on loopback, the hourly cache, failures, replay CSV."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+
+from solar_monitor.archive import save_answer
+from solar_monitor.cli import main
+from solar_monitor.config import Config, config_from_dict
+from solar_monitor.pipeline import open_store, run_once
+from solar_monitor.pvs.emulator import start_emulator
+from solar_monitor.pvs.sim import SimulatedSite, SiteSpec
+from solar_monitor.replay import replay
+from solar_monitor.weather import CsvWeather, WeatherError, parse_open_meteo
+
+NOW = datetime(2025, 6, 21, 18, 7, tzinfo=UTC)  # 14:07 in Boston: daylight
+
+
+def open_meteo_payload(day: datetime) -> dict:
+    """The shape Open-Meteo answers for current+hourly, timezone=UTC (values made up:
+    cloud cover = the hour of day, radiation = 10 x hour)."""
+    start = day.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    times = [start + timedelta(hours=h) for h in range(72)]
+    return {
+        "latitude": 42.36, "longitude": -71.06, "generationtime_ms": 0.05,
+        "utc_offset_seconds": 0, "timezone": "GMT", "timezone_abbreviation": "GMT",
+        "elevation": 14.0,
+        "current_units": {"time": "iso8601", "interval": "seconds", "cloud_cover": "%",
+                          "shortwave_radiation": "W/m²"},
+        "current": {"time": "2025-06-21T18:00", "interval": 900, "cloud_cover": 55,
+                    "shortwave_radiation": 612.0},
+        "hourly_units": {"time": "iso8601", "cloud_cover": "%", "shortwave_radiation": "W/m²"},
+        "hourly": {"time": [t.strftime("%Y-%m-%dT%H:%M") for t in times],
+                   "cloud_cover": [t.hour if t.hour != 3 else None for t in times],
+                   "shortwave_radiation": [10.0 * t.hour for t in times]},
+    }
+
+
+class FakeOpenMeteo:
+    """Serves /v1/forecast on 127.0.0.1; `mode` is ok | error | slow | garbage."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.requests: list[dict[str, list[str]]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                fake.requests.append(parse_qs(urlsplit(self.path).query))
+                if fake.mode == "slow":
+                    time.sleep(2.5)
+                status, body = {
+                    "ok": (200, json.dumps(open_meteo_payload(NOW)).encode()),
+                    "slow": (200, b"{}"),
+                    "error": (400, b'{"error": true, "reason": "Latitude must be in range"}'),
+                    "garbage": (200, b"<html>busy</html>"),
+                }[fake.mode]
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # the client gave up (timeout test)
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1/forecast"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def meteo() -> Iterator[FakeOpenMeteo]:
+    fake = FakeOpenMeteo()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def emulator() -> Iterator[str]:
+    site = SimulatedSite(SiteSpec(epoch=NOW.replace(hour=0, minute=0)))
+    with start_emulator(site, firmware="legacy", clock=lambda: NOW) as emu:
+        yield emu.url
+
+
+def make_config(config_dict: dict, pvs_url: str, meteo_url: str, **weather: object) -> Config:
+    raw = {**config_dict, "pvs": {**config_dict["pvs"], "url": pvs_url},
+           "weather": {"url": meteo_url, "timeout_s": 1, **weather}}
+    return config_from_dict(raw, env={})
+
+
+def stored(config: Config) -> list[tuple[str, float | None, float | None]]:
+    with open_store(config) as store:
+        return [(r["polled_at"], r["cloud_cover_pct"], r["shortwave_w_m2"])
+                for r in store.polls_from(None)]
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+def test_parse_keeps_hourly_and_current_values_in_utc() -> None:
+    samples = parse_open_meteo(open_meteo_payload(NOW))
+    assert len(samples) == 73
+    first, *_, current = samples
+    assert first.at == datetime(2025, 6, 20, 0, 0, tzinfo=UTC)
+    assert current.at == datetime(2025, 6, 21, 18, 0, tzinfo=UTC)
+    assert (current.cloud_cover_pct, current.shortwave_w_m2) == (55.0, 612.0)
+    assert samples[3].cloud_cover_pct is None  # a null in the series stays empty
+
+
+@pytest.mark.parametrize("payload", [None, {}, {"hourly": {"time": "x"}},
+                                     {"hourly": {"time": ["2025-06-21T00:00"],
+                                                 "cloud_cover": [1, 2]}},
+                                     {"hourly": {"time": ["yesterday"], "cloud_cover": [1]}}])
+def test_parse_rejects_unusable_answers(payload: object) -> None:
+    with pytest.raises(WeatherError):
+        parse_open_meteo(payload)
+
+
+# --- live runs -----------------------------------------------------------------------------
+
+def test_a_run_stores_cloud_cover_and_two_runs_in_an_hour_make_one_request(
+        meteo: FakeOpenMeteo, emulator: str, config_dict: dict) -> None:
+    config = make_config(config_dict, emulator, meteo.url)
+    assert run_once(config, now=NOW).ok
+    assert run_once(config, now=NOW + timedelta(minutes=15)).ok
+    assert len(meteo.requests) == 1
+    query = meteo.requests[0]
+    assert query["latitude"] == ["42.36"] and query["timezone"] == ["UTC"]
+    assert query["current"] == ["cloud_cover,shortwave_radiation"]
+    # 18:07 takes the current value (18:00); 18:22 also, the nearest sample within 45 min
+    assert stored(config) == [("2025-06-21T18:07:00Z", 55.0, 612.0),
+                              ("2025-06-21T18:22:00Z", 55.0, 612.0)]
+    assert run_once(config, now=NOW + timedelta(minutes=61)).ok
+    assert len(meteo.requests) == 2
+    assert stored(config)[-1] == ("2025-06-21T19:08:00Z", 19.0, 190.0)
+
+
+@pytest.mark.parametrize("mode", ["error", "garbage", "slow"])
+def test_a_weather_failure_leaves_cloud_cover_empty_and_the_run_succeeds(
+        mode: str, meteo: FakeOpenMeteo, emulator: str, config_dict: dict,
+        caplog: pytest.LogCaptureFixture) -> None:
+    meteo.mode = mode
+    config = make_config(config_dict, emulator, meteo.url)
+    started = time.monotonic()
+    report = run_once(config, now=NOW)
+    assert report.ok and report.stage_errors == ()
+    assert time.monotonic() - started < 2.4  # one attempt, bounded by timeout_s=1
+    assert stored(config) == [("2025-06-21T18:07:00Z", None, None)]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "solar_monitor.weather"]
+    assert len(warnings) == 1 and "cloud cover left empty" in warnings[0]
+    if mode == "error":
+        assert "HTTP 400: Latitude must be in range" in warnings[0]
+    # the next run within 10 minutes does not try again; the one after does
+    meteo.mode = "ok"
+    run_once(config, now=NOW + timedelta(minutes=5))
+    assert len(meteo.requests) == 1
+    run_once(config, now=NOW + timedelta(minutes=15))
+    assert len(meteo.requests) == 2
+    assert stored(config)[-1] == ("2025-06-21T18:22:00Z", 55.0, 612.0)
+
+
+def test_weather_can_be_switched_off(meteo: FakeOpenMeteo, emulator: str,
+                                     config_dict: dict) -> None:
+    config = make_config(config_dict, emulator, meteo.url, enabled=False)
+    assert run_once(config, now=NOW).ok
+    assert meteo.requests == [] and stored(config) == [("2025-06-21T18:07:00Z", None, None)]
+
+
+# --- replay --------------------------------------------------------------------------------
+
+def test_csv_provider_takes_the_nearest_hour_within_45_minutes(tmp_path: Path) -> None:
+    path = tmp_path / "weather.csv"
+    path.write_text("time,cloud_cover\n2025-06-21T17:00,20\n2025-06-21T18:00Z,80\n"
+                    "2025-06-21T19:00:00+00:00,\n", encoding="utf-8")
+    weather = CsvWeather.load(path)
+    assert weather.at(NOW).cloud_cover_pct == 80.0  # type: ignore[union-attr]
+    assert weather.at(NOW - timedelta(minutes=40)).cloud_cover_pct == 20.0  # type: ignore
+    assert weather.at(NOW + timedelta(minutes=53)).cloud_cover_pct is None  # type: ignore
+    assert weather.at(NOW + timedelta(hours=3)) is None
+
+
+def test_csv_provider_reads_an_open_meteo_download(tmp_path: Path) -> None:
+    path = tmp_path / "open-meteo.csv"
+    path.write_text("latitude,longitude,elevation,utc_offset_seconds,timezone\n"
+                    "42.36,-71.06,14.0,0,GMT\n\n"
+                    "time,cloud_cover (%),shortwave_radiation (W/m²)\n"
+                    "2025-06-21T18:00,35,700.5\n", encoding="utf-8")
+    sample = CsvWeather.load(path).at(NOW)
+    assert sample is not None and (sample.cloud_cover_pct, sample.shortwave_w_m2) == (35, 700.5)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("when,clouds\n", "no header line starting with 'time'"),
+    ("time,rain\n", "no cloud_cover column"),
+    ("time,cloud_cover\n2025-06-21T18:00,lots\n", "line 2"),
+    ("time,cloud_cover\nnoon,5\n", "line 2"),
+])
+def test_a_bad_csv_names_the_problem(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "w.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(WeatherError, match=problem):
+        CsvWeather.load(path)
+
+
+def archive_two_polls(emulator: str, folder: Path) -> None:
+    import requests
+
+    body = requests.get(f"{emulator}/cgi-bin/dl_cgi?Command=DeviceList", timeout=10).content
+    for minutes in (0, 15):
+        save_answer(folder, NOW + timedelta(minutes=minutes), body)
+
+
+def test_replay_uses_the_csv_and_never_the_network(
+        meteo: FakeOpenMeteo, emulator: str, config_dict: dict, tmp_path: Path) -> None:
+    source = tmp_path / "old-archive"
+    archive_two_polls(emulator, source)
+    csv = tmp_path / "weather.csv"
+    csv.write_text("time,cloud_cover,shortwave_radiation\n2025-06-21T18:00,90,120\n",
+                   encoding="utf-8")
+    config = make_config(config_dict, emulator, meteo.url)
+    report = replay(config, source, weather=csv)
+    assert report.stored == 2
+    assert stored(config) == [("2025-06-21T18:07:00Z", 90.0, 120.0),
+                              ("2025-06-21T18:22:00Z", 90.0, 120.0)]
+    other = make_config({**config_dict, "data_dir": str(tmp_path / "other")}, emulator,
+                        meteo.url)
+    assert replay(other, source).stored == 2
+    assert [c for _, c, _ in stored(other)] == [None, None]
+    assert meteo.requests == []
+
+
+def test_replay_weather_flag(meteo: FakeOpenMeteo, emulator: str, config_dict: dict,
+                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "old-archive"
+    archive_two_polls(emulator, source)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**config_dict, "weather": {"url": meteo.url}}),
+                    encoding="utf-8")
+    path.chmod(0o600)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("nothing here\n", encoding="utf-8")
+    argv = ["replay", str(source), "--quiet", "--config", str(path), "--weather"]
+    assert main([*argv, str(bad)]) == 1
+    assert "--weather" in capsys.readouterr().err
+    good = tmp_path / "good.csv"
+    good.write_text("time,cloud_cover\n2025-06-21T18:00,12\n", encoding="utf-8")
+    assert main([*argv, str(good)]) == 0
+    assert "2 stored" in capsys.readouterr().out
+    config = config_from_dict(yaml.safe_load(path.read_text()), env={})
+    assert [c for _, c, _ in stored(config)] == [12.0, 12.0]
+    assert meteo.requests == []
