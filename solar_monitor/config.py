@@ -13,7 +13,7 @@ import stat
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -103,6 +103,18 @@ class CsvConfig:
 
 
 @dataclass(frozen=True)
+class DigestConfig:
+    """The monthly e-mail digest, sent once by the first run after the month ends."""
+
+    enabled: bool = _f(True, hint="true or false")
+    tags: list[str] = _f(["digest"], hint="notify targets with one of these tags receive it")
+    day_of_month: int = _f(1, check=_range(1, 28),
+                           hint="send on the first run on or after this day of the next month")
+    weak_panel_pct: float = _f(85.0, check=_range(1, 100),
+                               hint="flag an inverter below this % of the median inverter")
+
+
+@dataclass(frozen=True)
 class ArchiveConfig:
     """Raw answers under <data_dir>/raw/; kept forever unless a retention is set."""
 
@@ -143,6 +155,36 @@ class NotifyConfig:
                           hint="messages tried per run; the rest wait for the next run")
     give_up_hours: float = _f(72.0, check=_range(1, 8760),
                               hint="drop a message that could not be sent for this long")
+
+
+def _spreadsheet(value: str) -> str | None:
+    if re.search(r"/spreadsheets/d/[A-Za-z0-9_-]+", value) or re.fullmatch(
+            r"[A-Za-z0-9_-]{20,}", value.strip()):
+        return None
+    return "is neither a Google Sheets address nor a spreadsheet id"
+
+
+def _absolute(value: str) -> str | None:
+    path = Path(value).expanduser()
+    return None if path.is_absolute() else "must be an absolute path (cron starts elsewhere)"
+
+
+@dataclass(frozen=True)
+class GoogleSheetsConfig:
+    """A Google Sheet that fills itself (docs/google-sheets.md). Off when absent."""
+
+    spreadsheet: str = _f(hint="the sheet's address from the browser, "
+                               "https://docs.google.com/spreadsheets/d/<id>/edit, or the id",
+                          check=_spreadsheet)
+    key_file: str = _f(hint="the service account's JSON key, e.g. "
+                            "/etc/solar-monitor/google-key.json (chmod 600)", check=_absolute)
+    readings_worksheet: str = _f("Readings", hint="worksheet (tab) name: one row per poll")
+    daily_worksheet: str = _f("Daily", hint="worksheet (tab) name: one row per day")
+    alerts_worksheet: str = _f("Alerts", hint="worksheet (tab) name: one row per alert event")
+    batch_rows: int = _f(500, check=_range(1, 5000), hint="rows per append request")
+    timeout_s: float = _f(30.0, check=_range(1, 300), hint="one request to Google")
+    max_wait_s: float = _f(60.0, check=_range(0, 600),
+                           hint="longest back-off per run when Google says 429 or 5xx")
 
 
 def _rule_overrides(value: dict[str, Any]) -> str | None:
@@ -193,10 +235,13 @@ class Config:
                             "e.g. /var/lib/solar-monitor")
     csv: CsvConfig = _f(CsvConfig)
     archive: ArchiveConfig = _f(ArchiveConfig)
+    digest: DigestConfig = _f(DigestConfig)
     logging: LoggingConfig = _f(LoggingConfig)
     weather: WeatherConfig = _f(WeatherConfig)
     notify: NotifyConfig = _f(NotifyConfig)
     alerts: AlertsConfig = _f(AlertsConfig)
+    google_sheets: GoogleSheetsConfig | None = _f(
+        None, hint="a section with spreadsheet and key_file (docs/google-sheets.md)")
 
     @property
     def data_path(self) -> Path:
@@ -269,7 +314,11 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"YAML syntax error{where}: {problem}"], source=str(path)) from None
-    return config_from_dict(raw, env=os.environ if env is None else env, source=str(path))
+    config = config_from_dict(raw, env=os.environ if env is None else env, source=str(path))
+    if not Path(config.data_dir).expanduser().is_absolute():
+        # cron starts in $HOME: a relative data_dir means "next to the config file"
+        config = replace(config, data_dir=str(path.resolve().parent / config.data_dir))
+    return config
 
 
 def config_from_dict(raw: Any, *, env: Mapping[str, str], source: str = "config") -> Config:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from solar_monitor.config import Config, config_from_dict
@@ -31,7 +32,7 @@ def demo_config(out: Path, pvs_url: str) -> dict:
         "site": dict(SITE),
         "pvs": {"url": pvs_url, "api": "auto", "poll_budget_s": 20.0,
                 "request_timeout_s": 10.0},
-        "data_dir": str(out),
+        "data_dir": str(out.resolve()),
     }
 
 
@@ -107,6 +108,7 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
             echo(f"  {s.day}  {s.polls_ok:3d}/{s.polls:<3d}  {s.production_kwh or 0:7.2f} kWh"
                  f"  {peak:<17}  {inv}")
         polls = store.db.execute("SELECT count(*) FROM polls").fetchone()[0]
+        digest = _write_digest(config, store, out, clock[0])
     echo("")
     echo(f"  {polls} polls in {time.monotonic() - started:.1f} s ({failed} failed)")
     echo("Files:")
@@ -116,6 +118,7 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
     echo(f"  CSV              {out / 'csv' / 'readings.csv'}, "
          f"{out / 'csv' / 'inverters-YYYY-MM.csv'}")
     echo(f"  config used      {out / 'config.yaml'}")
+    echo(f"  e-mail digest    {digest}  (open it in a browser)")
     echo(f"Try: solar-monitor parse {_first_raw(out)}")
     from solar_monitor.rules.stage import alert_lines
 
@@ -124,8 +127,25 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
     echo("Alert events (each one e-mail when notify targets are configured):")
     for line in lines or ["  none"]:
         echo(line)
+    from solar_monitor.sinks.sheets import iter_preview
+
+    with open_store(config) as store:
+        preview = list(iter_preview(store, tz))
+    echo("Google Sheet (dry run, no google_sheets section): the last rows it would send")
+    for line in preview or ["none"]:
+        echo("  " + line)
     sys.stdout.flush()
     return 0
+
+
+def _write_digest(config: Config, store: Any, out: Path, now: datetime) -> Path:
+    """The monthly digest of the demo's month (June 2026) as an HTML file."""
+    from solar_monitor.digest.render import render_html
+    from solar_monitor.digest.send import build_for
+
+    path = out / f"digest-{FIRST_DAY:%Y-%m}.html"
+    path.write_text(render_html(build_for(config, store, FIRST_DAY, now)), encoding="utf-8")
+    return path
 
 
 def _first_raw(out: Path) -> Path:

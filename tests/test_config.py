@@ -99,3 +99,11 @@ def test_permission_warning(tmp_path: Path):
     assert "chmod 600" in (permission_warning(path) or "")
     os.chmod(path, 0o600)
     assert permission_warning(path) is None
+
+
+def test_relative_data_dir_is_next_to_the_config(tmp_path: Path):
+    path = tmp_path / "etc" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text("site: {latitude: 1, longitude: 2, timezone: UTC}\n"
+                    "pvs: {url: 'http://pvs'}\ndata_dir: data\n")
+    assert load_config(path, env={}).data_dir == str(tmp_path / "etc" / "data")
