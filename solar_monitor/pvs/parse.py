@@ -85,6 +85,7 @@ VAR_SUPERVISOR = {"serialnum": "serial", "model": "model", "sw_rev": "firmware",
 VAR_SUPERVISOR_METRICS = {"uptime": "uptime_s", "cpu_usage": "cpu_load",
                           "flash_usage": "flash_used_pct"}
 
+_VAR_CONSUMED = frozenset({"sn", "prodMdlNm", "msmtEps"})
 _DEVICE_VAR = re.compile(r"^/sys/devices/([^/]+)/(\d+)/([^/]+)$")
 _OLD_DEVICE_VAR = re.compile(r"^/sys/devices/(\d+)/([^/]+)/data$")
 _BUILD = re.compile(r"build\s*(\d+)", re.IGNORECASE)
@@ -201,9 +202,11 @@ def _supervisor_curtime(devices: list[Any]) -> Any:
     return None
 
 
-def _split(raw: Mapping[str, Any], props: Mapping[str, str],
-           metrics: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Named model fields, and everything else (unknown or unparseable) for `extra`."""
+def _split(raw: Mapping[str, Any], props: Mapping[str, str], metrics: Mapping[str, str],
+           dropped: frozenset[str] | set[str] = DROPPED) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Named model fields, and everything else (unknown or unparseable) for `extra`.
+
+    `dropped` keys are consumed elsewhere (timestamps, subtype, serial)."""
     named: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in raw.items():
@@ -215,7 +218,7 @@ def _split(raw: Mapping[str, Any], props: Mapping[str, str],
                 extra[key] = value  # kept, not dropped, when it is not a number
             if metrics[key] not in named or named[metrics[key]] is None:
                 named[metrics[key]] = number
-        elif key not in DROPPED:
+        elif key not in dropped:
             extra[key] = value
     return named, extra
 
@@ -319,22 +322,8 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     )
 
 
-def _var_split(fields: Mapping[str, Any], metrics: Mapping[str, str]
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    named: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in fields.items():
-        if key in metrics:
-            named[metrics[key]] = to_float(value)
-            if named[metrics[key]] is None and value not in ("", None):
-                extra[key] = value
-        elif key not in ("sn", "prodMdlNm", "msmtEps"):
-            extra[key] = value
-    return named, extra
-
-
 def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inverter:
-    named, extra = _var_split(fields, VAR_INVERTER_METRICS)
+    named, extra = _split(fields, {}, VAR_INVERTER_METRICS, _VAR_CONSUMED)
     measured = _aware(fields.get("msmtEps"))
     fresh = (measured is not None and reference is not None
              and reference - measured <= timedelta(seconds=VARSERVER_FRESH_S))
@@ -346,7 +335,7 @@ def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inve
 
 
 def _var_meter(fields: Mapping[str, Any]) -> Meter:
-    named, extra = _var_split(fields, VAR_METER_METRICS)
+    named, extra = _split(fields, {}, VAR_METER_METRICS, _VAR_CONSUMED)
     serial = str(fields["sn"])
     return Meter(serial=serial, kind=meter_kind("", serial, None), subtype=None,
                  model=_text(fields.get("prodMdlNm")), data_time=_aware(fields.get("msmtEps")),
