@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from solar_monitor.config import Config, NotifyTarget
 from solar_monitor.logsetup import add_secrets, redact
@@ -44,6 +44,7 @@ Level = Literal["info", "success", "warning", "failure"]
 TAG_ALERTS = "alerts"
 TAG_DIGEST = "digest"
 OUTBOX_DIR = "outbox"  # attachment copies, under the data folder next to the database
+_SECRET_PARAMS = {"pass", "password", "token", "apikey", "key", "secret"}  # ?pass=... in URLs
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +152,12 @@ def url_secrets(url: str) -> list[str]:
     """The URL and the password inside it (raw and %-decoded), for redaction."""
     found = [url]
     with contextlib.suppress(ValueError):
-        password = urlsplit(url).password
-        if password:
-            found += [password, unquote(password)]
+        parts = urlsplit(url)
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+        for key, values in parse_qs(parts.query).items():
+            if key.lower() in _SECRET_PARAMS:
+                found += values
     return [s for s in found if len(s) >= 3]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -323,3 +324,17 @@ def test_outbox_rows_keep_what_the_callers_asked_for(store: Store, tmp_path: Pat
     assert (row["body_format"], row["text_alternative"], row["level"]) == ("html", "b", "failure")
     assert json.loads(row["tags_json"]) == ["alerts", "digest"]
     assert row["created_at"] == "2025-06-21T18:00:00Z" and row["sent_at"] is None
+
+
+def test_the_example_targets_are_valid_once_uncommented(tmp_path: Path) -> None:
+    from solar_monitor.config import load_config
+
+    repo = Path(__file__).resolve().parent.parent
+    text = (repo / "config.example.yaml").read_text(encoding="utf-8")
+    uncommented = re.sub(r"(?m)^(\s+)# (- url:|  tags:)", r"\1\2", text)
+    assert uncommented != text
+    path = tmp_path / "config.yaml"
+    path.write_text(uncommented, encoding="utf-8")
+    config = load_config(path, env={"GMAIL_APP_PASSWORD": "abcdabcdabcdabcd"})
+    assert [t.tags for t in config.notify.targets] == [["alerts", "digest"], ["alerts"]]
+    assert all(validate_target(t).ok for t in config.notify.targets)
