@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("check", parents=[common], help="validate the config and probe each part")
 
+    p = sub.add_parser("digest", parents=[common],
+                       help="build and send a month's e-mail digest (default: last month)")
+    p.add_argument("--month", metavar="YYYY-MM", help="the local month (default: last month)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the text version instead of sending")
+    p.add_argument("--out", type=Path, metavar="FILE.html", help="also write the HTML here")
+
     p = sub.add_parser("test-alert", parents=[common],
                        help="send a test message to every notify target, one line each")
     p.add_argument("--tag", action="append", default=[],
@@ -228,6 +235,39 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = load(args)
     return Exit.OK if run_checks(config) else Exit.FAILED
+
+
+@command("digest")
+def cmd_digest(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from solar_monitor.digest.data import parse_month, previous_month
+    from solar_monitor.digest.render import render_html, render_text
+    from solar_monitor.digest.send import build_for, send_now
+    from solar_monitor.pipeline import open_store
+
+    config = load(args)
+    now = datetime.now(UTC)
+    try:
+        month = parse_month(args.month) if args.month else previous_month(now, config.tz)
+    except ValueError as exc:
+        print(f"solar-monitor: --month: {exc}", file=sys.stderr)
+        return Exit.CONFIG
+    with open_store(config) as store:
+        data = build_for(config, store, month, now)
+        if args.out:
+            args.out.write_text(render_html(data), encoding="utf-8")
+            print(f"digest for {data.label} written to {args.out}")
+        if args.dry_run:
+            sys.stdout.write(render_text(data))
+            print(f"(dry run: the {data.label} digest was not sent)")
+            return Exit.OK
+        result = send_now(config, store, data, now)
+    if not result.ok:
+        print(f"solar-monitor: digest not sent: {result.error}", file=sys.stderr)
+        return Exit.FAILED
+    print(f"digest for {data.label} sent to {len(result.targets)} target(s)")
+    return Exit.OK
 
 
 @command("test-alert")

@@ -49,19 +49,23 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start, end
 
 
-def summarize_days(store: Store, tz: ZoneInfo, first: date, last: date) -> list[DaySummary]:
-    """Summaries for each local day from `first` to `last` inclusive."""
-    return list(_iter_days(store, tz, first, last))
+def summarize_days(store: Store, tz: ZoneInfo, first: date, last: date, *,
+                   inverters: bool = True) -> list[DaySummary]:
+    """Summaries for each local day from `first` to `last` inclusive. `inverters=False`
+    skips the per-inverter kWh (the costly part) when only site totals are needed."""
+    return list(_iter_days(store, tz, first, last, inverters))
 
 
-def _iter_days(store: Store, tz: ZoneInfo, first: date, last: date) -> Iterator[DaySummary]:
+def _iter_days(store: Store, tz: ZoneInfo, first: date, last: date,
+               inverters: bool) -> Iterator[DaySummary]:
     day = first
     while day <= last:
-        yield summarize_day(store, tz, day)
+        yield summarize_day(store, tz, day, inverters=inverters)
         day += timedelta(days=1)
 
 
-def summarize_day(store: Store, tz: ZoneInfo, day: date) -> DaySummary:
+def summarize_day(store: Store, tz: ZoneInfo, day: date, *,
+                  inverters: bool = True) -> DaySummary:
     start, end = day_bounds(day, tz)
     rows = store.db.execute(
         "SELECT id, polled_at, ok, production_kw, consumption_kw, net_grid_kw, "
@@ -94,7 +98,7 @@ def summarize_day(store: Store, tz: ZoneInfo, day: date) -> DaySummary:
         peak_kw=peak["production_kw"] if peak else None,
         peak_at=from_iso(peak["polled_at"]) if peak else None,
         cloud_cover_pct=round(sum(clouds) / len(clouds), 1) if clouds else None,
-        inverter_kwh=_inverter_kwh(store, start, end),
+        inverter_kwh=_inverter_kwh(store, start, end) if inverters else {},
     )
 
 

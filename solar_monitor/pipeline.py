@@ -102,6 +102,12 @@ def _flush_notifications(ctx: RunContext) -> None:
         flush_notifications(ctx.config, ctx.store, ctx.now)
 
 
+def _digest(ctx: RunContext) -> None:
+    from solar_monitor.digest.send import digest_stage
+
+    digest_stage(ctx)
+
+
 def _rules(ctx: RunContext) -> None:
     from solar_monitor.rules.stage import rules_stage
 
@@ -120,6 +126,7 @@ STAGES: list[Stage] = [Stage("csv", _export_csv)]
 # writes `replay --events-out`.
 STAGES.append(Stage("rules", _rules, when="each_poll"))
 STAGES.append(Stage("alerts_export", _alerts_export))
+STAGES.append(Stage("digest", _digest))  # queues last month's digest, once
 # Keep "notify" the last stage: it sends what the rules and digest stages queued.
 STAGES.append(Stage("notify", _flush_notifications))
 
