@@ -65,8 +65,20 @@ def check_notify(config: Config) -> CheckResult:
     return CheckResult("SKIP" if ok is None else "PASS" if ok else "FAIL", detail)
 
 
+def check_google_sheets(config: Config) -> CheckResult:
+    if config.google_sheets is None:
+        return CheckResult("SKIP", "no google_sheets section (docs/google-sheets.md)")
+    from solar_monitor.sinks.sheets import SheetsError, probe
+
+    try:
+        return CheckResult("PASS", probe(config.google_sheets))
+    except SheetsError as exc:
+        return CheckResult("FAIL", str(exc))
+
+
 CHECKS: list[tuple[str, Check]] = [("data_dir", check_data_dir), ("pvs", check_pvs)]
 CHECKS.append(("notify", check_notify))
+CHECKS.append(("google_sheets", check_google_sheets))
 
 
 def run_checks(config: Config) -> bool:

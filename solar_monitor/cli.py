@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("check", parents=[common], help="validate the config and probe each part")
 
+    p = sub.add_parser("sheets", parents=[common], help="the Google Sheet: sync")
+    sheets_sub = p.add_subparsers(dest="sheets_command", required=True, metavar="ACTION")
+    sheets_sub.add_parser("sync", parents=[common],
+                          help="send the queued rows to the Google Sheet now")
+
     p = sub.add_parser("digest", parents=[common],
                        help="build and send a month's e-mail digest (default: last month)")
     p.add_argument("--month", metavar="YYYY-MM", help="the local month (default: last month)")
@@ -227,6 +232,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from solar_monitor.demo import run_demo
 
     return run_demo(args.out, days=args.days)
+
+
+@command("sheets")
+def cmd_sheets(args: argparse.Namespace) -> int:
+    from solar_monitor.pipeline import LOCK_NAME, open_store
+    from solar_monitor.runlock import run_lock
+    from solar_monitor.sinks.sheets import SheetsError, flush
+
+    config = load(args)
+    if config.google_sheets is None:
+        print("solar-monitor: no google_sheets section in the config "
+              "(see docs/google-sheets.md)", file=sys.stderr)
+        return Exit.CONFIG
+    from datetime import UTC, datetime
+
+    # The run lock: a cron run flushing at the same time could append a row twice.
+    with run_lock(config.data_path / LOCK_NAME), open_store(config) as store:
+        try:
+            report = flush(store, config.google_sheets, config.tz, now=datetime.now(UTC))
+        except SheetsError as exc:
+            print(f"solar-monitor: Google Sheet not updated: {exc}", file=sys.stderr)
+            return Exit.FAILED
+    print(f"{report.sent} row(s) sent, {report.already_there} already in the sheet, "
+          f"{report.still_queued} still queued")
+    return Exit.OK
 
 
 @command("check")

@@ -120,6 +120,22 @@ def _alerts_export(ctx: RunContext) -> None:
     alerts_export_stage(ctx)
 
 
+def _queue_sheet_rows(ctx: RunContext) -> None:
+    from solar_monitor.sinks.outbox import enqueue_completed_days, enqueue_poll
+
+    if ctx.poll is not None:
+        enqueue_poll(ctx.store, ctx.poll.polled_at, ctx.now)
+    enqueue_completed_days(ctx.store, ctx.config.tz, ctx.now)
+
+
+def _flush_sheet(ctx: RunContext) -> None:
+    from solar_monitor.sinks import sheets  # gspread only when a sheet is configured
+
+    if ctx.config.google_sheets is None:
+        sheets.dry_run(ctx.store, ctx.now)
+    else:
+        sheets.flush_and_log(ctx.store, ctx.config.google_sheets, ctx.config.tz, ctx.now)
+
 ENRICHERS: list[Enricher] = [_sun_elevation, _weather]
 STAGES: list[Stage] = [Stage("csv", _export_csv)]
 # Alert rules judge every poll (a failed one too); the export saves their memory and
@@ -127,6 +143,10 @@ STAGES: list[Stage] = [Stage("csv", _export_csv)]
 STAGES.append(Stage("rules", _rules, when="each_poll"))
 STAGES.append(Stage("alerts_export", _alerts_export))
 STAGES.append(Stage("digest", _digest))  # queues last month's digest, once
+# The sheet rows of each poll, queued after the rules so "open alerts" is current;
+# the flush never fails the run (rows stay queued while Google is unreachable).
+STAGES.append(Stage("sheets_queue", _queue_sheet_rows, when="each_poll"))
+STAGES.append(Stage("sheets", _flush_sheet))
 # Keep "notify" the last stage: it sends what the rules and digest stages queued.
 STAGES.append(Stage("notify", _flush_notifications))
 

@@ -1,0 +1,192 @@
+"""The sheet's outbox: rows queued in SQLite, sent in order, each exactly once.
+
+Rows are queued whether or not a sheet is configured (it costs one INSERT a poll); the
+sender appends them to Google, or, with no sheet configured, the dry-run sink marks them
+done. Each row has a key (the poll's UTC time, the local date, the alert event), unique
+per layout, so queueing the same row twice is a no-op. Sent rows are pruned after a month.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from solar_monitor.sinks.sheets_layout import (
+    ALERTS,
+    DAILY,
+    LAYOUTS,
+    READINGS,
+    Cells,
+    Layout,
+    alert_cells,
+    daily_cells,
+    readings_cells,
+    row_key,
+)
+from solar_monitor.store import Store, iso
+
+KEEP_SENT = timedelta(days=31)
+MAX_CATCH_UP_DAYS = 400  # a Pi switched off for longer starts the Daily tab afresh
+DAILY_MARK = "sheets.daily_through"
+INVERTER_NUMBERS = "sheets.inverter_numbers"
+
+# How an `alerts` table (written by the rules engine) may say an alert is open; the first
+# matching column wins. Read defensively: the table may not exist yet.
+_OPEN_ALERT_SQL = (
+    ("status", "status = 'open'"),  # migration 0005: status open | resolved
+    ("resolved_at", "resolved_at IS NULL"),
+    ("closed_at", "closed_at IS NULL"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRow:
+    id: int
+    layout: Layout
+    key: str
+    cells: Cells
+
+
+@contextlib.contextmanager
+def _atomic(store: Store) -> Iterator[None]:
+    """A transaction, or the caller's when one is open (the alerts engine may hold one)."""
+    if store.db.in_transaction:
+        yield
+    else:
+        with store.transaction():
+            yield
+
+
+def enqueue(store: Store, layout: Layout, cells: Cells, now: datetime) -> bool:
+    """Queue one row; False when a row with that key was already queued (or sent)."""
+    cur = store.db.execute(
+        "INSERT OR IGNORE INTO sheet_outbox (layout, row_key, cells_json, queued_at) "
+        "VALUES (?, ?, ?, ?)", (layout.name, row_key(layout, cells),
+                                json.dumps(cells, separators=(",", ":")), iso(now)))
+    return bool(cur.rowcount)
+
+
+def enqueue_alert_event(store: Store, event_time: datetime, event: str, rule: str,
+                        severity: str, subject: str, message: str) -> bool:
+    """Queue one row for the sheet's Alerts tab; the next flush sends it.
+
+    For the alerts engine: call it once per alert event (opened, re-notified, closed...),
+    inside or outside your own transaction. `event_time` is an aware datetime; the row is
+    keyed by (event_time, event, rule, subject), so calling it twice for the same event
+    queues one row. Returns False for such a repeat.
+    """
+    with _atomic(store):
+        return enqueue(store, ALERTS, alert_cells(event_time, event, rule, severity,
+                                                  subject, message), datetime.now(UTC))
+
+
+def count_open_alerts(store: Store) -> int | None:
+    """Open alerts now, or None while there is no (recognisable) alerts table."""
+    try:
+        columns = {row[1] for row in store.db.execute("PRAGMA table_info(alerts)")}
+        for column, where in _OPEN_ALERT_SQL:
+            if column in columns:
+                return store.db.execute(f"SELECT count(*) FROM alerts WHERE {where}"
+                                        ).fetchone()[0]
+    except sqlite3.Error:
+        return None
+    return None
+
+
+def enqueue_poll(store: Store, polled_at: datetime, now: datetime) -> bool:
+    """Queue the Readings row of a stored good poll; False for a failed or unknown poll."""
+    row = store.db.execute("SELECT * FROM polls WHERE polled_at=? AND ok=1",
+                           (iso(polled_at),)).fetchone()
+    if row is None:
+        return False
+    with _atomic(store):
+        return enqueue(store, READINGS, readings_cells(row, count_open_alerts(store)), now)
+
+
+def enqueue_completed_days(store: Store, tz: ZoneInfo, now: datetime) -> int:
+    """Queue a Daily row for each local day completed since the last one queued.
+
+    The first call only sets the mark, so the first row is the day the feature started.
+    Returns how many rows were queued.
+    """
+    from solar_monitor.daily import summarize_day  # the one place daily kWh are derived
+
+    today = now.astimezone(tz).date()
+    mark = store.get_state(DAILY_MARK)
+    yesterday = today - timedelta(days=1)
+    if mark is None:
+        with _atomic(store):
+            store.set_state(DAILY_MARK, yesterday.isoformat())
+        return 0
+    day = max(date.fromisoformat(mark) + timedelta(days=1),
+              today - timedelta(days=MAX_CATCH_UP_DAYS))
+    count = 0
+    with _atomic(store):
+        numbers = inverter_numbers(store)
+        while day < today:
+            count += enqueue(store, DAILY, daily_cells(summarize_day(store, tz, day), numbers),
+                             now)
+            day += timedelta(days=1)
+        if count or mark < yesterday.isoformat():
+            store.set_state(DAILY_MARK, yesterday.isoformat())
+    return count
+
+
+def inverter_numbers(store: Store) -> dict[str, int]:
+    """serial -> column number, stable forever: new inverters get the next numbers in
+    first-seen order. Call inside a transaction (it may save new numbers)."""
+    saved: dict[str, int] = json.loads(store.get_state(INVERTER_NUMBERS) or "{}")
+    fresh = [d["serial"] for d in store.devices("Inverter") if d["serial"] not in saved]
+    if fresh:
+        start = max(saved.values(), default=0) + 1
+        saved.update({serial: start + n for n, serial in enumerate(fresh)})
+        store.set_state(INVERTER_NUMBERS, json.dumps(saved, sort_keys=True))
+    return saved
+
+
+def pending(store: Store, limit: int | None = None) -> list[QueuedRow]:
+    """Unsent rows, oldest first."""
+    sql = ("SELECT id, layout, row_key, cells_json FROM sheet_outbox WHERE sent_at IS NULL "
+           "ORDER BY id")
+    rows = store.db.execute(sql + (" LIMIT ?" if limit else ""),
+                            (limit,) if limit else ()).fetchall()
+    return [QueuedRow(r["id"], LAYOUTS[r["layout"]], r["row_key"],
+                      [(h, v) for h, v in json.loads(r["cells_json"])]) for r in rows]
+
+
+def pending_count(store: Store) -> int:
+    return store.db.execute("SELECT count(*) FROM sheet_outbox WHERE sent_at IS NULL"
+                            ).fetchone()[0]
+
+
+def mark_sent(store: Store, ids: list[int], now: datetime) -> None:
+    """Record rows as delivered (one transaction)."""
+    with _atomic(store):
+        store.db.executemany("UPDATE sheet_outbox SET sent_at=? WHERE id=?",
+                             [(iso(now), i) for i in ids])
+
+
+def prune(store: Store, now: datetime) -> int:
+    """Delete rows sent more than a month ago; returns how many."""
+    with _atomic(store):
+        cur = store.db.execute("DELETE FROM sheet_outbox WHERE sent_at < ?",
+                               (iso(now - KEEP_SENT),))
+    return cur.rowcount
+
+
+def recent(store: Store, layout: Layout, limit: int) -> list[Cells]:
+    """The last `limit` rows of a layout, queued or sent, oldest first (for previews)."""
+    rows = store.db.execute(
+        "SELECT cells_json FROM sheet_outbox WHERE layout=? ORDER BY id DESC LIMIT ?",
+        (layout.name, limit)).fetchall()
+    return [[(h, v) for h, v in json.loads(r[0])] for r in reversed(rows)]
+
+
+__all__ = ["DAILY", "QueuedRow", "count_open_alerts", "enqueue", "enqueue_alert_event",
+           "enqueue_completed_days", "enqueue_poll", "inverter_numbers", "mark_sent",
+           "pending", "pending_count", "prune", "recent"]
