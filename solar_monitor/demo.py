@@ -33,6 +33,7 @@ def demo_config(out: Path, pvs_url: str) -> dict:
         "pvs": {"url": pvs_url, "api": "auto", "poll_budget_s": 20.0,
                 "request_timeout_s": 10.0},
         "data_dir": str(out.resolve()),
+        "weather": {"enabled": False},  # simulated days: real weather would not match them
     }
 
 

@@ -27,4 +27,5 @@ def config_dict(tmp_path: Path) -> dict:
         "site": {"latitude": 42.36, "longitude": -71.06, "timezone": "America/New_York"},
         "pvs": {"url": "http://127.0.0.1:9", "poll_budget_s": 10.0, "request_timeout_s": 5.0},
         "data_dir": str(tmp_path / "data"),
+        "weather": {"enabled": False},  # tests never reach the internet (test_weather: a fake)
     }
