@@ -65,6 +65,13 @@ def check_notify(config: Config) -> CheckResult:
     return CheckResult("SKIP" if ok is None else "PASS" if ok else "FAIL", detail)
 
 
+def check_weather(config: Config) -> CheckResult:
+    from solar_monitor.weather import check_weather as probe
+
+    ok, detail = probe(config)
+    return CheckResult("SKIP" if ok is None else "PASS" if ok else "FAIL", detail)
+
+
 def check_google_sheets(config: Config) -> CheckResult:
     if config.google_sheets is None:
         return CheckResult("SKIP", "no google_sheets section (docs/google-sheets.md)")
@@ -78,6 +85,7 @@ def check_google_sheets(config: Config) -> CheckResult:
 
 CHECKS: list[tuple[str, Check]] = [("data_dir", check_data_dir), ("pvs", check_pvs)]
 CHECKS.append(("notify", check_notify))
+CHECKS.append(("weather", check_weather))
 CHECKS.append(("google_sheets", check_google_sheets))
 
 

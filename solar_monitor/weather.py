@@ -240,3 +240,20 @@ def enrich(ctx: RunContext, at: datetime) -> dict[str, float | None]:
             sample = cached_sample(ctx.store, at)
     return {"cloud_cover_pct": sample.cloud_cover_pct if sample else None,
             "shortwave_w_m2": sample.shortwave_w_m2 if sample else None}
+
+
+def check_weather(config: Config, now: datetime | None = None) -> tuple[bool | None, str]:
+    """The `check` probe: one request to Open-Meteo. (None, why) when switched off."""
+    if not config.weather.enabled:
+        return None, "switched off (weather.enabled: false)"
+    now = now or datetime.now(UTC)
+    try:
+        samples = fetch_open_meteo(config.weather.url, config.site.latitude,
+                                   config.site.longitude, timeout_s=config.weather.timeout_s)
+    except WeatherError as exc:
+        return False, f"{exc}; cloud cover will stay empty until it answers (no effect on alerts)"
+    near = CsvWeather(samples).at(now)
+    if near is None or near.cloud_cover_pct is None:
+        return False, "Open-Meteo answered without a value for now; is site.latitude right?"
+    return True, (f"Open-Meteo: {near.cloud_cover_pct:g}% cloud cover, "
+                  f"{near.shortwave_w_m2 or 0:g} W/m2 at the site now")

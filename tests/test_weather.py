@@ -267,3 +267,17 @@ def test_replay_weather_flag(meteo: FakeOpenMeteo, emulator: str, config_dict: d
     config = config_from_dict(yaml.safe_load(path.read_text()), env={})
     assert [c for _, c, _ in stored(config)] == [12.0, 12.0]
     assert meteo.requests == []
+
+
+def test_check_probe_reports_the_current_cloud_cover(meteo: FakeOpenMeteo,
+                                                     config_dict: dict) -> None:
+    from solar_monitor.weather import check_weather
+
+    config = make_config(config_dict, "http://127.0.0.1:9", meteo.url)
+    ok, detail = check_weather(config, now=NOW)
+    assert ok is True and "55% cloud cover, 612 W/m2" in detail
+    meteo.mode = "error"
+    ok, detail = check_weather(config, now=NOW)
+    assert ok is False and "HTTP 400" in detail
+    off = make_config(config_dict, "http://127.0.0.1:9", meteo.url, enabled=False)
+    assert check_weather(off)[0] is None
