@@ -55,8 +55,10 @@ class PollView:
     rebooted_at: float | None  # last unexpected PVS restart
     firmware_change: tuple[float, str, str] | None  # (when, old, new)
     day_scores: Mapping[str, tuple[int, int, int, float]]  # finished day: n, low, high, sum
+    inverters_warm: bool = True  # a day of history seen
     ignored: frozenset[str] = frozenset()
     active: Callable[[str, str], bool] = field(default=lambda rule, subject: False)
+    dark: Callable[[str], bool] = field(default=lambda serial: False)  # normally dark now
 
     @property
     def supervisor(self) -> Supervisor | None:
@@ -82,6 +84,12 @@ def _daylight(v: PollView, p: Params) -> bool:
     return v.ok and v.elevation_deg >= p["min_elevation_deg"]
 
 
+def _inverters_judged(v: PollView, p: Params) -> bool:
+    """Daylight, and a day of history: an inverter's normally dark hours (regular shade)
+    are known only after it has been seen through a day."""
+    return _daylight(v, p) and v.inverters_warm
+
+
 def _peers_produce(v: PollView, p: Params) -> bool:
     """The inverters' median produces a meaningful amount: the sun really reaches the
     array (not night, dawn, dusk, heavy overcast or snow)."""
@@ -93,7 +101,7 @@ def _peers_produce(v: PollView, p: Params) -> bool:
 
 
 def inverter_offline(v: PollView, p: Params) -> Iterator[Verdict]:
-    if not _daylight(v, p):
+    if not _inverters_judged(v, p):
         return
     gate = _peers_produce(v, p)
     med = v.median_inverter_kw or 0.0
@@ -103,13 +111,13 @@ def inverter_offline(v: PollView, p: Params) -> Iterator[Verdict]:
         kw = inv.power_kw or 0.0
         if inv.producing and kw >= p["peer_fraction"] * med:
             yield serial, False, {}
-        elif gate:
+        elif gate and not v.dark(serial):
             yield serial, True, {"peer_kw": med, "kw": kw, "state": inv.state or "no state"}
 
 
 def inverter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
     # All absent at once is a PVS restart or a PVS that lost its bus: not one inverter.
-    if not _daylight(v, p) or not v.inverters:
+    if not _inverters_judged(v, p) or not v.inverters:
         return
     gate = _peers_produce(v, p)
     for serial in v.known_inverters:
@@ -117,7 +125,7 @@ def inverter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
             continue
         if serial in v.inverters:
             yield serial, False, {}
-        elif gate and not v.active("inverter_offline", serial):
+        elif gate and not v.active("inverter_offline", serial) and not v.dark(serial):
             yield serial, True, {"present": len(v.inverters)}
 
 
@@ -243,10 +251,13 @@ def production_low(v: PollView, p: Params) -> Iterator[Verdict]:
     if ratio >= p["ok_ratio"]:
         yield SYSTEM, False, details
     elif ratio < p["low_ratio"]:
-        # The array alive but uniformly dim (some inverters report a trickle of power)
-        # is snow, ice or deep overcast; a tripped breaker or a dead array reports none.
+        # Snow, ice or deep overcast leave the array connected but dark: some inverters
+        # report a trickle of power, or the production meter shows their standby draw
+        # (about -15 W). A tripped breaker disconnects them: no power and a meter at 0.
         alive = any((i.power_kw or 0.0) > 0.0 for i in v.inverters.values())
-        if not alive:
+        meter = v.snapshot.meter("production") if v.snapshot else None
+        standby = meter is not None and (meter.power_kw or 0.0) <= -p["standby_kw"]
+        if not alive and not standby:
             yield SYSTEM, True, details
 
 
@@ -279,8 +290,8 @@ RULES: tuple[Rule, ...] = (
          "Check the solar breaker in the main panel and the PV disconnect. If the panels "
          "are covered in snow, this clears by itself when it melts.",
          {**_HYST, "open_polls": 6, "open_after_min": 90, "min_elevation_deg": 20.0,
-          "min_peer_kw": 0.0, "low_ratio": 0.15, "ok_ratio": 0.3, "overcast_pct": 80.0,
-          "min_expected_kw": 0.2}),
+          "low_ratio": 0.15, "ok_ratio": 0.3, "overcast_pct": 80.0, "min_expected_kw": 0.2,
+          "standby_kw": 0.005}),
     Rule("inverter_offline", "Inverter offline", "warning", "inverter", inverter_offline,
          "Inverter {subject} has produced nothing since {since} ({state}) while the sun is "
          "up and the median inverter makes {peer_kw:.3f} kW.",

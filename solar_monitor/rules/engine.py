@@ -46,6 +46,7 @@ REPLAY_SAVE_EVERY = 96  # a day of 15-minute polls
 _FLAG_RULES = frozenset({"inverter_offline", "inverter_missing"})
 _LEVEL = {"critical": "failure", "warning": "warning", "info": "info"}
 _LEARN_MAX_CLOUD_PCT = 50.0
+INVERTER_WARMUP_S = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,8 @@ class Engine:
             rebooted_at=mem.rebooted_at,
             firmware_change=(change[0], change[1], change[2]) if change else None,
             day_scores=day_scores, ignored=self.settings.ignore_inverters,
-            active=self._active)
+            inverters_warm=mem.first_ts is not None and ts - mem.first_ts >= INVERTER_WARMUP_S,
+            active=self._active, dark=lambda serial: mem.dark(serial, ts))
 
     def _observe_devices(self, snapshot: Snapshot, ts: float, local: datetime) -> None:
         mem = self.memory
@@ -385,20 +387,26 @@ class Engine:
         """Update the envelope and the inverters' ratios from this poll (after judging it,
         so a poll is never compared with itself)."""
         mem = self.memory
-        if not v.ok or v.production_kw is None or v.elevation_deg < 5.0:
-            return
+        if not v.ok or v.production_kw is None or v.elevation_deg < 5.0 or v.unchanged:
+            return  # frozen data would teach the night's or the morning's values
         clear = (v.expected_kw is not None and v.production_kw >= CLEAR_FRACTION * v.expected_kw
                  and (v.cloud_cover_pct is None or v.cloud_cover_pct < _LEARN_MAX_CLOUD_PCT))
         mem.learn_envelope(v.elevation_deg, v.azimuth_deg, v.ts, v.production_kw)
+        for serial, inv in v.inverters.items():
+            if inv.power_kw:
+                mem.learn_own(serial, v.ts, inv.power_kw)
         med = v.median_inverter_kw
         if (not clear or med is None or med < LEARN_MIN_MEDIAN_KW
                 or v.elevation_deg < LEARN_MIN_ELEVATION_DEG or len(v.inverters) < 3):
             return
         p = self.params["inverter_underperforming"]
         for serial, inv in v.inverters.items():
-            if serial in mem.flagged_today or serial in v.ignored:
+            # never learn or judge a dead, missing or normally dark (shaded) inverter
+            if (serial in mem.flagged_today or serial in v.ignored or v.dark(serial)
+                    or ("inverter_offline", serial) in self.open
+                    or ("inverter_missing", serial) in self.open):
                 continue
-            mem.score_and_learn(serial, v.azimuth_deg, (inv.power_kw or 0.0) / med,
+            mem.score_and_learn(serial, v.ts, (inv.power_kw or 0.0) / med,
                                 p["weak_ratio"], p["ok_ratio"])
 
 

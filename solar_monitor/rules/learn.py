@@ -3,16 +3,19 @@
 Two parts, persisted as JSON in `alert_memory` (rows 'rolling' and 'learned'):
 - rolling: known devices, the previous poll's fingerprint (stale data), PVS boots and
   firmware, today's per-inverter scores, and each (rule, subject) streak;
-- learned: a clear-sky envelope (production by sun position) and each inverter's ratio
-  to the array's median inverter by sun azimuth.
+- learned: a clear-sky envelope (production by sun position), each inverter's ratio to
+  the array's median inverter, and each inverter's own recent best power, both per
+  15-minute slot of the (UTC) day: the same slot on consecutive days is the same sun
+  position to within a degree or so.
 
 Why learned rather than modelled: the owner's roof faces, tilts, shade and panel ages are
 unknown to us, but a few clear days show them. An inverter on a west roof or behind a
-chimney has its own normal ratio to its peers, and is judged against that. Each
-inverter's ratio is kept per 15° of sun azimuth (a west roof is weak in the morning and
-strong in the evening) and learned only on clear-ish polls (production near the
-envelope), where roof faces differ most predictably. The envelope is a slowly decaying
-maximum: a robust stand-in for the P95 of production at that sun position.
+chimney has its own normal ratio to its peers, and is judged against that; ratios are
+learned only on clear-ish polls (production near the envelope), where roof faces differ
+most predictably. An inverter whose own best recent power in this slot is tiny (15 W, or
+a tenth of its best in any slot) is "normally dark" here (regular shade, a roof face
+turned away) and is not called offline for producing nothing there. Envelopes are
+decaying maxima: a robust stand-in for the P95 of production.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ ENVELOPE_DECAY_PER_DAY = 0.985  # a clear-sky maximum fades to half in ~46 days
 ENVELOPE_MAX_AGE_DAYS = 60.0  # older bins are not trusted (seasons moved on)
 ELEVATION_BIN_DEG = 5.0
 AZIMUTH_BIN_DEG = 15.0
+SLOT_S = 900  # ratios and own envelopes: per 15-minute slot of the UTC day
+OWN_DECAY_PER_DAY = 0.8  # an inverter's own best power: "the last week or so"
+OWN_MAX_AGE_DAYS = 21.0
+DARK_FRACTION = 0.1
+DARK_MAX_KW = 0.015  # ... or under this: a panel in regular shade that barely starts
 RATIO_ALPHA = 0.1  # exponential weight of one clear poll in an inverter's ratio
-RATIO_WARM_SAMPLES = 4  # a bin judges only after this many samples
+RATIO_WARM_SAMPLES = 3  # a slot judges only after this many samples
 RATIO_ACCEPT = (0.8, 1.25)  # a sample this far from normal is judged, never learned
 CLEAR_FRACTION = 0.6  # a poll is clear-ish when production is this share of the envelope
 LEARN_MIN_ELEVATION_DEG = 15.0
@@ -42,8 +50,16 @@ def env_key(elevation_deg: float, azimuth_deg: float) -> str:
     return f"{int(elevation_deg // ELEVATION_BIN_DEG)},{int(azimuth_deg // AZIMUTH_BIN_DEG)}"
 
 
-def az_key(azimuth_deg: float) -> str:
-    return str(int(azimuth_deg // AZIMUTH_BIN_DEG))
+def slot_key(ts: float) -> str:
+    return str(int(ts % 86400 // SLOT_S))
+
+
+def _decayed(entry: list[float] | None, ts: float, decay: float, max_age: float
+             ) -> float | None:
+    if entry is None:
+        return None
+    age = ts / 86400 - entry[1]
+    return None if age > max_age else entry[0] * decay ** max(age, 0.0)
 
 
 @dataclass
@@ -85,6 +101,7 @@ class Memory:
     # learned
     envelope: dict[str, list[float]] = field(default_factory=dict)  # key -> [kw, day]
     ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # [ratio, n]
+    own: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # [kw, day]
     learned_dirty: bool = False
 
     # ------------------------------------------------------------------ persistence
@@ -102,7 +119,7 @@ class Memory:
         }
 
     def learned_json(self) -> dict[str, Any]:
-        return {"envelope": self.envelope, "ratios": self.ratios}
+        return {"envelope": self.envelope, "ratios": self.ratios, "own": self.own}
 
     @classmethod
     def from_json(cls, rolling: dict[str, Any] | None, learned: dict[str, Any] | None
@@ -121,19 +138,15 @@ class Memory:
         if learned:
             mem.envelope = learned.get("envelope", {})
             mem.ratios = learned.get("ratios", {})
+            mem.own = learned.get("own", {})
         return mem
 
     # ------------------------------------------------------------------ envelope
 
     def expected_kw(self, elevation_deg: float, azimuth_deg: float, ts: float) -> float | None:
         """Learned clear-sky production (kW) at this sun position, or None if unknown."""
-        entry = self.envelope.get(env_key(elevation_deg, azimuth_deg))
-        if entry is None:
-            return None
-        age = ts / 86400 - entry[1]
-        if age > ENVELOPE_MAX_AGE_DAYS:
-            return None
-        return entry[0] * ENVELOPE_DECAY_PER_DAY ** max(age, 0.0)
+        return _decayed(self.envelope.get(env_key(elevation_deg, azimuth_deg)), ts,
+                        ENVELOPE_DECAY_PER_DAY, ENVELOPE_MAX_AGE_DAYS)
 
     def learn_envelope(self, elevation_deg: float, azimuth_deg: float, ts: float,
                        production_kw: float) -> None:
@@ -143,14 +156,37 @@ class Memory:
             self.envelope[key] = [round(production_kw, 4), round(ts / 86400, 3)]
             self.learned_dirty = True
 
+    # ------------------------------------------------------------------ own envelope
+
+    def dark(self, serial: str, ts: float) -> bool:
+        """True when this inverter's best recent power in this slot is under DARK_MAX_KW
+        or under DARK_FRACTION of its best in any slot: producing nothing here is normal."""
+        own = self.own.get(serial)
+        if not own:
+            return False
+        here = _decayed(own.get(slot_key(ts)), ts, OWN_DECAY_PER_DAY, OWN_MAX_AGE_DAYS)
+        peak = _decayed(own.get("peak"), ts, OWN_DECAY_PER_DAY, OWN_MAX_AGE_DAYS)
+        if here is None:
+            return False
+        return here < DARK_MAX_KW or (peak is not None and here < DARK_FRACTION * peak)
+
+    def learn_own(self, serial: str, ts: float, kw: float) -> None:
+        own = self.own.setdefault(serial, {})
+        day = round(ts / 86400, 3)
+        for key in (slot_key(ts), "peak"):
+            current = _decayed(own.get(key), ts, OWN_DECAY_PER_DAY, OWN_MAX_AGE_DAYS)
+            if current is None or kw > current:
+                own[key] = [round(kw, 4), day]
+                self.learned_dirty = True
+
     # ------------------------------------------------------------------ peer ratios
 
-    def score_and_learn(self, serial: str, azimuth_deg: float, ratio: float,
+    def score_and_learn(self, serial: str, ts: float, ratio: float,
                         weak_ratio: float, ok_ratio: float) -> None:
         """Judge one clear-poll ratio against the inverter's learned ratio (into today's
         score), and learn from it when it is normal."""
         bins = self.ratios.setdefault(serial, {})
-        key = az_key(azimuth_deg)
+        key = slot_key(ts)
         entry = bins.get(key)
         if entry is None:
             bins[key] = [ratio, 1]
@@ -184,8 +220,11 @@ class Memory:
         if previous is None or boot - previous < BOOT_JUMP_S:
             return
         self.boots = [b for b in self.boots if ts - b[0] < BOOT_HISTORY_S]
-        routine = sum(1 for _, tod in self.boots
-                      if _tod_distance(tod, local_seconds - uptime_s) <= ROUTINE_BOOT_WINDOW_S)
+        # the same local time of day, or the same UTC one (a nightly restart at 02:00 local
+        # happens at 03:00 on the day clocks spring forward)
+        routine = sum(1 for b, tod in self.boots
+                      if _tod_distance(tod, local_seconds - uptime_s) <= ROUTINE_BOOT_WINDOW_S
+                      or _tod_distance(b, boot) <= ROUTINE_BOOT_WINDOW_S)
         self.boots.append([boot, (local_seconds - uptime_s) % 86400])
         warm = self.first_ts is not None and ts - self.first_ts >= WARMUP_S
         if warm and routine < ROUTINE_BOOT_DAYS:

@@ -1,0 +1,423 @@
+"""Backtest the alert rules on simulated site-years with faults injected at known times.
+
+For each site: the simulator (`solar_monitor.pvs.sim`) renders a poll every 15 minutes
+for a year into an archive folder in our format (failed polls as `.error.json`), plus an
+hourly cloud-cover CSV; `solar-monitor replay --weather CSV --events-out FILE` runs the
+real pipeline over it; the alert events are then scored against the ground truth:
+
+- recall: injected faults whose rule opened an alert for the right subject in time;
+- latency: from the fault's start (inverter offline/missing: from the first poll with
+  the sun >= 15° at or after the start, as a fault at night cannot be seen);
+- false alarms: every other `open` event, per site-year (info alerts included).
+
+Traps that must stay quiet: nights, dawn and dusk, overcast spells (the simulator's
+weather), snow-covered days, two roof faces, afternoon shade on a few panels, single
+(and double) failed polls, the PVS's nightly restart, and the faults' side effects
+(the restart of `pvs_rebooted` hides the inverters; a firmware change moves the site to
+varserver answers, whose inverters vanish after each nightly restart until sunrise).
+
+    .venv/bin/python benchmarks/bench_alerts.py            # 2 site-years, ~3 minutes
+    .venv/bin/python benchmarks/bench_alerts.py --days 30  # a quick month
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from solar_monitor.archive import stamp
+from solar_monitor.pvs.sim import (
+    DataStale,
+    DeadInverter,
+    FirmwareChange,
+    FlashLow,
+    GridOutOfRange,
+    MissingInverter,
+    ProductionTripped,
+    PvsReboot,
+    RoofFace,
+    ShadedInverters,
+    SimulatedSite,
+    SiteFault,
+    SiteSpec,
+    SnowCover,
+    UploadBacklog,
+    WeakInverter,
+)
+from solar_monitor.sun import sun_elevation_deg
+
+STEP = timedelta(minutes=15)
+YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
+SHORT_START = datetime(2025, 5, 1, tzinfo=UTC)  # short runs: a spring month, not January
+DAYLIGHT_DEG = 15.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Injected:
+    """One injected fault and the alert it must cause (rule on subject, in [start, end+grace])."""
+
+    rule: str
+    subject: str
+    start: datetime
+    end: datetime
+    fault: SiteFault | None = None  # a simulator fault, else a payload edit below
+    grace: timedelta = timedelta(hours=3)
+    from_daylight: bool = False
+
+
+@dataclass
+class PayloadEdits:
+    """Faults the simulator has no dataclass for, applied to the rendered answer."""
+
+    outages: list[tuple[datetime, datetime]] = field(default_factory=list)
+    failed_polls: set[datetime] = field(default_factory=set)
+    meter_gone: list[tuple[datetime, datetime]] = field(default_factory=list)
+    hot: list[tuple[datetime, datetime, int]] = field(default_factory=list)
+    new_inverter_from: datetime | None = None
+
+
+@dataclass
+class Site:
+    name: str
+    spec: SiteSpec
+    faults: list[Injected]
+    edits: PayloadEdits
+    varserver_from: datetime | None  # firmware >= 61845: answers are varserver /vars
+    start: datetime = YEAR_START
+
+
+def _local(tz: ZoneInfo, first: datetime, day: int, hour: float) -> datetime:
+    """Day `day` (0-based) after the run's first day, at local `hour`, as aware UTC."""
+    base = datetime(first.year, first.month, first.day, tzinfo=tz) + timedelta(days=day)
+    return (base + timedelta(hours=hour)).astimezone(UTC)
+
+
+def build_site(name: str, *, seed: int, latitude: float, longitude: float, timezone: str,
+               faces: tuple[RoofFace, ...], days: int) -> Site:
+    """A site with every rule's fault injected once or twice, spread over `days`."""
+    tz = ZoneInfo(timezone)
+    n = sum(f.count for f in faces)
+    probe = SimulatedSite(SiteSpec(inverter_count=n, seed=seed, roof_faces=faces,
+                                   latitude=latitude, longitude=longitude, timezone=timezone))
+    serial = probe.inverter_serials
+    full = days >= 365
+    first = YEAR_START if full else SHORT_START
+
+    def at(when: tuple[int, int | None], hour: float) -> datetime:
+        """A (year-run day, short-run day) pair at local `hour`; None: not in short runs."""
+        d = when[0] if full else when[1]
+        return _local(tz, first, 10_000 if d is None else d, hour)
+
+    inj: list[Injected] = []
+    edits = PayloadEdits()
+    # --- traps: regular shade on two panels all year, snow spells
+    traps: list[SiteFault] = [
+        ShadedInverters(inverters=(1, n - 2), from_hour=14.0, to_hour=17.0, factor=0.25),
+    ]
+    for d0, length in (((18, 19), 3), ((40, None), 2), ((345, None), 2)):
+        start = at(d0, 0.0)
+        traps.append(SnowCover(start=start, end=start + timedelta(days=length), factor=0.02))
+    # single and double failed polls, about weekly
+    for k in range(days // 7):
+        t = first + timedelta(days=7 * k + 3, hours=(k * 7.3) % 24)
+        t = t.replace(minute=(t.minute // 15) * 15, second=0, microsecond=0)
+        edits.failed_polls.add(t)
+        if k % 4 == 0:
+            edits.failed_polls.add(t + STEP)
+    # --- faults, one per rule at least
+    dead = DeadInverter(inverter=5, start=at((60, 3), 10.35), end=at((62, 4), 12.0))
+    dead2 = DeadInverter(inverter=n - 1, start=at((190, 25), 16.6), end=at((192, 27), 9.0))
+    inj += [Injected("inverter_offline", serial[5], dead.start, dead.end, dead,
+                     from_daylight=True),  # type: ignore[arg-type]
+            Injected("inverter_offline", serial[n - 1], dead2.start, dead2.end, dead2,
+                     from_daylight=True)]  # type: ignore[arg-type]
+    miss = MissingInverter(inverter=8, start=at((95, 6), 9.15), end=at((96, 7), 15.0))
+    inj.append(Injected("inverter_missing", serial[8], miss.start, miss.end, miss,
+                        from_daylight=True))  # type: ignore[arg-type]
+    weak = WeakInverter(inverter=3, factor=0.6, start=at((123, 9), 0), end=at((140, 16), 0))
+    weak2 = WeakInverter(inverter=n - 3, factor=0.6, start=at((275, None), 11.0),
+                         end=at((290, None), 0))
+    for w in (weak, weak2):
+        inj.append(Injected("inverter_underperforming", serial[w.inverter], w.start,  # type: ignore[index]
+                            w.end, w, grace=timedelta(days=2)))  # type: ignore[arg-type]
+    outages = ((at((152, 8), 13.12), at((152, 8), 17.0)),
+               (at((222, 14), 1.0), at((222, 14), 5.0)))
+    for start, end in outages:
+        edits.outages.append((start, end))
+        inj.append(Injected("pvs_unreachable", "system", start, end))
+    stale = DataStale(start=at((195, 11), 9.0), end=at((195, 11), 15.0))
+    inj.append(Injected("data_stale", "system", stale.start, stale.end, stale))  # type: ignore[arg-type]
+    flash = FlashLow(start=at((232, 17), 8.0), end=at((238, 21), 8.0),
+                     flash_avail_kib=1500.0, ramp_h=48.0)
+    inj.append(Injected("pvs_storage_low", "system", flash.start, flash.end, flash))  # type: ignore[arg-type]
+    backlog = UploadBacklog(start=at((248, 19), 6.0), end=at((252, 22), 6.0),
+                            records_per_hour=12.0)
+    inj.append(Injected("pvs_upload_backlog", "system", backlog.start, backlog.end, backlog))  # type: ignore[arg-type]
+    trip = ProductionTripped(start=at((265, 22), 10.0), end=at((267, 23), 17.0))
+    inj.append(Injected("production_low", "system", trip.start, trip.end, trip))  # type: ignore[arg-type]
+    grid = GridOutOfRange(voltage_v=259.0, start=at((281, 12), 12.0), end=at((281, 12), 14.0))
+    grid2 = GridOutOfRange(freq_hz=61.0, start=at((307, 24), 11.0), end=at((307, 24), 11.75))
+    for g in (grid, grid2):
+        inj.append(Injected("grid_out_of_range", "system", g.start, g.end, g))  # type: ignore[arg-type]
+    reboot = PvsReboot(start=at((169, 13), 13.37), missing_s=600.0)
+    inj.append(Injected("pvs_rebooted", "system", reboot.start,  # type: ignore[arg-type]
+                        reboot.start + timedelta(hours=1), reboot))  # type: ignore[operator]
+    edits.failed_polls.add(_next_poll(reboot.start))  # type: ignore[arg-type]
+    hot = (at((209, 15), 12.0), at((209, 15), 15.0), 7)
+    edits.hot.append(hot)
+    inj.append(Injected("inverter_over_temperature", serial[7], hot[0], hot[1]))
+    gone = (at((336, 26), 10.0), at((337, 27), 10.0))
+    edits.meter_gone.append(gone)
+    inj.append(Injected("meter_missing", probe.consumption_meter_serial, gone[0], gone[1]))
+    fw = FirmwareChange(build=61846, start=at((293, 28), 10.0))
+    inj.append(Injected("firmware_changed", "system", fw.start, fw.start + timedelta(hours=1), fw))  # type: ignore[operator]
+    new_at = at((320, 27), 12.0)
+    edits.new_inverter_from = new_at
+    inj.append(Injected("new_inverter", NEW_SERIAL, new_at, new_at + timedelta(hours=1)))
+    end = first + timedelta(days=days) - timedelta(hours=12)  # leave time to detect
+    inj = [i for i in inj if i.start < end]
+    traps = [t for t in traps if t.start is None or t.start < end + timedelta(hours=12)]
+    faults = tuple(traps) + tuple(i.fault for i in inj if i.fault is not None)
+    spec = SiteSpec(inverter_count=n, seed=seed, roof_faces=faces, latitude=latitude,
+                    longitude=longitude, timezone=timezone, faults=faults, epoch=YEAR_START)
+    fw_from = fw.start if any(i.rule == "firmware_changed" for i in inj) else None
+    if edits.new_inverter_from and not any(i.rule == "new_inverter" for i in inj):
+        edits.new_inverter_from = None
+    edits.meter_gone = [g for g in edits.meter_gone if g[0] < end]
+    edits.hot = [h for h in edits.hot if h[0] < end]
+    edits.outages = [o for o in edits.outages if o[0] < end]
+    return Site(name, spec, inj, edits, fw_from, first)
+
+
+NEW_SERIAL = "E00999999999999"
+
+
+def _next_poll(t: datetime) -> datetime:
+    base = t.replace(minute=(t.minute // 15) * 15, second=0, microsecond=0)
+    return base + STEP
+
+
+def _inside(t: datetime, spans: list[tuple[datetime, datetime]]) -> bool:
+    return any(a <= t < b for a, b in spans)
+
+
+def render(site: SimulatedSite, s: Site, t: datetime) -> dict[str, Any]:
+    """The answer the collector would archive at `t`, with the payload-level faults."""
+    e = s.edits
+    if s.varserver_from is not None and t >= s.varserver_from:
+        doc: dict[str, Any] = site.vars(t)
+        if _inside(t, e.meter_gone):
+            doc = {k: v for k, v in doc.items() if not k.startswith("/sys/devices/meter/1/")}
+        for a, b, i in e.hot:
+            if a <= t < b:
+                for k in doc:
+                    if k.startswith("/sys/devices/inverter/") and k.endswith("/sn") and \
+                            doc[k] == site.inverter_serials[i]:
+                        doc[k[:-2] + "tHtsnkDegc"] = "91"
+        if e.new_inverter_from and t >= e.new_inverter_from:
+            first = {k: v for k, v in doc.items() if k.startswith("/sys/devices/inverter/0/")}
+            for k, v in first.items():
+                doc[k.replace("/inverter/0/", "/inverter/99/")] = NEW_SERIAL if k.endswith(
+                    "/sn") else v
+        return doc
+    doc = site.device_list(t)
+    devices = doc["devices"]
+    assert isinstance(devices, list)
+    if _inside(t, e.meter_gone):
+        devices[:] = [d for d in devices if d.get("SERIAL") != site.consumption_meter_serial]
+    for a, b, i in e.hot:
+        if a <= t < b:
+            for d in devices:
+                if d.get("SERIAL") == site.inverter_serials[i] and "t_htsnk_degc" in d:
+                    d["t_htsnk_degc"] = "91"
+    if e.new_inverter_from and t >= e.new_inverter_from:
+        twin = next(d for d in devices if d.get("DEVICE_TYPE") == "Inverter")
+        devices.append({**twin, "SERIAL": NEW_SERIAL, "DESCR": f"Inverter {NEW_SERIAL}"})
+    return doc
+
+
+def write_archive(s: Site, days: int, data: Path) -> tuple[int, Path]:
+    """Archive files under data/raw (no fsync: a benchmark, not a collector) and the
+    weather CSV. Returns (files, weather path)."""
+    site = SimulatedSite(s.spec)
+    raw = data / "raw"
+    t = s.start
+    end = s.start + timedelta(days=days)
+    count = 0
+    weather = data.parent / f"{s.name}-weather.csv"
+    with weather.open("w") as w:
+        w.write("time,cloud_cover\n")
+        h = s.start
+        while h < end:
+            w.write(f"{h:%Y-%m-%dT%H:%M:%SZ},{site.cloud_cover_pct(h)}\n")
+            h += timedelta(hours=1)
+    while t < end:
+        folder = raw / f"{t:%Y}" / f"{t:%m}" / f"{t:%d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if t in s.edits.failed_polls or _inside(t, s.edits.outages):
+            record = {"error": "PVS did not answer (HTTP 503)", "http_status": 503}
+            (folder / f"{stamp(t)}.error.json").write_text(json.dumps(record) + "\n")
+        else:
+            body = json.dumps(render(site, s, t)).encode()
+            (folder / f"{stamp(t)}.json.gz").write_bytes(gzip.compress(body, 1, mtime=0))
+        count += 1
+        t += STEP
+    return count, weather
+
+
+def replay_site(s: Site, days: int, workdir: Path) -> dict[str, Any]:
+    """Generate, replay through the CLI, score. Runs in a worker process."""
+    data = workdir / s.name / "data"
+    data.mkdir(parents=True)
+    started = time.monotonic()
+    files, weather = write_archive(s, days, data)
+    generated = time.monotonic() - started
+    config = workdir / s.name / "config.yaml"
+    config.write_text(json.dumps({
+        "site": {"latitude": s.spec.latitude, "longitude": s.spec.longitude,
+                 "timezone": s.spec.timezone, "name": s.name},
+        "pvs": {"url": "http://127.0.0.1:9"}, "data_dir": str(data),
+        "csv": {"enabled": False}, "weather": {"enabled": False}}))
+    config.chmod(0o600)
+    events = workdir / s.name / "events.jsonl"
+    started = time.monotonic()
+    subprocess.run([str(REPO / ".venv" / "bin" / "solar-monitor"), "replay", "--quiet",
+                    "--config", str(config), "--weather", str(weather),
+                    "--events-out", str(events), str(data / "raw")],
+                   check=True, capture_output=True)
+    replayed = time.monotonic() - started
+    lines = [json.loads(x) for x in events.read_text().splitlines() if x.strip()]
+    return {"site": s.name, "files": files, "generate_s": generated, "replay_s": replayed,
+            **score(s, lines, days)}
+
+
+def _first_daylight(s: Site, start: datetime) -> datetime:
+    t = _next_poll(start - timedelta(seconds=1)) if start.minute % 15 or start.second else start
+    while sun_elevation_deg(s.spec.latitude, s.spec.longitude, t) < DAYLIGHT_DEG:
+        t += STEP
+    return t
+
+
+def score(s: Site, events: list[dict[str, Any]], days: int) -> dict[str, Any]:
+    """Match `open` events to injected faults; the rest are false alarms."""
+    opens = [e for e in events if e["event"] == "open"]
+    used: set[int] = set()
+    per_fault = []
+    for f in s.faults:
+        ref = _first_daylight(s, f.start) if f.from_daylight else f.start
+        hit = None
+        mine = 0
+        for k, e in enumerate(opens):
+            t = datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
+            if e["rule"] == f.rule and e["subject"] == f.subject and \
+                    f.start <= t <= f.end + f.grace:
+                if hit is None:
+                    hit = (k, t)
+                mine += 1
+                used.add(k)  # a second open for the same fault is a flap, not a new alarm
+        latency = (hit[1] - ref).total_seconds() / 3600 if hit else None
+        per_fault.append({"rule": f.rule, "subject": f.subject, "start": f.start.isoformat(),
+                          "detected": hit is not None, "latency_h": latency,
+                          "flaps": max(0, mine - 1)})
+    false = [opens[k] for k in range(len(opens)) if k not in used]
+    return {"faults": per_fault, "false_alarms": false, "days": days,
+            "events": len(events)}
+
+
+def sites(days: int) -> list[Site]:
+    return [
+        build_site("boston-12", seed=7, latitude=42.36, longitude=-71.06,
+                   timezone="America/New_York", days=days,
+                   faces=(RoofFace(180.0, 25.0, 6), RoofFace(250.0, 25.0, 6))),
+        build_site("sacramento-30", seed=11, latitude=38.58, longitude=-121.49,
+                   timezone="America/Los_Angeles", days=days,
+                   faces=(RoofFace(90.0, 20.0, 12), RoofFace(180.0, 20.0, 18))),
+    ]
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The Markdown table for the README: per rule recall, latency, and false alarms."""
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        for f in r["faults"]:
+            by_rule.setdefault(f["rule"], []).append(f)
+    site_years = sum(r["days"] for r in results) / 365.0
+    false = [e for r in results for e in r["false_alarms"]]
+    lines = ["| rule | injected | detected | recall | latency median | latency max |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for rule, faults in by_rule.items():
+        lat = [f["latency_h"] for f in faults if f["latency_h"] is not None]
+        lines.append(f"| `{rule}` | {len(faults)} | {sum(f['detected'] for f in faults)} | "
+                     f"{100 * sum(f['detected'] for f in faults) / len(faults):.0f} % | "
+                     f"{_hours(median(lat)) if lat else '-'} | "
+                     f"{_hours(max(lat)) if lat else '-'} |")
+    total = sum(len(f) for f in by_rule.values())
+    found = sum(f["detected"] for fs in by_rule.values() for f in fs)
+    lines.append(f"| **all** | {total} | {found} | {100 * found / max(total, 1):.0f} % | | |")
+    lines.append("")
+    lines.append(f"False alarms: **{len(false)}** in {site_years:.2f} site-years "
+                 f"= **{len(false) / max(site_years, 1e-9):.2f} per site-year**"
+                 + ("" if not false else " (" + "; ".join(
+                     f"{e['rule']} {e['subject']} at {e['time']}" for e in false[:5]) + ")"))
+    return "\n".join(lines)
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.0f} min" if h < 2 else (f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} d")
+
+
+def run(days: int, jobs: int, echo: Callable[[str], None] = print,
+        keep: Path | None = None) -> tuple[list[dict[str, Any]], str]:
+    chosen = sites(days)
+    with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
+        workdir = keep or Path(tmp)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(replay_site, chosen, [days] * len(chosen),
+                                    [workdir] * len(chosen)))
+    for r in results:
+        echo(f"{r['site']}: {r['files']} polls, generated in {r['generate_s']:.0f} s, "
+             f"replayed in {r['replay_s']:.0f} s ({r['files'] / r['replay_s']:.0f} polls/s), "
+             f"{r['events']} alert events")
+        for f in r["faults"]:
+            lat = "missed" if f["latency_h"] is None else _hours(f["latency_h"])
+            echo(f"  {f['rule']:<26} {f['subject']:<16} {f['start'][:16]}  {lat}"
+                 + (f"  ({f['flaps']} re-open)" if f["flaps"] else ""))
+        for e in r["false_alarms"]:
+            echo(f"  FALSE ALARM {e['time']} {e['rule']} {e['subject']}: {e['message'][:90]}")
+    return results, table(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=365, help="simulated days per site")
+    parser.add_argument("--jobs", type=int, default=2, help="sites replayed in parallel")
+    parser.add_argument("--write", type=Path, help="also write the table to this file")
+    parser.add_argument("--keep", type=Path, help="keep the archives and events here")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results, text = run(args.days, args.jobs, keep=args.keep)
+    print()
+    print(text)
+    print(f"\n({time.monotonic() - started:.0f} s; "
+          f"`.venv/bin/python benchmarks/bench_alerts.py --days {args.days}`)")
+    if args.write:
+        args.write.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
