@@ -66,8 +66,9 @@ def digest_stage(ctx: RunContext) -> None:
     from solar_monitor.notify import matching_targets
 
     if not matching_targets(ctx.config, ctx.config.digest.tags):
-        log.info("digest for %s not sent: no notify target with tag %s", f"{month:%Y-%m}",
-                 " or ".join(ctx.config.digest.tags))
+        # debug, not info: this holds every run of the month; `check` reports it once
+        log.debug("digest for %s not sent: no notify target with tag %s", f"{month:%Y-%m}",
+                  " or ".join(ctx.config.digest.tags))
         return
     queue_digest(ctx.config, ctx.store, month, ctx.now)
 
