@@ -27,13 +27,16 @@ STEP = timedelta(minutes=15)
 
 
 def demo_config(out: Path, pvs_url: str) -> dict:
+    from solar_monitor.pvs.emulator import WEATHER_PATH
+
     """The config a user would write for this site (saved next to the demo data)."""
     return {
         "site": dict(SITE),
         "pvs": {"url": pvs_url, "api": "auto", "poll_budget_s": 20.0,
                 "request_timeout_s": 10.0},
         "data_dir": str(out.resolve()),
-        "weather": {"enabled": False},  # simulated days: real weather would not match them
+        # the emulator serves the simulated sky in Open-Meteo's shape: no internet needed
+        "weather": {"url": pvs_url + WEATHER_PATH},
     }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import secrets
 import threading
 import time
@@ -319,6 +320,8 @@ class Emulator:
             self.requests.append((method, target))
         faults = self.faults.snapshot()
         now = self.clock()
+        if urlsplit(target).path == WEATHER_PATH:
+            return _json(200, self._weather(now))  # not the PVS: PVS faults do not apply
         if faults.unavailable_until is not None and now < faults.unavailable_until:
             return _Answer(503, HAPROXY_503_BODY.encode(), "text/html")
         if faults.delay_s > 0:
@@ -340,6 +343,34 @@ class Emulator:
         if parts.path == "/vars" and mode != "legacy":
             return self._vars(method, target, query, headers, faults, now)
         return _json(404, {"status": 404, "error": "Not Found"})
+
+    def _weather(self, now: datetime) -> dict[str, object]:
+        """An Open-Meteo-shaped answer (timezone=UTC) from the site's own cloud truth,
+        so the demo's weather enrichment is real HTTP and matches the simulated sky."""
+        from solar_monitor.sun import sun_elevation_deg
+
+        spec = self.site.spec
+        start = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+        def radiation(t: datetime, cloud: float) -> float:
+            sun = math.sin(math.radians(max(0.0, sun_elevation_deg(spec.latitude,
+                                                                  spec.longitude, t))))
+            return round(1000.0 * sun * (1 - 0.75 * (cloud / 100) ** 3.4), 1)
+
+        hours = [start + timedelta(hours=h) for h in range(-24, 48)]
+        clouds = [round(self.site.cloud_cover_pct(t)) for t in hours]
+        current = now.astimezone(UTC).replace(second=0, microsecond=0)
+        current_cloud = round(self.site.cloud_cover_pct(current))
+        return {
+            "latitude": spec.latitude, "longitude": spec.longitude, "timezone": "UTC",
+            "current": {"time": current.strftime("%Y-%m-%dT%H:%M"),
+                        "cloud_cover": current_cloud,
+                        "shortwave_radiation": radiation(current, current_cloud)},
+            "hourly": {"time": [t.strftime("%Y-%m-%dT%H:%M") for t in hours],
+                       "cloud_cover": clouds,
+                       "shortwave_radiation": [radiation(t, c) for t, c in zip(hours, clouds,
+                                                                                strict=True)]},
+        }
 
     def _refuse(self, method: str, target: str, status: int, payload: object) -> _Answer:
         with self._lock:
@@ -408,6 +439,9 @@ class Emulator:
         return self._content(faults, {"values": values, "count": len(values)}, result=False)
 
 
+WEATHER_PATH = "/open-meteo/v1/forecast"  # the emulator's stand-in for Open-Meteo
+
+
 def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
     """A request handler class bound to one emulator."""
 
@@ -415,6 +449,9 @@ def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
         server_version = "lighttpd/1.4.59"
         sys_version = ""
         protocol_version = "HTTP/1.1"  # like the PVS's lighttpd (HAProxy gzips only 1.1)
+        # headers and body go out in two writes: without this, keep-alive connections
+        # stall ~40 ms per answer on Nagle + delayed ACK
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
