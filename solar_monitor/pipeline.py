@@ -108,18 +108,6 @@ def _digest(ctx: RunContext) -> None:
     digest_stage(ctx)
 
 
-def _rules(ctx: RunContext) -> None:
-    from solar_monitor.rules.stage import rules_stage
-
-    rules_stage(ctx)
-
-
-def _alerts_export(ctx: RunContext) -> None:
-    from solar_monitor.rules.stage import alerts_export_stage
-
-    alerts_export_stage(ctx)
-
-
 def _queue_sheet_rows(ctx: RunContext) -> None:
     from solar_monitor.sinks.outbox import enqueue_completed_days, enqueue_poll
 
@@ -135,6 +123,19 @@ def _flush_sheet(ctx: RunContext) -> None:
         sheets.dry_run(ctx.store, ctx.now)
     else:
         sheets.flush_and_log(ctx.store, ctx.config.google_sheets, ctx.config.tz, ctx.now)
+
+
+def _rules(ctx: RunContext) -> None:
+    from solar_monitor.rules.stage import rules_stage
+
+    rules_stage(ctx)
+
+
+def _alerts_export(ctx: RunContext) -> None:
+    from solar_monitor.rules.stage import alerts_export_stage
+
+    alerts_export_stage(ctx)
+
 
 ENRICHERS: list[Enricher] = [_sun_elevation, _weather]
 STAGES: list[Stage] = [Stage("csv", _export_csv)]
@@ -235,8 +236,9 @@ def ingest_pending(config: Config, store: Store, now: datetime) -> int:
     for archived in recent_files(raw_dir(config), now):
         if archived.polled_at.strftime("%Y-%m-%dT%H:%M:%SZ") in stored:
             continue
+        # real, recent readings the owner has not been told about: alerts do notify
         ctx = RunContext(config=config, store=store, now=archived.polled_at,
-                         poll=archived, replay=True, notify=False)
+                         poll=archived, replay=False, notify=True)
         ctx.snapshot, ctx.error = ingest(ctx, archived)
         run_stages(ctx, [s for s in STAGES if s.when == "each_poll"])
         count += 1
