@@ -138,18 +138,17 @@ def _alerts_export(ctx: RunContext) -> None:
 
 
 ENRICHERS: list[Enricher] = [_sun_elevation, _weather]
-STAGES: list[Stage] = [Stage("csv", _export_csv)]
-# Alert rules judge every poll (a failed one too); the export saves their memory and
-# writes `replay --events-out`.
-STAGES.append(Stage("rules", _rules, when="each_poll"))
-STAGES.append(Stage("alerts_export", _alerts_export))
-STAGES.append(Stage("digest", _digest))  # queues last month's digest, once
-# The sheet rows of each poll, queued after the rules so "open alerts" is current;
-# the flush never fails the run (rows stay queued while Google is unreachable).
-STAGES.append(Stage("sheets_queue", _queue_sheet_rows, when="each_poll"))
-STAGES.append(Stage("sheets", _flush_sheet))
-# Keep "notify" the last stage: it sends what the rules and digest stages queued.
-STAGES.append(Stage("notify", _flush_notifications))
+# Order matters: the rules run before the sheet queue (its "open alerts" must be
+# current), and notify runs last: it sends what the rules and the digest queued.
+STAGES: list[Stage] = [
+    Stage("csv", _export_csv),
+    Stage("rules", _rules, when="each_poll"),  # a failed poll too: pvs_unreachable
+    Stage("alerts_export", _alerts_export),  # saves rule memory; replay --events-out
+    Stage("digest", _digest),  # last month's digest, once
+    Stage("sheets_queue", _queue_sheet_rows, when="each_poll"),
+    Stage("sheets", _flush_sheet),  # never fails the run: rows stay queued
+    Stage("notify", _flush_notifications),
+]
 
 
 def raw_dir(config: Config) -> Path:
