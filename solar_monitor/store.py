@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ _METER_COLS = ("kind", "subtype", "state", "data_time", "power_kw", "reactive_kv
 _INVERTER_COLS = ("state", "data_time", "power_kw", "lifetime_kwh", "ac_voltage_v",
                   "ac_current_a", "freq_hz", "heatsink_c", "dc_voltage_v", "dc_current_a",
                   "dc_power_kw")
+_GET_METER = attrgetter(*_METER_COLS)
+_GET_INVERTER = attrgetter(*_INVERTER_COLS)
 _SUPERVISOR_COLS = ("serial", "state", "data_time", "uptime_s", "cpu_load", "mem_used_kib",
                     "flash_avail_kib", "flash_used_pct", "untransmitted", "err_count",
                     "comm_err", "skipped_scans", "scan_time_s")
@@ -47,7 +50,10 @@ _SUPERVISOR_COLS = ("serial", "state", "data_time", "uptime_s", "cpu_load", "mem
 
 def iso(at: datetime | None) -> str | None:
     """Aware datetime -> 'YYYY-MM-DDTHH:MM:SSZ' (UTC), the store's time format."""
-    return None if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if at is None:
+        return None
+    utc = at.astimezone(UTC)  # isoformat is ~4x faster than strftime: replay calls it a lot
+    return utc.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def from_iso(text: str | None) -> datetime | None:
@@ -76,6 +82,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint
         self.db.execute("PRAGMA foreign_keys=ON")
         self._depth = 0
+        self._info_cache: dict[str, tuple[dict[str, Any], str]] = {}
         self._migrate()
 
     def __enter__(self) -> Store:
@@ -175,14 +182,14 @@ class Store:
             f"INSERT OR REPLACE INTO meter_readings (poll_id, serial, "
             f"{', '.join(_METER_COLS)}, extra_json) "
             f"VALUES (?, ?{', ?' * len(_METER_COLS)}, ?)",
-            [(poll_id, m.serial, *(_cell(getattr(m, c)) for c in _METER_COLS),
-              _metrics_json(m.extra)) for m in snap.meters])
+            [(poll_id, m.serial, *_cells(_GET_METER(m)), _metrics_json(m.extra))
+             for m in snap.meters])
         self.db.executemany(
             f"INSERT OR REPLACE INTO inverter_readings (poll_id, serial, "
             f"{', '.join(_INVERTER_COLS)}, extra_json) "
             f"VALUES (?, ?{', ?' * len(_INVERTER_COLS)}, ?)",
-            [(poll_id, i.serial, *(_cell(getattr(i, c)) for c in _INVERTER_COLS),
-              _metrics_json(i.extra)) for i in snap.inverters])
+            [(poll_id, i.serial, *_cells(_GET_INVERTER(i)), _metrics_json(i.extra))
+             for i in snap.inverters])
         self.db.executemany(
             "INSERT INTO other_readings (poll_id, device_type, serial, state, fields_json) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -207,8 +214,17 @@ class Store:
             ">= last_seen THEN excluded.last_state ELSE last_state END, "
             "info_json=CASE WHEN excluded.last_seen >= last_seen THEN excluded.info_json "
             "ELSE info_json END",
-            [(serial, device_type, model, when, when, state, _info_json(extra))
+            [(serial, device_type, model, when, when, state, self._info_json(serial, extra))
              for serial, device_type, model, state, extra in devices])
+
+    def _info_json(self, serial: str, extra: Any) -> str:
+        """A device's identity as JSON, re-encoded only when it changed (it rarely does)."""
+        cached = self._info_cache.get(serial)
+        if cached is not None and cached[0] == extra:
+            return cached[1]
+        encoded = _info_json(extra)
+        self._info_cache[serial] = (dict(extra), encoded)
+        return encoded
 
     def enrich_poll(self, poll_id: int, values: dict[str, float | None]) -> None:
         """Set enrichment columns (cloud_cover_pct, sun_elevation_deg) of a stored poll."""
@@ -278,6 +294,11 @@ def _only_comments(text: str) -> bool:
     return all(not ln.strip() or ln.strip().startswith("--") for ln in text.splitlines())
 
 
+def _cells(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Model values as SQLite cells (datetimes as the store's time text)."""
+    return tuple(iso(v) if isinstance(v, datetime) else v for v in values)
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
@@ -292,5 +313,7 @@ def _info_json(extra: Any) -> str:
 
 def _metrics_json(extra: Any) -> str | None:
     """New, unmapped metrics (lowercase keys) kept per reading; None when there are none."""
+    if not extra:
+        return None
     metrics = {k: v for k, v in extra.items() if not k.isupper() and k not in _STATIC_EXTRAS}
     return json.dumps(metrics, default=str, sort_keys=True) if metrics else None

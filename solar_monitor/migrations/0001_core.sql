@@ -43,7 +43,6 @@ CREATE TABLE inverter_readings (
     dc_power_kw REAL, extra_json TEXT,
     PRIMARY KEY (poll_id, serial)
 ) WITHOUT ROWID;
-CREATE INDEX inverter_readings_serial ON inverter_readings(serial, poll_id);
 CREATE TABLE other_readings (
     poll_id INTEGER NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
     device_type TEXT NOT NULL, serial TEXT, state TEXT, fields_json TEXT

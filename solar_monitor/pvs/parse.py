@@ -15,6 +15,7 @@ least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the reading's time, "error" o
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import math
@@ -381,6 +382,11 @@ def pvs_time(value: Any) -> datetime | None:
     """'YYYY,MM,DD,HH,MM,SS' (UTC) -> aware datetime, or None when absent or malformed."""
     if not isinstance(value, str):
         return None
+    return _pvs_time(value)
+
+
+@functools.lru_cache(maxsize=1024)  # every device of a poll repeats the same few times
+def _pvs_time(value: str) -> datetime | None:
     try:
         parts = [int(p) for p in value.split(",")]
         return datetime(*parts[:6], tzinfo=UTC) if len(parts) == 6 else None

@@ -14,6 +14,7 @@ so a run killed mid-write is repaired by the next one with no duplicate and no g
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -41,7 +42,12 @@ def _field(name: str) -> Callable[[Any, ZoneInfo], Any]:
 
 
 def _local(row: Any, tz: ZoneInfo) -> str:
-    return from_iso(row["polled_at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    return _local_text(row["polled_at"], tz)
+
+
+@functools.lru_cache(maxsize=4096)  # the rows of one poll share one time
+def _local_text(polled_at: str, tz: ZoneInfo) -> str:
+    return from_iso(polled_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
 READINGS_COLUMNS: tuple[Column, ...] = (
@@ -88,9 +94,13 @@ def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo) -> int:
     marks: dict[Path, str | None] = {}  # each file is repaired once per export
     inverter_since = _latest_inverter_watermark(csv_dir, marks)
     by_file: dict[Path, list[Any]] = {}
+    months: dict[str, Path] = {}
     for row in store.inverter_rows_from(inverter_since):
-        month = from_iso(row["polled_at"]).astimezone(tz).strftime("%Y-%m")
-        by_file.setdefault(csv_dir / f"inverters-{month}.csv", []).append(row)
+        month = _local_text(row["polled_at"], tz)[:7]  # YYYY-MM
+        if month not in months:
+            months[month] = csv_dir / f"inverters-{month}.csv"
+            by_file[months[month]] = []
+        by_file[months[month]].append(row)
     for path, file_rows in sorted(by_file.items()):
         mark = marks[path] if path in marks else _repair_and_watermark(path)
         fresh = [r for r in file_rows if mark is None or r["polled_at"] >= mark]
