@@ -19,7 +19,6 @@ import io
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -168,7 +167,7 @@ def _append(path: Path, columns: Sequence[Column], rows: Iterable[Any], tz: Zone
         writer.writerow([c.header for c in columns])
     count = 0
     for row in rows:
-        writer.writerow([_format(c.value(row, tz)) for c in columns])
+        writer.writerow([c.value(row, tz) for c in columns])  # None -> empty cell
         count += 1
     if count == 0 and not new_file:
         return 0
@@ -177,13 +176,3 @@ def _append(path: Path, columns: Sequence[Column], rows: Iterable[Any], tz: Zone
         handle.flush()
         os.fsync(handle.fileno())
     return count
-
-
-def _format(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return str(round(value, 6))
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
