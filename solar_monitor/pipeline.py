@@ -138,6 +138,14 @@ def _alerts_export(ctx: RunContext) -> None:
 
 
 ENRICHERS: list[Enricher] = [_sun_elevation, _weather]
+def _prune_archive(ctx: RunContext) -> None:
+    days = ctx.config.archive.retention_days
+    if days and not ctx.replay:
+        from solar_monitor.retention import prune_archive
+
+        prune_archive(ctx.store, raw_dir(ctx.config), ctx.now, days)
+
+
 # Order matters: the rules run before the sheet queue (its "open alerts" must be
 # current), and notify runs last: it sends what the rules and the digest queued.
 STAGES: list[Stage] = [
@@ -148,6 +156,7 @@ STAGES: list[Stage] = [
     Stage("sheets_queue", _queue_sheet_rows, when="each_poll"),
     Stage("sheets", _flush_sheet),  # never fails the run: rows stay queued
     Stage("notify", _flush_notifications),
+    Stage("retention", _prune_archive),  # off unless archive.retention_days is set
 ]
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from solar_monitor.daily import DaySummary, day_bounds, summarize_days
+from solar_monitor.digest.months import add_months, last_day, previous_month  # noqa: F401
 from solar_monitor.store import Store, from_iso, iso
 
 DEFAULT_INTERVAL_S = 900.0  # the cron interval, when the month's polls cannot tell
@@ -158,21 +159,6 @@ def parse_month(text: str) -> date:
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise ValueError(f"{text!r} is not a month; write YYYY-MM, e.g. 2026-06")
     return date(int(m.group(1)), int(m.group(2)), 1)
-
-
-def add_months(month: date, count: int) -> date:
-    """The first day of the month `count` months after `month` (negative: before)."""
-    index = month.year * 12 + month.month - 1 + count
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def last_day(month: date) -> date:
-    return add_months(month, 1) - timedelta(days=1)
-
-
-def previous_month(now: datetime, tz: ZoneInfo) -> date:
-    """The first day of the site-local month before the one `now` falls in."""
-    return add_months(now.astimezone(tz).date().replace(day=1), -1)
 
 
 # --- building --------------------------------------------------------------------------

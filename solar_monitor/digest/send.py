@@ -19,17 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from solar_monitor.config import Config
-from solar_monitor.digest.data import DigestData, build_digest_data, previous_month
-from solar_monitor.digest.render import (
-    csv_filename,
-    daily_csv,
-    render_html,
-    render_text,
-    subject,
-)
+from solar_monitor.digest.months import previous_month
 from solar_monitor.store import Store, iso
 
 if TYPE_CHECKING:
+    from solar_monitor.digest.data import DigestData
     from solar_monitor.notify import SendResult
     from solar_monitor.pipeline import RunContext
 
@@ -49,6 +43,8 @@ class DigestRecord:
 
 
 def build_for(config: Config, store: Store, month: date, now: datetime) -> DigestData:
+    from solar_monitor.digest.data import build_digest_data  # only when a digest is due
+
     """The digest figures of `month` for this site, with its configured thresholds."""
     return build_digest_data(store, config.tz, month, site_name=config.site.name, now=now,
                              weak_threshold_pct=config.digest.weak_panel_pct)
@@ -85,6 +81,13 @@ def due_month(config: Config, store: Store, now: datetime) -> date | None:
 def queue_digest(config: Config, store: Store, month: date, now: datetime) -> int | None:
     """Queue `month`'s digest in the outbox and record it, atomically. Returns the outbox
     id, or None when the month has no data (recorded as skipped) or is already recorded."""
+    from solar_monitor.digest.render import (
+        csv_filename,
+        daily_csv,
+        render_html,
+        render_text,
+        subject,
+    )
     from solar_monitor.notify import queue_notification
 
     key = f"{month:%Y-%m}"
@@ -138,6 +141,13 @@ def record(store: Store, month: str) -> DigestRecord | None:
 def send_now(config: Config, store: Store, data: DigestData, now: datetime) -> SendResult:
     """Send a digest immediately (the `digest` command); on success record the month as
     sent, so `run` does not send it again. Never raises on a failed send."""
+    from solar_monitor.digest.render import (
+        csv_filename,
+        daily_csv,
+        render_html,
+        render_text,
+        subject,
+    )
     from solar_monitor.notify import send
 
     with tempfile.TemporaryDirectory(prefix="solar-digest-") as tmp:
