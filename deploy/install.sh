@@ -32,8 +32,8 @@ UNIT_DIR=/etc/systemd/system
 CRON_FILE=/etc/cron.d/solar-monitor
 ETH=eth0
 PI_PVS_ADDR=172.27.153.10/24
-MARK_BEGIN="# BEGIN solar-monitor (deploy/install.sh)"
-MARK_END="# END solar-monitor"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=""
 DRY_RUN=""
@@ -76,27 +76,7 @@ if [[ -n "$ROOT" ]]; then
     ROOT="$(cd "$ROOT" && pwd)"
 fi
 
-# Changing the real system needs root; --root and --dry-run touch nothing outside DIR.
-SIMULATE=""
-[[ -n "$ROOT" || -n "$DRY_RUN" ]] && SIMULATE=1
-if [[ -z "$SIMULATE" && "$(id -u)" -ne 0 ]]; then
-    echo "run as root (sudo $0), or use --root DIR / --dry-run to try it out" >&2
-    exit 1
-fi
-
-say() { printf '==> %s\n' "$*"; }
-
-# Run a command that changes the system, or only print it when simulating.
-run() {
-    if [[ -n "$SIMULATE" ]]; then
-        # %q quotes each word, so the printed line can be pasted into a shell.
-        printf '+'
-        printf ' %q' "$@"
-        printf '\n'
-    else
-        "$@"
-    fi
-}
+require_root_unless_simulating "$ROOT" "$DRY_RUN" " to try it out"
 
 # put SRC DEST MODE: install a file (DEST is the path on the target system).
 # Rewrites only when the content differs, so a second run changes nothing.

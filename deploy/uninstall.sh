@@ -9,8 +9,8 @@
 set -euo pipefail
 
 USER_NAME=solar-monitor
-MARK_BEGIN="# BEGIN solar-monitor (deploy/install.sh)"
-MARK_END="# END solar-monitor"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=""
 DRY_RUN=""
@@ -41,25 +41,7 @@ if [[ -n "$ROOT" ]]; then
     ROOT="$(cd "$ROOT" && pwd)"
 fi
 
-SIMULATE=""
-[[ -n "$ROOT" || -n "$DRY_RUN" ]] && SIMULATE=1
-if [[ -z "$SIMULATE" && "$(id -u)" -ne 0 ]]; then
-    echo "run as root (sudo $0), or use --root DIR / --dry-run" >&2
-    exit 1
-fi
-
-say() { printf '==> %s\n' "$*"; }
-
-# Run a command that changes the system, or only print it when simulating.
-run() {
-    if [[ -n "$SIMULATE" ]]; then
-        printf '+'
-        printf ' %q' "$@"
-        printf '\n'
-    else
-        "$@"
-    fi
-}
+require_root_unless_simulating "$ROOT" "$DRY_RUN" ""
 
 # remove PATH...: delete files or directory trees we installed, if present.
 remove() {

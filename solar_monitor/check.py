@@ -34,7 +34,8 @@ def check_data_dir(config: Config) -> CheckResult:
     except OSError as exc:
         return CheckResult("FAIL", f"{path} is not writable ({exc.strerror}); create it and "
                                    f"give it to the user that runs solar-monitor")
-    free_mb = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize // 2**20
+    disk = os.statvfs(path)
+    free_mb = disk.f_bavail * disk.f_frsize // 2**20
     return CheckResult("PASS", f"{path} writable, {free_mb} MB free")
 
 

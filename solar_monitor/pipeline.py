@@ -7,9 +7,7 @@ stage is recorded and the others still run.
 
 from __future__ import annotations
 
-import gzip
 import logging
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -218,7 +216,7 @@ def ingest(ctx: RunContext, archived: ArchivedPoll) -> tuple[Snapshot | None, st
             store.record_failure(archived.polled_at, error, status, _rel(ctx, archived.path))
         return None, error
     try:
-        snapshot = parse(_read_archive(archived.path), polled_at=archived.polled_at)
+        snapshot = parse(archived.path.read_bytes(), polled_at=archived.polled_at)
     except ParseError as exc:
         with store.transaction():
             store.record_failure(archived.polled_at, f"unusable answer: {exc}", None,
@@ -265,16 +263,6 @@ def run_stages(ctx: RunContext, stages: Iterable[Stage]) -> list[str]:
             log.error("%s stage failed: %s", stage.name, exc)
             errors.append(f"{stage.name}: {exc}")
     return errors
-
-
-def _read_archive(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ParseError(f"corrupt archive file ({exc})") from None
-    return data
 
 
 def _rel(ctx: RunContext, path: Path) -> str:

@@ -33,7 +33,6 @@ from solar_monitor.pvs.errors import (
     ParseError,
     PvsAuthError,
     PvsCommunicationError,
-    PvsError,
     PvsResponseError,
 )
 from solar_monitor.pvs.models import Api
@@ -102,7 +101,6 @@ class PvsClient:
         self._logged_in = False
         self._last_error: PvsCommunicationError | None = None
         self.build: int | None = None
-        self.detected_api: Api | None = None
 
     # --- public ------------------------------------------------------------------------
 
@@ -119,7 +117,6 @@ class PvsClient:
                 raise PvsAuthError("DeviceList refused after login (HTTP 403); this firmware "
                                    "needs pvs.api: varserver (or auto)", http_status=403)
             log.info("DeviceList refused after login: reading the varserver API instead")
-        self.detected_api = "varserver"
         return RawPoll(self._varserver(requested_at), "varserver", self.build, requested_at)
 
     def supervisor_info(self) -> dict[str, Any]:
@@ -175,7 +172,6 @@ class PvsClient:
                 f"DeviceList answered HTTP {status} on firmware that needs no login; a PVS "
                 f"power cycle cures this spontaneous 403", http_status=status)
         _check_devicelist(status, body)
-        self.detected_api = "legacy"
         return body
 
     def _varserver(self, requested_at: datetime) -> bytes:
@@ -309,5 +305,3 @@ def _reason(exc: requests.RequestException) -> str:
             return reason
     return exc.__class__.__name__
 
-
-__all__ = ["PvsClient", "RawPoll", "PvsError"]
