@@ -3,6 +3,8 @@
 Names are a contract other tools read:
   <data_dir>/raw/YYYY/MM/DD/YYYYMMDDTHHMMSSZ.json.gz   what the PVS returned
   <data_dir>/raw/YYYY/MM/DD/YYYYMMDDTHHMMSSZ.error.json {"error": ..., "http_status": ...}
+  <data_dir>/raw/unplaced/...  polls whose time could not be trusted (clock.place_poll),
+                               named by the Pi's clock; kept, never ingested
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _OURS = re.compile(r"^(\d{8}T\d{6}Z)(\.json\.gz|\.error\.json|\.json)$")
+UNPLACED = "unplaced"
 _CURL = re.compile(r"^(\d{8}_\d{6})\.json(\.gz)?$")  # the owner's plain curl cron job
 
 
@@ -121,7 +124,8 @@ def iter_archive(root: Path, local_tz: tzinfo, since: datetime | None = None
                  ) -> Iterator[ArchivedPoll]:
     """Archive files under `root` in time order (optionally only after `since`)."""
     found = []
-    for dirpath, _dirs, names in os.walk(root):
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != UNPLACED]
         for name in names:
             if name.startswith("."):
                 continue  # temp files of an interrupted write

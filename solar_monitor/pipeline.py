@@ -14,7 +14,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from solar_monitor.archive import ArchivedPoll, read_error, recent_files, save_answer, save_error
+from solar_monitor.archive import (
+    UNPLACED,
+    ArchivedPoll,
+    read_error,
+    recent_files,
+    save_answer,
+    save_error,
+)
+from solar_monitor.clock import (
+    ANCHOR_KEY,
+    Anchor,
+    Clocks,
+    Placement,
+    anchor_for,
+    place_poll,
+    read_clocks,
+)
 from solar_monitor.config import Config
 from solar_monitor.pvs.client import PvsClient
 from solar_monitor.pvs.errors import ParseError, PvsError
@@ -174,34 +190,79 @@ def make_client(config: Config) -> PvsClient:
 
 
 def run_once(config: Config, *, now: datetime | None = None,
-             client: PvsClient | None = None) -> RunReport:
+             client: PvsClient | None = None, clocks: Clocks | None = None) -> RunReport:
     """One collection cycle. Raises AlreadyRunning (another run holds the lock) and
-    OSError / sqlite3.Error when the archive or store cannot be written."""
-    now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    OSError / sqlite3.Error when the archive or store cannot be written.
+
+    `now` runs in simulated time (demo, tests) with the boot-clock check off; `clocks`
+    gives the wall and boot clocks explicitly (tests of clock jumps)."""
+    if clocks is None:
+        clocks = (Clocks(now.astimezone(UTC).replace(microsecond=0)) if now is not None
+                  else read_clocks())
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True)
     with run_lock(data / LOCK_NAME), open_store(config) as store:
-        recovered = ingest_pending(config, store, now)
-        archived, http_status = collect(config, client or make_client(config), now)
-        ctx = RunContext(config=config, store=store, now=now, poll=archived)
-        ctx.snapshot, ctx.error = ingest(ctx, archived)
-        stage_errors = run_stages(ctx, STAGES)
+        recovered = ingest_pending(config, store, clocks.wall)
+        collected = collect(config, client or make_client(config), clocks, store)
+        archived, placement = collected.archived, collected.placement
+        ctx = RunContext(config=config, store=store, now=placement.at or clocks.wall,
+                         poll=archived if placement.at else None)
+        if placement.at is None:  # the clock went back: record nothing, flush the rest
+            ctx.error = f"poll not recorded: {placement.warning}"
+            stages = [s for s in STAGES if s.when == "end_of_run"]
+        else:
+            ctx.notes[ANCHOR_KEY] = collected.anchor
+            ctx.snapshot, ctx.error = ingest(ctx, archived)
+            stages = STAGES
+        stage_errors = run_stages(ctx, stages)
         return RunReport(
             polled_at=archived.polled_at, ok=ctx.snapshot is not None, error=ctx.error,
-            http_status=http_status, archive_file=archived.path,
+            http_status=collected.http_status, archive_file=archived.path,
             totals=totals(ctx.snapshot) if ctx.snapshot else None,
             stage_errors=tuple(stage_errors), recovered=recovered)
 
 
-def collect(config: Config, client: PvsClient, now: datetime) -> tuple[ArchivedPoll, int | None]:
-    """Poll the PVS and archive the answer, or a record of the failure. Never raises
-    PvsError: a failed poll is data too."""
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """One poll, archived: where, with what HTTP status, and how its time was placed."""
+
+    archived: ArchivedPoll
+    http_status: int | None
+    placement: Placement
+    anchor: Anchor | None
+
+
+def collect(config: Config, client: PvsClient, clocks: Clocks, store: Store) -> Collected:
+    """Poll the PVS, place the poll in time (clock.place_poll) and archive the answer, or
+    a record of the failure. Never raises PvsError: a failed poll is data too."""
+    body: bytes | None = None
     try:
-        raw = client.poll()
+        body = client.poll().body
+        error, status = None, 200
     except PvsError as exc:
         log.warning("poll failed: %s", exc)
-        return save_error(raw_dir(config), now, str(exc), exc.http_status), exc.http_status
-    return save_answer(raw_dir(config), now, raw.body), 200
+        error, status = str(exc), exc.http_status
+    pvs_time = _pvs_clock(body)
+    last = store.last_poll()
+    placement = place_poll(clocks, pvs_time, last.polled_at if last else None,
+                           Anchor.from_json(store.get_state(ANCHOR_KEY)))
+    if placement.warning:
+        log.warning("clock: %s", placement.warning)
+    root = raw_dir(config) if placement.at else raw_dir(config) / UNPLACED
+    at = placement.at or clocks.wall
+    archived = (save_answer(root, at, body) if body is not None
+                else save_error(root, at, error or "poll failed", status))
+    return Collected(archived, status, placement, anchor_for(clocks, placement, pvs_time))
+
+
+def _pvs_clock(body: bytes | None) -> datetime | None:
+    """The PVS's own time in its answer, if it parses (ingest reports a bad answer)."""
+    if body is None:
+        return None
+    try:
+        return parse(body).pvs_time
+    except ParseError:
+        return None
 
 
 def ingest(ctx: RunContext, archived: ArchivedPoll) -> tuple[Snapshot | None, str | None]:
@@ -232,6 +293,8 @@ def ingest(ctx: RunContext, archived: ArchivedPoll) -> tuple[Snapshot | None, st
         poll_id = store.record_snapshot(archived.polled_at, snapshot, _rel(ctx, archived.path))
         if poll_id is not None and enrichment:
             store.enrich_poll(poll_id, enrichment)
+        if isinstance(anchor := ctx.notes.get(ANCHOR_KEY), Anchor):
+            store.set_state(ANCHOR_KEY, anchor.to_json())
     return snapshot, None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,16 @@ def real(name_part: str) -> Path:
 
 def all_real() -> list[Path]:
     return sorted(REAL_FIXTURES.glob("*.json"))
+
+
+def without_clock(body: bytes) -> bytes:
+    """A DeviceList with its CURTIME fields removed: a canned answer replayed at a
+    simulated time must not carry the capture's clock (the run would trust the PVS's
+    clock over its own and restamp the poll, see solar_monitor/clock.py)."""
+    doc = json.loads(body)
+    for device in doc.get("devices", []):
+        device.pop("CURTIME", None)
+    return json.dumps(doc).encode()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from solar_monitor.sinks.sheets_layout import (
     inverter_label,
     sheet_row_key,
 )
-from tests.conftest import real
+from tests.conftest import real, without_clock
 from tests.fake_sheets import FakeSheetsAPI
 
 SID = "1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFG"
@@ -40,7 +40,7 @@ EMAIL = "solar-monitor@solar-test.iam.gserviceaccount.com"
 TZ = ZoneInfo("America/New_York")
 START = datetime(2026, 6, 9, 16, 0, tzinfo=UTC)  # noon in Boston
 STEP = timedelta(minutes=15)
-FIXTURE = real("dl_cgi_61839_30_inverters").read_bytes()
+FIXTURE = without_clock(real("dl_cgi_61839_30_inverters").read_bytes())
 EPOCH = datetime(1899, 12, 30)
 
 

@@ -17,7 +17,7 @@ import yaml
 from solar_monitor.archive import save_answer
 from solar_monitor.cli import main
 from solar_monitor.config import Config, config_from_dict
-from solar_monitor.pipeline import open_store, run_once
+from solar_monitor.pipeline import RunReport, open_store, run_once
 from solar_monitor.pvs.emulator import start_emulator
 from solar_monitor.pvs.sim import SimulatedSite, SiteSpec
 from solar_monitor.replay import replay
@@ -94,11 +94,20 @@ def meteo() -> Iterator[FakeOpenMeteo]:
     fake.close()
 
 
+PVS_CLOCK = [NOW]  # the emulated PVS's clock follows the runs' simulated time
+
+
 @pytest.fixture
 def emulator() -> Iterator[str]:
     site = SimulatedSite(SiteSpec(epoch=NOW.replace(hour=0, minute=0)))
-    with start_emulator(site, firmware="legacy", clock=lambda: NOW) as emu:
+    with start_emulator(site, firmware="legacy", clock=lambda: PVS_CLOCK[0]) as emu:
         yield emu.url
+
+
+def run_at(config: Config, at: datetime) -> RunReport:
+    """One run at simulated time `at`, the PVS's clock agreeing."""
+    PVS_CLOCK[0] = at
+    return run_once(config, now=at)
 
 
 def make_config(config_dict: dict, pvs_url: str, meteo_url: str, **weather: object) -> Config:
@@ -139,8 +148,8 @@ def test_parse_rejects_unusable_answers(payload: object) -> None:
 def test_a_run_stores_cloud_cover_and_two_runs_in_an_hour_make_one_request(
         meteo: FakeOpenMeteo, emulator: str, config_dict: dict) -> None:
     config = make_config(config_dict, emulator, meteo.url)
-    assert run_once(config, now=NOW).ok
-    assert run_once(config, now=NOW + timedelta(minutes=15)).ok
+    assert run_at(config, NOW).ok
+    assert run_at(config, NOW + timedelta(minutes=15)).ok
     assert len(meteo.requests) == 1
     query = meteo.requests[0]
     assert query["latitude"] == ["42.36"] and query["timezone"] == ["UTC"]
@@ -148,7 +157,7 @@ def test_a_run_stores_cloud_cover_and_two_runs_in_an_hour_make_one_request(
     # 18:07 takes the current value (18:00); 18:22 also, the nearest sample within 45 min
     assert stored(config) == [("2025-06-21T18:07:00Z", 55.0, 612.0),
                               ("2025-06-21T18:22:00Z", 55.0, 612.0)]
-    assert run_once(config, now=NOW + timedelta(minutes=61)).ok
+    assert run_at(config, NOW + timedelta(minutes=61)).ok
     assert len(meteo.requests) == 2
     assert stored(config)[-1] == ("2025-06-21T19:08:00Z", 19.0, 190.0)
 
@@ -160,7 +169,7 @@ def test_a_weather_failure_leaves_cloud_cover_empty_and_the_run_succeeds(
     meteo.mode = mode
     config = make_config(config_dict, emulator, meteo.url)
     started = time.monotonic()
-    report = run_once(config, now=NOW)
+    report = run_at(config, NOW)
     assert report.ok and report.stage_errors == ()
     assert time.monotonic() - started < 2.4  # one attempt, bounded by timeout_s=1
     assert stored(config) == [("2025-06-21T18:07:00Z", None, None)]
@@ -170,9 +179,9 @@ def test_a_weather_failure_leaves_cloud_cover_empty_and_the_run_succeeds(
         assert "HTTP 400: Latitude must be in range" in warnings[0]
     # the next run within 10 minutes does not try again; the one after does
     meteo.mode = "ok"
-    run_once(config, now=NOW + timedelta(minutes=5))
+    run_at(config, NOW + timedelta(minutes=5))
     assert len(meteo.requests) == 1
-    run_once(config, now=NOW + timedelta(minutes=15))
+    run_at(config, NOW + timedelta(minutes=15))
     assert len(meteo.requests) == 2
     assert stored(config)[-1] == ("2025-06-21T18:22:00Z", 55.0, 612.0)
 
@@ -180,7 +189,7 @@ def test_a_weather_failure_leaves_cloud_cover_empty_and_the_run_succeeds(
 def test_weather_can_be_switched_off(meteo: FakeOpenMeteo, emulator: str,
                                      config_dict: dict) -> None:
     config = make_config(config_dict, emulator, meteo.url, enabled=False)
-    assert run_once(config, now=NOW).ok
+    assert run_at(config, NOW).ok
     assert meteo.requests == [] and stored(config) == [("2025-06-21T18:07:00Z", None, None)]
 
 

@@ -1,0 +1,1 @@
+"""Fault tests: fuzzing and broken inputs (issue 7)."""
