@@ -137,9 +137,14 @@ def iter_archive(root: Path, local_tz: tzinfo, since: datetime | None = None
 
 
 def recent_files(raw_dir: Path, now: datetime, days: int = 2) -> Iterator[ArchivedPoll]:
-    """Archive files of the last `days` UTC days: where an interrupted run's poll can be."""
+    """Archive files of the last `days` UTC days: where an interrupted run's poll can be.
+
+    Temp files there are a killed run's unfinished writes (the caller holds the run
+    lock, so no live writer owns them): they are deleted on the way."""
     for back in range(days, -1, -1):
         day = (now - timedelta(days=back)).astimezone(UTC)
         folder = raw_dir / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
         if folder.is_dir():
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
             yield from iter_archive(folder, UTC)
