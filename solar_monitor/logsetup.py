@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 from collections.abc import Iterable
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 # user:password@ in any URL (apprise mailto://user:pass@host, https://u:p@...)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@",
                               re.IGNORECASE)
 _REDACTED = "***"
+# ?pass=... and apprise's +Header=value options (an Authorization or X-Token header)
+_SECRET_PARAM = re.compile(r"^\+|pass|token|key|secret", re.IGNORECASE)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -59,6 +63,28 @@ def setup_logging(level: str = "INFO", file: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+def secret_forms(value: str) -> list[str]:
+    """`value` and, when it is a URL, the secrets inside it as a library may quote them
+    apart from the URL: the password (raw and %-decoded), secret query options, and the
+    path (a webhook's token often is the path)."""
+    found = [value]
+    if "://" in value:
+        with contextlib.suppress(ValueError):
+            parts = urlsplit(value)
+            if parts.password:
+                found += [parts.password, unquote(parts.password)]
+            found += [v for k, v in parse_qsl(parts.query) if _SECRET_PARAM.search(k)]
+            found += [parts.path, unquote(parts.path)]
+    return [s for s in dict.fromkeys(found) if len(s.strip("/")) >= 3]
+
+
 def add_secrets(secrets: Iterable[str]) -> None:
-    """Register more values to redact (config passwords, apprise URLs, key contents)."""
-    _filter.secrets.extend(s for s in secrets if s)
+    """Register more values to redact (config passwords, apprise URLs, key contents),
+    each with its `secret_forms`."""
+    _filter.secrets.extend(f for s in secrets if s for f in secret_forms(s))
+
+
+def scrub(text: str) -> str:
+    """`text` with every registered secret redacted: for what is printed or stored
+    rather than logged (error lines, archived errors)."""
+    return redact(text, _filter.secrets)

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from solar_monitor.config import Config, NotifyTarget
-from solar_monitor.logsetup import add_secrets, redact
+from solar_monitor.logsetup import add_secrets, redact, secret_forms
 from solar_monitor.store import Store, from_iso, iso
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ Level = Literal["info", "success", "warning", "failure"]
 TAG_ALERTS = "alerts"
 TAG_DIGEST = "digest"
 OUTBOX_DIR = "outbox"  # attachment copies, under the data folder next to the database
-_SECRET_PARAMS = {"pass", "password", "token", "apikey", "key", "secret"}  # ?pass=... in URLs
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,16 +148,8 @@ def target_key(target: NotifyTarget) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The URL and the password inside it (raw and %-decoded), for redaction."""
-    found = [url]
-    with contextlib.suppress(ValueError):
-        parts = urlsplit(url)
-        if parts.password:
-            found += [parts.password, unquote(parts.password)]
-        for key, values in parse_qs(parts.query).items():
-            if key.lower() in _SECRET_PARAMS:
-                found += values
-    return [s for s in found if len(s) >= 3]
+    """The URL and the secrets inside it, for redaction (see logsetup.secret_forms)."""
+    return secret_forms(url)
 
 
 def deliver(target: NotifyTarget, message: Message) -> TargetResult:
@@ -284,8 +275,10 @@ def _apprise_log() -> Iterator[list[str]]:
 
 
 def _privacy_label(app: Apprise, secrets: Sequence[str]) -> str:
-    """apprise's own password-free form of the URL, without its query options."""
-    return redact(app[0].url(privacy=True).split("?", 1)[0], secrets)
+    """apprise's own password-free form of the URL, without its path and query: apprise
+    keeps a webhook's path (json://host/hook/<token>) and an ntfy topic as they are."""
+    parts = urlsplit(app[0].url(privacy=True))
+    return redact(f"{parts.scheme}://{parts.netloc}", secrets)
 
 
 def _label(url: str) -> str:
