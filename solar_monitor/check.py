@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from solar_monitor.config import Config
+from solar_monitor.logsetup import scrub
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ def run_checks(config: Config) -> bool:
             result = check(config)
         except Exception as exc:  # a probe must never hide the other probes
             result = CheckResult("FAIL", f"unexpected {exc.__class__.__name__}: {exc}")
-        print(f"{result.status} {name}: {result.detail}")
+        print(f"{result.status} {name}: {scrub(result.detail)}")
         sys.stdout.flush()
         ok = ok and result.status != "FAIL"
     return ok

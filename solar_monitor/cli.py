@@ -16,6 +16,7 @@ import json
 import logging
 import sqlite3
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(f"solar-monitor: config error in {exc}", file=sys.stderr)
+        _complain(f"config error in {exc}")
         return Exit.CONFIG
     except AlreadyRunning as exc:
         log.info("another run is in progress (%s); nothing to do", exc)
@@ -131,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, sqlite3.Error) as exc:
         log.error("storage error: %s", _os_reason(exc))
         return Exit.STORAGE
+    except Exception as exc:  # a bug, or a library error nobody translated
+        # Python's own traceback would print the message unredacted: log it instead
+        log.error("unexpected %s: %s", exc.__class__.__name__, exc)
+        log.debug("traceback:\n%s", traceback.format_exc())
+        return Exit.FAILED
 
 
 def load(args: argparse.Namespace) -> Any:
@@ -157,14 +163,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = run_once(config)
     if not report.ok:
         log.error("poll failed: %s", report.error)
-        print(f"solar-monitor: poll failed: {report.error}", file=sys.stderr)
+        _complain(f"poll failed: {report.error}")
         return Exit.FAILED
     t = report.totals
     assert t is not None
     log.info("poll stored: %s kW production, %d/%d inverters producing",
              _kw(t.production_kw), t.inverters_producing, t.inverters_total)
     if report.stage_errors:
-        print(f"solar-monitor: poll stored, but {report.stage_errors[0]}", file=sys.stderr)
+        _complain(f"poll stored, but {report.stage_errors[0]}")
         return Exit.STAGE
     return Exit.OK
 
@@ -252,7 +258,7 @@ def cmd_sheets(args: argparse.Namespace) -> int:
         try:
             report = flush(store, config.google_sheets, config.tz, now=datetime.now(UTC))
         except SheetsError as exc:
-            print(f"solar-monitor: Google Sheet not updated: {exc}", file=sys.stderr)
+            _complain(f"Google Sheet not updated: {exc}")
             return Exit.FAILED
     print(f"{report.sent} row(s) sent, {report.already_there} already in the sheet, "
           f"{report.still_queued} still queued")
@@ -294,7 +300,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
             return Exit.OK
         result = send_now(config, store, data, now)
     if not result.ok:
-        print(f"solar-monitor: digest not sent: {result.error}", file=sys.stderr)
+        _complain(f"digest not sent: {result.error}")
         return Exit.FAILED
     print(f"digest for {data.label} sent to {len(result.targets)} target(s)")
     return Exit.OK
@@ -313,6 +319,14 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     for r in results:
         print(f"PASS {r.target}: sent" if r.ok else f"FAIL {r.target}: {r.error}")
     return Exit.OK if all(r.ok for r in results) else Exit.FAILED
+
+
+def _complain(message: str) -> None:
+    """One error line on stderr, with every registered secret redacted: error texts come
+    from libraries and the PVS, and this line lands in cron mail and the journal."""
+    from solar_monitor.logsetup import scrub
+
+    print(f"solar-monitor: {scrub(message)}", file=sys.stderr)
 
 
 def _progress(done: int, total: int) -> None:
