@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from tenacity import (
@@ -86,6 +87,7 @@ class PvsClient:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._shown_url = _without_credentials(self.base_url)  # errors are archived
         self.api = api
         self.serial = serial
         self.username = username
@@ -261,7 +263,7 @@ class PvsClient:
                 f"no answer from the PVS within {read_timeout:.0f} s ({_short(path)})") from None
         except requests.RequestException as exc:
             raise PvsCommunicationError(
-                f"cannot reach the PVS at {self.base_url} ({_reason(exc)})") from None
+                f"cannot reach the PVS at {self._shown_url} ({_reason(exc)})") from None
         if response.status_code in TRANSIENT_STATUS:
             raise PvsCommunicationError(
                 f"the PVS (or its bridge) answered HTTP {response.status_code}",
@@ -289,6 +291,12 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise PvsResponseError(f"{what}: expected a JSON object", http_status=200)
     return doc
+
+
+def _without_credentials(url: str) -> str:
+    """`url` without a user:password@ part (a bridge behind a login)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _short(path: str) -> str:
