@@ -12,8 +12,10 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sqlite3
 import sys
 import traceback
@@ -160,7 +162,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from solar_monitor.pipeline import run_once
 
     config = load(args)
-    report = run_once(config)
+    try:
+        report = run_once(config)
+    except (OSError, sqlite3.Error) as exc:
+        if not _disk_full(exc) and _free_kb(config.data_path) < 1024:
+            # SQLite says "disk I/O error" when the WAL cannot grow on a full disk
+            raise OSError(errno.ENOSPC, "No space left on device", str(config.data_path)
+                          ) from exc
+        raise
     if not report.ok:
         log.error("poll failed: %s", report.error)
         _complain(f"poll failed: {report.error}")
@@ -333,11 +342,31 @@ def _progress(done: int, total: int) -> None:
     print(f"replay: {done}/{total} files ({100 * done // max(total, 1)}%)", file=sys.stderr)
 
 
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(exc)  # sqlite3.OperationalError: database or disk is full
+
+
+def _free_kb(path: Path) -> float:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return float("inf")
+    return st.f_bavail * st.f_frsize / 1024
+
+
 def _kw(value: float | None) -> str:
     return "?" if value is None else f"{value:.2f}"
 
 
 def _os_reason(exc: BaseException) -> str:
+    if _disk_full(exc):
+        where = getattr(exc, "filename", None) or "the data folder"
+        return (f"disk full ({where}). Nothing already stored is lost or damaged: free "
+                "some space and the next run stores this poll's answer if it was "
+                "archived, and catches up on everything else (see archive.min_free_mb "
+                "and archive.retention_days)")
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"

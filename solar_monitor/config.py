@@ -116,10 +116,17 @@ class DigestConfig:
 
 @dataclass(frozen=True)
 class ArchiveConfig:
-    """Raw answers under <data_dir>/raw/; kept forever unless a retention is set."""
+    """Raw answers under <data_dir>/raw/: compacted after a week, kept forever unless a
+    retention is set, and trimmed oldest first if the disk runs low (retention.py)."""
 
     retention_days: int | None = _f(None, check=_range(1, 100000),
                                     hint="delete raw files older than this; empty keeps all")
+    compact_after_days: int | None = _f(7, check=_range(1, 100000),
+                                        hint="pack each day older than this into one "
+                                             ".tar.gz; empty never compacts")
+    min_free_mb: int | None = _f(200, check=_range(1, 10_000_000),
+                                 hint="below this much free disk, delete the oldest raw "
+                                      "days first; empty turns the floor off")
 
 
 @dataclass(frozen=True)

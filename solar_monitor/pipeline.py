@@ -152,12 +152,13 @@ def _alerts_export(ctx: RunContext) -> None:
 
 
 ENRICHERS: list[Enricher] = [_sun_elevation, _weather]
-def _prune_archive(ctx: RunContext) -> None:
-    days = ctx.config.archive.retention_days
-    if days and not ctx.replay:
-        from solar_monitor.retention import prune_archive
+def _archive_upkeep(ctx: RunContext) -> None:
+    if not ctx.replay:
+        from solar_monitor.retention import upkeep
 
-        prune_archive(ctx.store, raw_dir(ctx.config), ctx.now, days)
+        a = ctx.config.archive
+        upkeep(ctx.store, raw_dir(ctx.config), ctx.now, compact_after_days=a.compact_after_days,
+               retention_days=a.retention_days, min_free_mb=a.min_free_mb)
 
 
 # Order matters: the rules run before the sheet queue (its "open alerts" must be
@@ -170,7 +171,7 @@ STAGES: list[Stage] = [
     Stage("sheets_queue", _queue_sheet_rows, when="each_poll"),
     Stage("sheets", _flush_sheet),  # never fails the run: rows stay queued
     Stage("notify", _flush_notifications),
-    Stage("retention", _prune_archive),  # off unless archive.retention_days is set
+    Stage("retention", _archive_upkeep),  # compaction, retention, free-space floor
 ]
 
 
@@ -272,12 +273,12 @@ def ingest(ctx: RunContext, archived: ArchivedPoll) -> tuple[Snapshot | None, st
     """
     store = ctx.store
     if archived.failed:
-        error, status = read_error(archived.path)
+        error, status = read_error(archived)
         with store.transaction():
             store.record_failure(archived.polled_at, error, status, _rel(ctx, archived.path))
         return None, error
     try:
-        snapshot = parse(archived.path.read_bytes(), polled_at=archived.polled_at)
+        snapshot = parse(archived.read(), polled_at=archived.polled_at)
     except ParseError as exc:
         with store.transaction():
             store.record_failure(archived.polled_at, f"unusable answer: {exc}", None,

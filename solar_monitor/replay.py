@@ -106,10 +106,10 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
 def _import(config: Config, archived: ArchivedPoll) -> ArchivedPoll:
     """Copy a foreign file into our archive under our name; the copy is what we ingest."""
     if archived.failed:
-        error, status = read_error(archived.path)
+        error, status = read_error(archived)
         return save_error(raw_dir(config), archived.polled_at, error, status)
-    body = archived.path.read_bytes()
-    if archived.path.suffix == ".gz":
+    body = archived.read()
+    if body[:2] == b"\x1f\x8b":
         # a corrupt file is archived as found; ingest then records it as unusable
         with contextlib.suppress(OSError, EOFError, zlib.error):
             body = gzip.decompress(body)

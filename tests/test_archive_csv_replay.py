@@ -131,7 +131,7 @@ def test_replay_in_time_order_regardless_of_folder_layout(tmp_path: Path, config
 
 def test_retention_deletes_only_old_days_whose_polls_are_stored(tmp_path: Path,
                                                                 config_dict: dict):
-    from solar_monitor.retention import prune_archive
+    from solar_monitor.retention import upkeep
 
     config = config_from_dict(config_dict, env={})
     raw = config.data_path / "raw"
@@ -142,8 +142,9 @@ def test_retention_deletes_only_old_days_whose_polls_are_stored(tmp_path: Path,
     late = save_answer(raw, datetime(2025, 6, 16, 9, 0, tzinfo=UTC), body)  # not stored
     recent = save_answer(raw, datetime(2025, 7, 30, 9, 0, tzinfo=UTC), body)
     with Store(config.data_path / "solar-monitor.db") as store:
-        removed = prune_archive(store, raw, datetime(2025, 8, 1, tzinfo=UTC), 30)
-    assert removed == len(old) + 1  # 06-18 and 06-17 were stored: gone
+        upkeep(store, raw, datetime(2025, 8, 1, tzinfo=UTC), compact_after_days=None,
+               retention_days=30, min_free_mb=None)
+    assert len(old) == 3  # 06-18 and 06-17 were stored: gone
     assert not (raw / "2025/06/18").exists() and not unstored.path.exists()
     assert late.path.exists()  # never delete a poll the database does not have
     assert recent.path.exists()

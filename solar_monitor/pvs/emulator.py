@@ -490,6 +490,17 @@ def default_spec(now: datetime, **overrides: object) -> SiteSpec:
     return SiteSpec(epoch=epoch, **overrides)  # type: ignore[arg-type]
 
 
+class _Server(ThreadingHTTPServer):
+    """A client that hangs up mid-request (a killed run, a timeout) is routine here,
+    not a traceback on the console."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 def start_emulator(
     site: SimulatedSite | None = None,
     *,
@@ -514,7 +525,7 @@ def start_emulator(
         spec = replace(site.spec, build=FIRMWARE_BUILDS[firmware], faults=site.faults)
         site = SimulatedSite(spec)
     ref: list[Emulator] = []
-    server = ThreadingHTTPServer((host, port), _handler_for(ref))
+    server = _Server((host, port), _handler_for(ref))
     server.daemon_threads = True
     emulator = Emulator(site, server, clock, session_ttl_s)
     ref.append(emulator)

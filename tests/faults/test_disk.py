@@ -1,0 +1,194 @@
+"""A full disk, and the upkeep that keeps the card from filling: compaction, retention
+and the free-space floor. The full-disk cases run on a real small tmpfs."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from solar_monitor.archive import iter_archive, pack_day, save_answer, save_error, write_atomic
+from solar_monitor.cli import main
+from solar_monitor.config import Config, config_from_dict
+from solar_monitor.pvs.emulator import start_emulator
+from solar_monitor.replay import replay
+from solar_monitor.retention import archive_days, free_mb, upkeep
+from solar_monitor.store import Store
+
+from ..conftest import real
+from .test_kills import check_invariants
+
+DAY0 = datetime(2025, 6, 1, tzinfo=UTC)
+BODY = real("dl_cgi_61839_30").read_bytes()
+
+
+def _archive_days(raw: Path, days: int, per_day: int = 24) -> list[tuple[datetime, bool]]:
+    """`days` days of hourly polls, every fifth one failed; returns (time, failed)."""
+    made = []
+    for n in range(days * per_day):
+        at = DAY0 + timedelta(hours=24 * n / per_day)
+        if n % 5 == 4:
+            save_error(raw, at, "HTTP 503 from the bridge", 503)
+        else:
+            save_answer(raw, at, BODY)
+        made.append((at, n % 5 == 4))
+    return made
+
+
+def _upkeep(config: Config, now: datetime, **settings: int | None) -> None:
+    options = {"compact_after_days": 7, "retention_days": None, "min_free_mb": None}
+    with Store(config.data_path / "solar-monitor.db") as store:
+        upkeep(store, config.data_path / "raw", now, **{**options, **settings})
+
+
+def test_compaction_keeps_every_record_readable(tmp_path: Path, config_dict: dict) -> None:
+    config = config_from_dict(config_dict, env={})
+    raw = config.data_path / "raw"
+    made = _archive_days(raw, 10)
+    replay(config, raw)
+    loose_blocks = sum(os.stat(f).st_blocks * 512 for f in raw.rglob("*.*"))
+    _upkeep(config, DAY0 + timedelta(days=12))
+    days = archive_days(raw)
+    packed = [d for d in days if d.tar is not None]
+    assert len(packed) == 3  # COMPACT_PER_RUN: a run's time stays bounded
+    for _ in range(3):
+        _upkeep(config, DAY0 + timedelta(days=12))
+    days = archive_days(raw)
+    assert [d.folder is None for d in days] == [True] * 5 + [False] * 5  # last 7 days loose
+    records = list(iter_archive(raw, UTC))
+    assert [(r.polled_at, r.failed) for r in records] == made
+    good = [r for r in records if not r.failed]
+    assert all(r.read() in (BODY, gzip.compress(BODY, 6, mtime=0)) for r in good)
+    assert all(b"503" in r.read() for r in records if r.failed)
+    packed_blocks = sum(os.stat(f).st_blocks * 512 for f in raw.rglob("*.*"))
+    assert packed_blocks < loose_blocks * 0.75
+    # a compacted archive replays into a fresh database exactly like the loose one
+    other = config_from_dict({**config_dict, "data_dir": str(tmp_path / "other")}, env={})
+    report = replay(other, raw)
+    assert (report.stored, report.failed) == (len(good), len(made) - len(good))
+
+
+def test_a_day_is_compacted_only_when_stored(config_dict: dict,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    config = config_from_dict(config_dict, env={})
+    raw = config.data_path / "raw"
+    _archive_days(raw, 2)
+    replay(config, raw)
+    save_answer(raw, DAY0 + timedelta(hours=5, minutes=30), BODY)  # archived, not stored
+    _upkeep(config, DAY0 + timedelta(days=30), compact_after_days=7)
+    first, second = archive_days(raw)
+    assert first.folder is not None and first.tar is None
+    assert second.folder is None and second.tar is not None
+    assert "not in the database" in caplog.text
+
+
+def test_compaction_killed_between_rename_and_removal(config_dict: dict) -> None:
+    """The tar is in place but the folder is still there: readers see each poll once,
+    and the next upkeep finishes the job."""
+    config = config_from_dict(config_dict, env={})
+    raw = config.data_path / "raw"
+    made = _archive_days(raw, 1)
+    replay(config, raw)
+    (day,) = archive_days(raw)
+    assert day.folder is not None
+    write_atomic(day.folder.parent / "20250601.tar.gz", pack_day(day.records()[:10]))
+    assert [(r.polled_at, r.failed) for r in iter_archive(raw, UTC)] == made
+    _upkeep(config, DAY0 + timedelta(days=30))
+    (day,) = archive_days(raw)
+    assert day.folder is None
+    assert [(r.polled_at, r.failed) for r in iter_archive(raw, UTC)] == made
+
+
+def test_retention_deletes_compacted_days_too(config_dict: dict) -> None:
+    config = config_from_dict(config_dict, env={})
+    raw = config.data_path / "raw"
+    _archive_days(raw, 10)
+    replay(config, raw)
+    for _ in range(4):
+        _upkeep(config, DAY0 + timedelta(days=12))
+    _upkeep(config, DAY0 + timedelta(days=12), retention_days=5)
+    assert [d.day.day for d in archive_days(raw)] == [8, 9, 10]  # cutoff: June 8
+
+
+# --- a real small filesystem -------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MB tmpfs: a disk that really fills."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path, leave_kb: int) -> Path:
+    """A ballast file that leaves about `leave_kb` free."""
+    ballast = disk / "ballast"
+    ballast.unlink(missing_ok=True)
+    size = max(0, int(free_mb(disk) * 1e6) - leave_kb * 1024)
+    with ballast.open("wb") as f:
+        f.write(b"\0" * size)
+    return ballast
+
+
+@pytest.mark.parametrize("leave_kb", [8, 48, 160, 400])
+def test_disk_full_is_a_clear_error_and_recovers(small_disk: Path, leave_kb: int,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    """Runs on a filling disk fail with exit 3 and a plain message, never a traceback;
+    nothing is corrupted; when space returns, the next run stores everything."""
+    with start_emulator(firmware="varserver") as emu:
+        config_file = small_disk / "config.yaml"
+        config_file.write_text(yaml.safe_dump({
+            "site": {"latitude": 42.36, "longitude": -71.06,
+                     "timezone": "America/New_York"},
+            "pvs": {"url": emu.url, "poll_budget_s": 5.0, "request_timeout_s": 2.0},
+            "data_dir": str(small_disk / "data"), "weather": {"enabled": False}}))
+        os.chmod(config_file, 0o600)
+        args = ["run", "--config", str(config_file)]
+        assert main(args) == 0
+        ballast = _fill(small_disk, leave_kb)
+        codes = []
+        for _ in range(60):
+            codes.append(main(args))
+            if codes[-1] == 3:
+                break
+        out = capsys.readouterr()
+        assert codes[-1] == 3, codes
+        assert "disk full" in out.err and "Traceback" not in out.err + out.out
+        config = config_from_dict(yaml.safe_load(config_file.read_text()), env={})
+        ballast.unlink()  # space returns
+        assert main(args) == 0
+        assert main(args) == 0
+    check_invariants(config)
+
+
+def test_free_space_floor_deletes_oldest_raw_days(small_disk: Path, config_dict: dict,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    config = config_from_dict({**config_dict, "data_dir": str(small_disk / "data")}, env={})
+    raw = config.data_path / "raw"
+    _archive_days(raw, 12)
+    replay(config, raw)
+    now = DAY0 + timedelta(days=12, hours=1)
+    _fill(small_disk, 200)
+    with caplog.at_level(logging.WARNING):
+        _upkeep(config, now, compact_after_days=None, min_free_mb=1)
+    # the oldest went first, and the last 7 days stay whatever the disk says
+    assert [d.day.day for d in archive_days(raw)] == list(range(6, 13))
+    assert "5 day(s) from 2025-06-01 to 2025-06-05 were deleted" in caplog.text
+    assert "no old raw answers are left to delete" in caplog.text
+    with Store(config.data_path / "solar-monitor.db") as store:
+        polls = store.db.execute("SELECT count(*) FROM polls").fetchone()[0]
+    assert polls == 12 * 24  # the system of record is untouched
