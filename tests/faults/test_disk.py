@@ -23,7 +23,7 @@ from solar_monitor.retention import archive_days, free_mb, upkeep
 from solar_monitor.store import Store
 
 from ..conftest import real
-from .test_kills import check_invariants
+from .test_kills import check_invariants, write_config
 
 DAY0 = datetime(2025, 6, 1, tzinfo=UTC)
 BODY = real("dl_cgi_61839_30").read_bytes()
@@ -150,13 +150,7 @@ def test_disk_full_is_a_clear_error_and_recovers(small_disk: Path, leave_kb: int
     """Runs on a filling disk fail with exit 3 and a plain message, never a traceback;
     nothing is corrupted; when space returns, the next run stores everything."""
     with start_emulator(firmware="varserver") as emu:
-        config_file = small_disk / "config.yaml"
-        config_file.write_text(yaml.safe_dump({
-            "site": {"latitude": 42.36, "longitude": -71.06,
-                     "timezone": "America/New_York"},
-            "pvs": {"url": emu.url, "poll_budget_s": 5.0, "request_timeout_s": 2.0},
-            "data_dir": str(small_disk / "data"), "weather": {"enabled": False}}))
-        os.chmod(config_file, 0o600)
+        config_file = write_config(small_disk, emu.url)
         args = ["run", "--config", str(config_file)]
         assert main(args) == 0
         ballast = _fill(small_disk, leave_kb)

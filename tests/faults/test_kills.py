@@ -222,6 +222,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Config, Clock]]:
         yield _config(tmp_path, emu), clock
 
 
+@pytest.mark.timeout(max(300, KILLS * 2))
 def test_kill_minus_9_at_random_instants(site: tuple[Config, Clock]) -> None:
     config, clock = site
     rng = random.Random(int(os.environ.get("SOLAR_KILLS_SEED", "7")))
@@ -240,18 +241,23 @@ def test_kill_minus_9_at_random_instants(site: tuple[Config, Clock]) -> None:
     assert len(tally.phases) >= 8, f"kills did not spread over the run: {tally.phases}"
 
 
+def write_config(folder: Path, pvs_url: str) -> Path:
+    """A config file (0600) for CLI runs against `pvs_url`, data under `folder`/data."""
+    config_file = folder / "config.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "site": {"latitude": 42.36, "longitude": -71.06, "timezone": "America/New_York"},
+        "pvs": {"url": pvs_url, "poll_budget_s": 5.0, "request_timeout_s": 2.0},
+        "data_dir": str(folder / "data"), "weather": {"enabled": False}}))
+    os.chmod(config_file, 0o600)
+    return config_file
+
+
 def test_kill_minus_9_of_the_real_command(tmp_path: Path) -> None:
     """The installed form: `python -m solar_monitor run` as cron starts it, on the wall
     clock, SIGKILLed at random instants; the next run repairs everything."""
     rng = random.Random(3)
     with start_emulator(firmware="legacy") as emu:
-        config_file = tmp_path / "config.yaml"
-        config_file.write_text(yaml.safe_dump({
-            "site": {"latitude": 42.36, "longitude": -71.06,
-                     "timezone": "America/New_York"},
-            "pvs": {"url": emu.url, "poll_budget_s": 5.0, "request_timeout_s": 2.0},
-            "data_dir": str(tmp_path / "data"), "weather": {"enabled": False}}))
-        os.chmod(config_file, 0o600)
+        config_file = write_config(tmp_path, emu.url)
         command = [sys.executable, "-m", "solar_monitor", "run", "--config",
                    str(config_file)]
         started = time.monotonic()
