@@ -60,9 +60,9 @@ class Tally:
 def _config(tmp_path: Path, emu: Emulator) -> Config:
     return config_from_dict({
         "site": {"latitude": 42.36, "longitude": -71.06, "timezone": "America/New_York"},
-        "pvs": {"url": emu.url, "poll_budget_s": 5.0, "request_timeout_s": 2.0},
+        "pvs": {"url": emu.url, "poll_budget_s": 30.0, "request_timeout_s": 10.0},
         "data_dir": str(tmp_path / "data"),
-        "weather": {"url": emu.url + WEATHER_PATH, "timeout_s": 2},
+        "weather": {"url": emu.url + WEATHER_PATH, "timeout_s": 10},
         "archive": {"retention_days": 2},  # retention runs (and can be killed) too
     }, env={})
 
@@ -246,7 +246,7 @@ def write_config(folder: Path, pvs_url: str) -> Path:
     config_file = folder / "config.yaml"
     config_file.write_text(yaml.safe_dump({
         "site": {"latitude": 42.36, "longitude": -71.06, "timezone": "America/New_York"},
-        "pvs": {"url": pvs_url, "poll_budget_s": 5.0, "request_timeout_s": 2.0},
+        "pvs": {"url": pvs_url, "poll_budget_s": 30.0, "request_timeout_s": 10.0},
         "data_dir": str(folder / "data"), "weather": {"enabled": False}}))
     os.chmod(config_file, 0o600)
     return config_file
