@@ -16,7 +16,6 @@ least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the reading's time, "error" o
 from __future__ import annotations
 
 import functools
-import gzip
 import json
 import math
 import re
@@ -37,6 +36,10 @@ from solar_monitor.pvs.models import (
 )
 
 VARSERVER_FRESH_S = 20 * 60
+# Bounds on a PVS answer: real ones are tens of KB (a few MB for thousands of inverters)
+# and nest 5 levels at most.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # also caps what a gzip may inflate to
+MAX_DEPTH = 64  # deeper JSON would blow the recursion of whatever prints or stores it
 
 # --- field maps: PVS name -> model attribute (numbers become floats) ---------------------
 
@@ -87,9 +90,11 @@ VAR_SUPERVISOR_METRICS = {"uptime": "uptime_s", "cpu_usage": "cpu_load",
                           "flash_usage": "flash_used_pct"}
 
 _VAR_CONSUMED = frozenset({"sn", "prodMdlNm", "msmtEps"})
-_DEVICE_VAR = re.compile(r"^/sys/devices/([^/]+)/(\d+)/([^/]+)$")
-_OLD_DEVICE_VAR = re.compile(r"^/sys/devices/(\d+)/([^/]+)/data$")
-_BUILD = re.compile(r"build\s*(\d+)", re.IGNORECASE)
+# Bounded digit runs: int() refuses more than 4300 digits (ValueError), and no index or
+# build number is longer than 9.
+_DEVICE_VAR = re.compile(r"^/sys/devices/([^/]+)/(\d{1,9})/([^/]+)$")
+_OLD_DEVICE_VAR = re.compile(r"^/sys/devices/(\d{1,9})/([^/]+)/data$")
+_BUILD = re.compile(r"build\s*(\d{1,9})(?!\d)", re.IGNORECASE)
 _SW_REV_BUILD = re.compile(r"\.(\d{4,6})$")
 
 
@@ -117,17 +122,19 @@ def parse(data: bytes, *, polled_at: datetime | None = None) -> Snapshot:
     variables = _vars_from_answer(doc)
     if variables is not None:
         return _parse_vars(variables, polled_at, source="vars")
-    keys = ", ".join(sorted(map(str, doc))[:5]) or "none"
+    keys = ", ".join(_brief(k, 30) for k in sorted(map(str, doc))[:5]) or "none"
     raise ParseError(f"not a PVS answer this version understands (top-level keys: {keys})")
 
 
 def load_json(data: bytes) -> Any:
-    """Bytes (optionally gzip) -> JSON value, with a one-line ParseError on failure."""
+    """Bytes (optionally gzip) -> JSON value, with a one-line ParseError on failure.
+
+    At most MAX_ANSWER_BYTES (after inflating) and MAX_DEPTH levels are accepted."""
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ParseError(f"corrupt gzip data ({exc})") from None
+        data = _gunzip(data)
+    if len(data) > MAX_ANSWER_BYTES:
+        raise ParseError(f"answer too large ({len(data)} bytes; the limit is "
+                         f"{MAX_ANSWER_BYTES} bytes)")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -137,17 +144,54 @@ def load_json(data: bytes) -> Any:
         raise ParseError("empty answer")
     if stripped.startswith("<"):
         title = re.search(r"<(?:title|h1)>([^<]{0,80})", stripped, re.IGNORECASE)
-        what = f": {title.group(1).strip()}" if title else ""
+        what = f": {' '.join(title.group(1).split())}" if title else ""
         raise ParseError(f"an HTML page, not JSON{what}")
     try:
-        return json.loads(stripped)
+        doc = json.loads(stripped)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(stripped) - 1 or not stripped.endswith(("}", "]")):
             raise ParseError(f"truncated JSON ({len(stripped)} bytes)") from None
         raise ParseError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}") from None
+    except ValueError:  # an integer of more than 4300 digits (int() refuses it)
+        raise ParseError("JSON holds a number too long to read") from None
     except RecursionError:
         raise ParseError("JSON nested too deeply") from None
+    _check_depth(doc)
+    return doc
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Inflate each gzip member, never past MAX_ANSWER_BYTES + 1: a small gzip bomb must not
+    fill the RAM (the caller refuses the oversized result)."""
+    out: list[bytes] = []
+    size = 0
+    while data and size <= MAX_ANSWER_BYTES:
+        inflater = zlib.decompressobj(wbits=31)  # 31: gzip header and CRC checked
+        try:
+            out.append(inflater.decompress(data, MAX_ANSWER_BYTES + 1 - size))
+        except zlib.error as exc:
+            raise ParseError(f"corrupt gzip data ({exc})") from None
+        size += len(out[-1])
+        if not inflater.eof and size <= MAX_ANSWER_BYTES:
+            raise ParseError("corrupt gzip data (it ends before the end-of-stream marker)")
+        data = inflater.unused_data.lstrip(b"\0")  # members may follow, or zero padding
+    return b"".join(out)
+
+
+def _check_depth(doc: Any) -> None:
+    """ParseError when containers nest deeper than MAX_DEPTH, level by level (no recursion;
+    json.loads only makes exact dicts and lists, hence `type() is`)."""
+    level = [doc] if type(doc) is dict or type(doc) is list else []
+    for _ in range(MAX_DEPTH):
+        deeper: list[Any] = []
+        for node in level:
+            deeper += [v for v in (node.values() if type(node) is dict else node)
+                       if type(v) is dict or type(v) is list]
+        if not deeper:
+            return
+        level = deeper
+    raise ParseError(f"JSON nested too deeply (more than {MAX_DEPTH} levels)")
 
 
 # --- legacy DeviceList -------------------------------------------------------------------
@@ -177,9 +221,9 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         kind = str(raw.get("DEVICE_TYPE", "")).strip().lower()
         if kind == "pvs" and supervisor is None:
             supervisor = _legacy_supervisor(raw)
-        elif kind == "power meter" and raw.get("SERIAL"):
+        elif kind == "power meter" and _text(raw.get("SERIAL")):
             meters.append(_legacy_meter(raw))
-        elif kind == "inverter" and raw.get("SERIAL"):
+        elif kind == "inverter" and _text(raw.get("SERIAL")):
             inverters.append(_legacy_inverter(raw))
         else:
             other.append(Device(str(raw.get("DEVICE_TYPE") or "unknown"),
@@ -257,10 +301,13 @@ def _parse_envelope(doc: dict[str, Any], polled_at: datetime | None) -> Snapshot
         if not isinstance(response, dict) or response.get("status") != 200:
             continue
         body = response.get("body")
-        answer = load_json(body.encode("utf-8")) if isinstance(body, str) else body
+        # surrogatepass: a lone surrogate ("\\ud800" in the envelope) becomes a ParseError
+        answer = (load_json(body.encode("utf-8", "surrogatepass")) if isinstance(body, str)
+                  else body)
         found = _vars_from_answer(answer) if isinstance(answer, dict) else None
         if found is None:
-            raise ParseError(f"varserver answer for {response.get('path')!r} is not /vars data")
+            raise ParseError(f"varserver answer for {_brief(response.get('path'), 60)} "
+                             "is not /vars data")
         variables.update(found)
     if not variables:
         raise ParseError("the varserver envelope holds no successful answer")
@@ -423,9 +470,15 @@ def _aware(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved out of range
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _brief(value: Any, limit: int) -> str:
+    """repr() cut to `limit` characters: a ParseError stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _epoch(value: Any) -> datetime | None:
