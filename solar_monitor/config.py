@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 import stat
 import types
 import typing
@@ -20,6 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_CONFIG = "SOLAR_MONITOR_CONFIG"
 DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/solar-monitor/config.yaml"))
+# Bounds that keep a wrong or hostile file from hanging a cron run (the example is ~4 KB
+# and ~100 values): the bytes read, and the values after expanding aliases and merges.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_YAML_VALUES = 10_000
 
 
 class ConfigError(Exception):
@@ -171,7 +176,20 @@ def _spreadsheet(value: str) -> str | None:
     return "is neither a Google Sheets address nor a spreadsheet id"
 
 
+def _local_path(value: str) -> str | None:
+    """A path the OS can open: no NUL character, and any `~user` must exist."""
+    if "\0" in value:
+        return "contains a NUL character; write the path again"
+    try:
+        Path(value).expanduser()
+    except RuntimeError:
+        return "names a user with no home directory; write the full path"
+    return None
+
+
 def _absolute(value: str) -> str | None:
+    if problem := _local_path(value):
+        return problem
     path = Path(value).expanduser()
     return None if path.is_absolute() else "must be an absolute path (cron starts elsewhere)"
 
@@ -204,7 +222,11 @@ def _rule_ids(value: list[str]) -> str | None:
     from solar_monitor.rules.catalog import BY_ID
 
     unknown = [v for v in value if v not in BY_ID]
-    return f"unknown rule {unknown[0]!r}; rules are: {', '.join(BY_ID)}" if unknown else None
+    if not unknown:
+        return None
+    close = [r for r in BY_ID if _similar(unknown[0], r)]
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown rule {unknown[0]!r}; {guess}rules are: {', '.join(BY_ID)}"
 
 
 @dataclass(frozen=True)
@@ -229,7 +251,8 @@ class LoggingConfig:
     """Where run logs go. Cron mails stderr; systemd sends it to the journal."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", hint="INFO is right")
-    file: str | None = _f(None, hint="a log file path; stderr when omitted")
+    file: str | None = _f(None, hint="a log file path; stderr when omitted",
+                          check=_local_path)
 
 
 @dataclass(frozen=True)
@@ -239,7 +262,7 @@ class Config:
     site: SiteConfig = _f(hint="required section")
     pvs: PvsConfig = _f(hint="required section")
     data_dir: str = _f(hint="where raw files, the database and CSV go, "
-                            "e.g. /var/lib/solar-monitor")
+                            "e.g. /var/lib/solar-monitor", check=_local_path)
     csv: CsvConfig = _f(CsvConfig)
     archive: ArchiveConfig = _f(ArchiveConfig)
     digest: DigestConfig = _f(DigestConfig)
@@ -305,22 +328,7 @@ def resolve_path(cli_path: str | None) -> Path:
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate `path`. Raises ConfigError listing every problem."""
-    import yaml  # only commands that read a config pay for the import
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"file not found: {path}"], source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read {path}: {exc.__class__.__name__}"],
-                          source=str(path)) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([f"YAML syntax error{where}: {problem}"], source=str(path)) from None
+    raw = _load_yaml(_read(path), str(path))
     config = config_from_dict(raw, env=os.environ if env is None else env, source=str(path))
     if not Path(config.data_dir).expanduser().is_absolute():
         # cron starts in $HOME: a relative data_dir means "next to the config file"
@@ -328,9 +336,136 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     return config
 
 
+def _read(path: Path) -> str:
+    """The file's text: at most MAX_CONFIG_BYTES of UTF-8, else a ConfigError saying why."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"], source=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError([f"cannot read {path}: it is a folder, not a file (pass the "
+                           "config file itself)"], source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc.__class__.__name__}"],
+                          source=str(path)) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"the file is too large (over {MAX_CONFIG_BYTES // 1024} KB; a "
+                           "config is a few KB): is it the right file?"], source=str(path))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise ConfigError([f"not UTF-8 text (bad byte at line {line}, column {column}); "
+                           "save the file as UTF-8"], source=str(path)) from None
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """YAML text -> plain data, bounded: no alias bomb, no deep nesting, no duplicate key."""
+    import yaml  # only commands that read a config pay for the import
+
+    try:
+        loader = yaml.SafeLoader(text)  # refuses control characters right away
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, loader, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(exc, text)], source=source) from None
+    except RecursionError:
+        raise ConfigError(["the file is nested too deeply to be a config; start from "
+                           "config.example.yaml"], source=source) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar _check_nodes missed
+        raise ConfigError([f"a value YAML cannot read: {exc} (put it in quotes)"],
+                          source=source) from None
+
+
+_YAML_INT = "tag:yaml.org,2002:int"
+_YAML_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+def _check_nodes(root: Any, loader: Any, source: str) -> None:
+    """Walk the YAML node graph before building anything: count every value reached
+    (through aliases and merges too, so a billion laughs stops at MAX_YAML_VALUES), and
+    report duplicate keys and unreadable numbers / dates with their key paths."""
+    import yaml
+
+    problems = _Problems()
+    stack: list[tuple[Any, str]] = [(root, "")]
+    for _seen in range(MAX_YAML_VALUES + 1):
+        if not stack:
+            break
+        node, path = stack.pop()
+        children: list[tuple[Any, str]] = []
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":
+                    children.append((value, path))
+                    continue
+                here = _join(path, _key(key.value) if isinstance(key, yaml.ScalarNode) else "?")
+                if isinstance(key, yaml.ScalarNode):
+                    if (line := first_line.get((key.tag, key.value))) is not None:
+                        problems.add(here, f"duplicate key (first on line {line + 1}); keep one")
+                    first_line.setdefault((key.tag, key.value), key.start_mark.line)
+                children += [(key, here), (value, here)]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        elif node.tag in (_YAML_INT, _YAML_TIMESTAMP):
+            try:
+                loader.construct_object(node)
+            except (ValueError, OverflowError):
+                kind = "number" if node.tag == _YAML_INT else "date"
+                problems.add(path, f"{_show(node.value, {})} is not a valid {kind}",
+                             "put it in quotes if it is text")
+        stack += reversed(children)
+    else:
+        raise ConfigError([f"the file expands to too many values (over {MAX_YAML_VALUES}, "
+                           "through aliases '*name' or merges '<<'); a config needs a few "
+                           "hundred"], source=source)
+    if problems:
+        raise ConfigError(list(problems), source=source)
+
+
+def _yaml_problem(exc: Exception, text: str) -> str:
+    """One line for a YAML error: where, what, and how to fix it."""
+    import yaml
+
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        return (f"YAML syntax error at line {line}, column {column}: control character "
+                f"#x{exc.character:02x} is not allowed (binary data, or not a text file?)")
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    context = getattr(exc, "context", None)
+    start = getattr(exc, "context_mark", None)
+    opened = start.line + 1 if context and start and mark and start.line != mark.line else 0
+    if opened:  # e.g. an unclosed quote: where it opened is where to look
+        problem += f" {context} that starts at line {opened}, column {start.column + 1}"
+    if context and context.startswith("expected a single document"):
+        problem = f"{context}, {problem} (remove the second '---')"
+    elif "'\\t'" in problem:
+        problem += " (indent with spaces, not tabs)"
+    elif "constructor for the tag" in problem:
+        problem += " (remove the '!' tag: a config holds plain values)"
+    elif opened:
+        problem += f" (check the quotes and brackets from line {opened} on)"
+    else:
+        problem += " (check the indentation and quotes on that line and the one before)"
+    return f"YAML syntax error{where}: {problem}"
+
+
 def config_from_dict(raw: Any, *, env: Mapping[str, str], source: str = "config") -> Config:
     """Validate an already-parsed YAML document into a Config."""
     problems = _Problems()
+    if raw is None:
+        raise ConfigError(["the file holds no settings (empty, or only comments); it must be "
+                           "a YAML mapping (key: value lines): start from config.example.yaml"],
+                          source=source)
     if not isinstance(raw, dict):
         raise ConfigError(["the file must be a YAML mapping (key: value lines); "
                            "start from config.example.yaml"], source=source)
@@ -347,9 +482,13 @@ def _build(cls: type, raw: dict[str, Any], prefix: str, problems: _Problems,
     for key in raw:
         if key not in known:
             close = [k for k in known if _similar(str(key), k)]
+            sections = {n: _optional(hints[n]) or hints[n] for n in known}
+            home = [n for n, tp in sections.items() if is_dataclass(tp)
+                    and str(key) in {f.name for f in fields(tp)}]
             suggestion = f"did you mean '{close[0]}'?" if close else \
+                f"it belongs under '{_join(prefix, home[0])}:', indented" if home else \
                 f"allowed keys: {', '.join(known)}"
-            problems.add(_join(prefix, str(key)), "unknown key", suggestion)
+            problems.add(_join(prefix, _key(key)), "unknown key", suggestion)
     kwargs: dict[str, Any] = {}
     for name, f in known.items():
         path = _join(prefix, name)
@@ -363,8 +502,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str, problems: _Problems,
             continue
         check = f.metadata.get("check")
         if check and value is not None and (msg := check(value)):
-            shown = "value hidden" if f.metadata.get("secret") else repr(value)
-            problems.add(path, f"{shown} {msg}", hint)
+            problems.add(path, f"{_show(value, f.metadata)} {msg}", hint)
             continue
         kwargs[name] = value
     try:
@@ -414,7 +552,7 @@ def _coerce(tp: Any, value: Any, path: str, problems: _Problems,
         if not isinstance(value, dict):
             problems.add(path, "must be a section (indented key: value lines)", hint)
             return _INVALID
-        entries = {str(k): _coerce(item_tp, v, _join(path, str(k)), problems, env, meta)
+        entries = {str(k): _coerce(item_tp, v, _join(path, _key(k)), problems, env, meta)
                    for k, v in value.items()}
         return _INVALID if any(v is _INVALID for v in entries.values()) else entries
     if origin is list:
@@ -427,7 +565,9 @@ def _coerce(tp: Any, value: Any, path: str, problems: _Problems,
     if tp is bool:
         if isinstance(value, bool):
             return value
-        problems.add(path, f"{_show(value, meta)} must be true or false", hint)
+        quoted = isinstance(value, str) and value.lower() in ("true", "false", "yes", "no")
+        problems.add(path, f"{_show(value, meta)} must be true or false"
+                     + (" without quotes" if quoted else ""), hint)
         return _INVALID
     if tp in (int, float):
         if isinstance(value, bool):
@@ -437,6 +577,9 @@ def _coerce(tp: Any, value: Any, path: str, problems: _Problems,
             number = tp(value)
         except (TypeError, ValueError):
             problems.add(path, f"{_show(value, meta)} must be a number", hint)
+            return _INVALID
+        except OverflowError:  # int(.inf), float(10**400)
+            problems.add(path, f"{_show(value, meta)} is too large", hint)
             return _INVALID
         if tp is int and isinstance(value, float) and not value.is_integer():
             problems.add(path, f"{_show(value, meta)} must be a whole number", hint)
@@ -461,8 +604,21 @@ def _expand_env(value: str, path: str, problems: _Problems, env: Mapping[str, st
     return _ENV_REF.sub(lambda m: env[m.group(1)], value)
 
 
+_REPR = reprlib.Repr()  # bounded: a value built from aliases can be huge or recursive
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlist = _REPR.maxdict = _REPR.maxset = 4
+_REPR.maxlevel = 3
+
+
 def _show(value: Any, meta: Mapping[str, Any]) -> str:
-    return "value hidden" if meta.get("secret") else repr(value)
+    return "value hidden" if meta.get("secret") else _REPR.repr(value)
+
+
+def _key(key: Any) -> str:
+    """A key as shown in a key path: printable, one line, at most 60 characters."""
+    text = str(key) or "(empty key)"
+    text = text if text.isprintable() else repr(text)[1:-1]
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _join(prefix: str, key: str) -> str:
