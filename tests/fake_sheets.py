@@ -7,7 +7,8 @@ serial numbers, 'HH:MM' times, a leading apostrophe forces text), grid limits, t
 10-million-cell cap, and the token endpoint's JWT signature check.
 
 Faults are scripted: `fail(op, status)` answers with an error, `lose(op)` performs the
-request and then drops the connection without an answer (the answer was lost).
+request and then drops the connection without an answer (the answer was lost), `down()`
+fails every Sheets call until `heal()` (an outage of any length).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -106,8 +109,29 @@ class FakeSheetsAPI:
     def lose(self, op: str, times: int = 1) -> None:
         self.faults.append(Fault(op, None, times))
 
+    def down(self, status: int = 503) -> None:
+        """Every Sheets call answers `status` until `heal()`. The token endpoint stays up:
+        google-auth retries a failing token call itself, with real sleeps of seconds."""
+        self.fail("*", status, times=sys.maxsize)
+
     def heal(self) -> None:
         self.faults.clear()
+
+    def service_account_key(self, path: Path, email: str, bits: int = 2048) -> Path:
+        """Write a new service-account JSON key for `email` whose tokens this fake grants.
+        Google's keys have 2048 bits; loading one costs ~35 ms, so long runs may use 1024."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        self.public_keys[email] = key.public_key()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        path.write_text(json.dumps({
+            "type": "service_account", "project_id": "solar-test", "private_key_id": "k1",
+            "private_key": pem, "client_email": email, "client_id": "42",
+            "token_uri": f"{self.url}/token"}))
+        return path
 
     def sheet(self, sid: str, title: str) -> Worksheet:
         return next(ws for ws in self.spreadsheets[sid]["sheets"] if ws.title == title)
@@ -410,6 +434,7 @@ class _LoopbackAdapter(HTTPAdapter):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -109,10 +109,39 @@ def test_reminder_at_the_configured_interval(store: Store, config_dict: dict) ->
     config = config_from_dict({**config_dict, "alerts": {"reminder_hours": 2}}, env={})
     engine = Engine(store, config)
     warm(engine)
-    events = feed(engine, NOON - timedelta(hours=3), NOON + timedelta(hours=2),
-                  dead=(SERIALS[0],))
+    events = feed_and_deliver(engine, config, NOON - timedelta(hours=3),
+                              NOON + timedelta(hours=2), dead=(SERIALS[0],))
     assert [e.event for e in events] == ["open", "reminder", "reminder"]
     assert events[1].message.startswith("Still open since")
+
+
+def test_no_reminder_while_the_last_email_waits_in_the_outbox(store: Store,
+                                                              config_dict: dict) -> None:
+    """A mail server down for hours: the alert's e-mail waits; reminders would only pile
+    up behind it. The next one comes reminder_hours after the e-mail went out."""
+    config = config_from_dict({**config_dict, "alerts": {"reminder_hours": 2}}, env={})
+    engine = Engine(store, config)
+    warm(engine)
+    start = NOON - timedelta(hours=3)
+    events = feed(engine, start, start + timedelta(hours=5), dead=(SERIALS[0],))
+    assert [e.event for e in events] == ["open"]  # its e-mail never went out
+    sent_at = start + timedelta(hours=5)
+    events = feed_and_deliver(engine, config, sent_at, sent_at + timedelta(hours=2, minutes=15),
+                              dead=(SERIALS[0],))
+    assert [(e.event, e.time) for e in events] == [("reminder", sent_at + timedelta(hours=2))]
+
+
+def feed_and_deliver(engine: Engine, config: Config, start: datetime, end: datetime,
+                     **kw: object) -> list[AlertEvent]:
+    """`feed`, with each poll's e-mails delivered at once (no targets: done when flushed)."""
+    from solar_monitor.notify import flush_notifications
+
+    events: list[AlertEvent] = []
+    for n in range(int((end - start) / STEP)):
+        at = start + n * STEP
+        events += feed(engine, at, at + STEP, **kw)
+        flush_notifications(config, engine.store, at)
+    return events
 
 
 def test_quiet_at_night_dawn_and_in_snow(store: Store, config: Config) -> None:

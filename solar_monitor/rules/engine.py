@@ -2,7 +2,9 @@
 
 One notification per transition, never one per poll: an alert opens after a rule's
 `open_polls` consecutive bad verdicts spanning `open_after_min`, gets a reminder every
-`alerts.reminder_hours` while open (not for info alerts), and resolves after
+`alerts.reminder_hours` while open (not for info alerts; counted from the delivery of its
+previous e-mail, so reminders never pile up behind one stuck in the outbox while the mail
+server is down), and resolves after
 `clear_polls` good verdicts spanning `clear_after_min`. A verdict of None (night, a
 failed poll, clouds) neither advances nor resets a streak.
 
@@ -189,7 +191,8 @@ class Engine:
         for (rule_id, subject), alert in self.open.items():
             if (alert.severity != "info" and rule_id in BY_ID
                     and ts - alert.last_notified_at >= self.settings.reminder_hours * 3600
-                    and not any(p[1].id == rule_id and p[2] == subject for p in pending)):
+                    and not any(p[1].id == rule_id and p[2] == subject for p in pending)
+                    and not (notify and self._unread(BY_ID[rule_id], subject, ts))):
                 pending.append(("reminder", BY_ID[rule_id], subject, alert.message, ts))
         self._learn(view)
         mem.last_ts = ts
@@ -200,6 +203,20 @@ class Engine:
                 events = [self._record(at, *p, notify=notify) for p in pending]
                 self._save(at)
         return events
+
+    def _unread(self, rule: Rule, subject: str, ts: float) -> bool:
+        """Whether the alert's last e-mail still waits in the outbox, or went out less than
+        `reminder_hours` ago (it waited): a reminder now would land right behind it."""
+        row = self.store.db.execute(
+            "SELECT sent_at, gave_up_at FROM notifications WHERE title IN (?, ?) "
+            "ORDER BY id DESC LIMIT 1",
+            (self._title("open", rule, subject), self._title("reminder", rule, subject))
+        ).fetchone()
+        if row is None or row["gave_up_at"] is not None:
+            return False  # never queued (no notify), or abandoned: remind again
+        if row["sent_at"] is None:
+            return True
+        return ts - _ts(row["sent_at"]) < self.settings.reminder_hours * 3600
 
     def _view(self, at: datetime, ts: float, snapshot: Snapshot | None, error: str | None,
               cloud: float | None) -> PollView:
@@ -366,13 +383,16 @@ class Engine:
         except ImportError:  # pragma: no cover - notify.py ships with the package
             log.warning("notify module unavailable; alert %s not queued", event.rule)
             return
-        name = self.config.site.name
-        prefix = {"open": "", "reminder": "Reminder: ", "resolved": "Resolved: "}[event.event]
-        title = f"{name}: {prefix}{rule.title} ({_subject_label(rule, event.subject)})"
         level = "success" if event.event == "resolved" else _LEVEL[event.severity]
-        queue_notification(self.store, title=title, body=event.message,
+        queue_notification(self.store, title=self._title(event.event, rule, event.subject),
+                           body=event.message,
                            tags=self.settings.tags, level=level,  # type: ignore[arg-type]
                            now=event.time)
+
+    def _title(self, kind: EventKind, rule: Rule, subject: str) -> str:
+        """The e-mail subject of one transition; it also finds the alert's e-mails."""
+        prefix = {"open": "", "reminder": "Reminder: ", "resolved": "Resolved: "}[kind]
+        return f"{self.config.site.name}: {prefix}{rule.title} ({_subject_label(rule, subject)})"
 
     def _to_sheet(self, event: AlertEvent) -> None:
         """Hand the event to the Google Sheet sink's outbox, when that sink exists."""
