@@ -80,8 +80,13 @@ def secret_forms(value: str) -> list[str]:
 
 def add_secrets(secrets: Iterable[str]) -> None:
     """Register more values to redact (config passwords, apprise URLs, key contents),
-    each with its `secret_forms`."""
-    _filter.secrets.extend(f for s in secrets if s for f in secret_forms(s))
+    each with its `secret_forms`, once: each run and each send registers them again, and
+    a process making many runs (demo, tests) must not grow the list without end."""
+    known = set(_filter.secrets)
+    for form in (f for s in secrets if s for f in secret_forms(s)):
+        if form not in known:
+            known.add(form)
+            _filter.secrets.append(form)
 
 
 def scrub(text: str) -> str:

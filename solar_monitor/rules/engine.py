@@ -118,7 +118,9 @@ class Engine:
     """Rules and alert state of one store. Not thread-safe; one per Store."""
 
     def __init__(self, store: Store, config: Config, *, replay: bool = False) -> None:
-        self.store = store
+        # A proxy: the engine is the value of _ENGINES' weak key `store`; a strong
+        # reference would keep every run's store and engine alive for good.
+        self.store: Store = weakref.proxy(store)
         self.config = config
         self.settings = AlertSettings.from_config(config)
         self.rules: list[Rule] = [r for r in RULES if r.id not in self.settings.disabled_rules]
