@@ -89,6 +89,8 @@ def dump(doc: Any) -> bytes:
 
 @contextlib.contextmanager
 def at_most(seconds: float) -> Any:
+    """Generous on purpose: it catches unbounded work (a bomb runs for minutes or hours),
+    not a slow moment on a shared CI machine."""
     start = time.perf_counter()
     yield
     assert time.perf_counter() - start < seconds
@@ -228,7 +230,7 @@ def test_random_bytes(data: bytes) -> None:
 
 def _error_for(text: bytes | str) -> ConfigError:
     data = text.encode() if isinstance(text, str) else text
-    with at_most(5):
+    with at_most(20):
         error = load_or_error(data)
     assert isinstance(error, ConfigError)
     return error

@@ -235,6 +235,8 @@ def test_random_bytes(data: bytes) -> None:
 
 @contextlib.contextmanager
 def at_most(seconds: float) -> Any:
+    """Generous on purpose: it catches unbounded work (a bomb runs for minutes or hours),
+    not a slow moment on a shared CI machine."""
     start = time.perf_counter()
     yield
     elapsed = time.perf_counter() - start
@@ -245,7 +247,7 @@ def test_5000_inverters_parse_in_bounded_time() -> None:
     doc = json.loads(real("30_inverters").read_bytes())
     template = next(d for d in doc["devices"] if d.get("DEVICE_TYPE") == "Inverter")
     doc["devices"] += [{**template, "SERIAL": f"E{i:08d}"} for i in range(5000)]
-    with at_most(10):
+    with at_most(30):
         snapshot = parse_or_error(encode(doc))
     assert snapshot is not None and len(snapshot.inverters) == 5030
 
@@ -253,9 +255,9 @@ def test_5000_inverters_parse_in_bounded_time() -> None:
 @pytest.mark.parametrize("opener", ["[", '{"a":', '{"devices": [{"DEVICE_TYPE": "x", "v": ['])
 def test_100k_levels_of_nesting_is_a_parse_error(opener: str) -> None:
     data = (opener * 100_000).encode()
-    with at_most(5):
+    with at_most(20):
         assert parse_or_error(data) is None
-    with at_most(5):
+    with at_most(20):
         assert parse_or_error(gzip.compress(data)) is None
 
 
@@ -273,7 +275,7 @@ def test_50_mb_string_field_is_kept_in_bounded_time() -> None:
     big = "x" * 50_000_000
     data = encode({"devices": [{"DEVICE_TYPE": "Inverter", "SERIAL": "E1", "note": big,
                                 "p_3phsum_kw": "x" * 100_000}]})
-    with at_most(10):
+    with at_most(30):
         snapshot = parse(data)
     assert snapshot.inverters[0].extra["note"] == big and snapshot.inverters[0].power_kw is None
 
@@ -293,7 +295,7 @@ def _gzip_of_spaces(total: int) -> bytes:
 def test_gzip_bomb_is_refused_without_inflating_it() -> None:
     bomb = _gzip_of_spaces(MAX_ANSWER_BYTES + 2_000_000)
     assert len(bomb) < MAX_ANSWER_BYTES // 100
-    with at_most(5), pytest.raises(ParseError, match="too large"):
+    with at_most(20), pytest.raises(ParseError, match="too large"):
         parse(bomb)
 
 
