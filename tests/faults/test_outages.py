@@ -110,7 +110,7 @@ def lifecycle(rule: str, bad: tuple[datetime, datetime],
     events: list[tuple[str, str]] = []
     opened = delivered = None
     good: list[datetime] = []
-    for t in grid(bad[0] - STEP * 8, END):
+    for t in grid(bad[0], END):
         if bad[0] <= t < bad[1]:
             bad_n = (t - bad[0]) // STEP + 1
             if opened is None and bad_n >= p["open_polls"] and \

@@ -41,9 +41,11 @@ T0 = datetime(2026, 6, 9, tzinfo=TZ)
 INVERTERS = 8
 SLOW_S = 1.2  # beyond pvs.request_timeout_s (1 s): each slow run costs one real second
 POLL_FAULTS = ("503", "slow", "truncated", "html", "fail", "403")
-# RSS may grow this much a day after the warm-up day. Measured: ~0.75 MiB a day in the
-# first week, ~0.45 later (28 days: +15.8 MiB), most of it the test's own instruments
-# (the fake sheet's cells, the emulator's sessions, the run reports) and the allocator.
+# RSS may grow this much a day after the warm-up day. Measured (seed 1): +4.6 MiB over
+# days 1-7, +16.0 MiB over days 1-28 (~0.6 MiB a day, slowing). tracemalloc finds no
+# growing product allocation but bounded caches (the CSV's local-time cache, CPython's
+# interned-string table); the rest is the test's own instruments (the fake sheet's
+# cells, the emulator's sessions, the run reports) and the allocator.
 # The leak this soak found (every run's store and alert engine kept) was 17 MiB a day;
 # smaller per-run leaks are caught exactly by test_what_a_run_creates_dies_with_it.
 RSS_KIB_PER_DAY = 1400
