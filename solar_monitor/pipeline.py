@@ -241,7 +241,7 @@ def collect(config: Config, client: PvsClient, clocks: Clocks, store: Store) -> 
         body = client.poll().body
         error, status = None, 200
     except PvsError as exc:
-        log.warning("poll failed: %s", exc)
+        log.warning("poll failed: %s", str(exc))  # a kept record must not hold the frames
         error, status = str(exc), exc.http_status
     pvs_time = _pvs_clock(body)
     last = store.last_poll()
