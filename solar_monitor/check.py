@@ -6,7 +6,6 @@ One line per part, PASS / FAIL / SKIP, with a concrete fix on failure. Later fea
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -35,9 +34,9 @@ def check_data_dir(config: Config) -> CheckResult:
     except OSError as exc:
         return CheckResult("FAIL", f"{path} is not writable ({exc.strerror}); create it and "
                                    f"give it to the user that runs solar-monitor")
-    disk = os.statvfs(path)
-    free_mb = disk.f_bavail * disk.f_frsize // 2**20
-    return CheckResult("PASS", f"{path} writable, {free_mb} MB free")
+    from solar_monitor.retention import free_mb
+
+    return CheckResult("PASS", f"{path} writable, {free_mb(path):.0f} MB free")
 
 
 def check_pvs(config: Config) -> CheckResult:

@@ -15,7 +15,6 @@ import argparse
 import errno
 import json
 import logging
-import os
 import sqlite3
 import sys
 import traceback
@@ -165,7 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         report = run_once(config)
     except (OSError, sqlite3.Error) as exc:
-        if not _disk_full(exc) and _free_kb(config.data_path) < 1024:
+        from solar_monitor.retention import free_mb
+
+        if not _disk_full(exc) and free_mb(config.data_path) < 1:
             # SQLite says "disk I/O error" when the WAL cannot grow on a full disk
             raise OSError(errno.ENOSPC, "No space left on device", str(config.data_path)
                           ) from exc
@@ -346,14 +347,6 @@ def _disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     return "disk is full" in str(exc)  # sqlite3.OperationalError: database or disk is full
-
-
-def _free_kb(path: Path) -> float:
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return float("inf")
-    return st.f_bavail * st.f_frsize / 1024
 
 
 def _kw(value: float | None) -> str:
