@@ -1,6 +1,6 @@
 """Backtest the alert rules on simulated site-years with faults injected at known times.
 
-For each site: the simulator (`solar_monitor.pvs.sim`) renders a poll every 15 minutes
+For each site: the simulator (`solar_monitor.emulation.sim`) renders a poll every 15 minutes
 for a year into an archive folder in our format (failed polls as `.error.json`), plus an
 hourly cloud-cover CSV; `solar-monitor replay --weather CSV --events-out FILE` runs the
 real pipeline over it; the alert events are then scored against the ground truth:
@@ -39,7 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from solar_monitor.archive import stamp
-from solar_monitor.pvs.sim import (
+from solar_monitor.emulation.sim import (
     DataStale,
     DeadInverter,
     FirmwareChange,

@@ -18,8 +18,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from solar_monitor.digest import build_digest_data, daily_csv, render_html, render_text
+from solar_monitor.emulation.sim import SimulatedSite, SiteSpec, WeakInverter
 from solar_monitor.pvs.parse import parse
-from solar_monitor.pvs.sim import SimulatedSite, SiteSpec, WeakInverter
 from solar_monitor.store import Store
 
 TZ = "America/New_York"

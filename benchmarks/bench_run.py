@@ -97,7 +97,7 @@ def bench_run(repeat: int) -> dict[str, float]:
 def simulated_year(days: int) -> Path:
     """A year of 15-minute DeviceList archive files (generated once, then reused)."""
     from solar_monitor.archive import stamp
-    from solar_monitor.pvs.sim import SimulatedSite, SiteSpec
+    from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 
     start = datetime(2025, 1, 1, tzinfo=UTC)
     root = OUT / f"year-{days}d-{INVERTERS}inv" / "raw"

@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from solar_monitor.pvs.sim import SimulatedSite, SiteSpec
+from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 
 
 def main() -> None:

@@ -233,7 +233,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 @command("emulator")
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from solar_monitor.pvs.emulator import serve
+    from solar_monitor.emulation.emulator import serve
 
     try:
         serve(args.host, args.port, args.firmware, args.inverters, args.seed, args.fault)

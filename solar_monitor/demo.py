@@ -27,7 +27,7 @@ STEP = timedelta(minutes=15)
 
 
 def demo_config(out: Path, pvs_url: str) -> dict:
-    from solar_monitor.pvs.emulator import WEATHER_PATH
+    from solar_monitor.emulation.emulator import WEATHER_PATH
 
     """The config a user would write for this site (saved next to the demo data)."""
     return {
@@ -42,7 +42,7 @@ def demo_config(out: Path, pvs_url: str) -> dict:
 
 def demo_site(days: int):  # -> SimulatedSite (import kept local: only the demo needs it)
     """Two roof faces of six panels, like the owner's; one inverter dies on day 2."""
-    from solar_monitor.pvs.sim import DeadInverter, RoofFace, SimulatedSite, SiteSpec
+    from solar_monitor.emulation.sim import DeadInverter, RoofFace, SimulatedSite, SiteSpec
 
     tz = ZoneInfo(SITE["timezone"])
     day2 = datetime.combine(FIRST_DAY + timedelta(days=1), datetime.min.time(), tzinfo=tz)
@@ -72,8 +72,8 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
     import yaml
 
     from solar_monitor.daily import summarize_day
+    from solar_monitor.emulation.emulator import start_emulator
     from solar_monitor.pipeline import open_store, run_once
-    from solar_monitor.pvs.emulator import start_emulator
 
     logging.getLogger().setLevel(logging.WARNING)  # the summary below says what happened
     if days < 1 or days > 60:

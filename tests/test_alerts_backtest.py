@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from solar_monitor.pvs.sim import RoofFace
+from solar_monitor.emulation.sim import RoofFace
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_alerts.py"
 

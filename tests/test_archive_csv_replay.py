@@ -13,8 +13,8 @@ import pytest
 
 from solar_monitor.archive import classify, iter_archive, save_answer, save_error, write_atomic
 from solar_monitor.config import config_from_dict
+from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 from solar_monitor.pipeline import open_store
-from solar_monitor.pvs.sim import SimulatedSite, SiteSpec
 from solar_monitor.replay import replay
 from solar_monitor.sinks.csv_files import export_csv
 from solar_monitor.store import Store

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from solar_monitor.cli import main
-from solar_monitor.pvs.emulator import start_emulator
+from solar_monitor.emulation.emulator import start_emulator
 
 from .conftest import all_real, real
 

@@ -27,9 +27,9 @@ from solar_monitor.digest import build_digest_data, daily_csv, render_html, rend
 from solar_monitor.digest.data import DigestData, parse_month
 from solar_monitor.digest.render import BAR, BAR_BEST, WEAK, attention
 from solar_monitor.digest.send import record
+from solar_monitor.emulation.sim import MissingInverter, SimulatedSite, SiteSpec, WeakInverter
 from solar_monitor.pipeline import DB_NAME, STAGES, RunContext, run_stages
 from solar_monitor.pvs.parse import parse
-from solar_monitor.pvs.sim import MissingInverter, SimulatedSite, SiteSpec, WeakInverter
 from solar_monitor.store import Store, iso
 from tests.test_notify import Inbox, free_port
 

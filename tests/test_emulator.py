@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from solar_monitor.pvs.emulator import (
+from solar_monitor.emulation.emulator import (
     HAPROXY_503_BODY,
     SUPERVISOR_INFO_PATH,
     EmulatorFault,
@@ -20,7 +20,7 @@ from solar_monitor.pvs.emulator import (
     parse_fault,
     start_emulator,
 )
-from solar_monitor.pvs.sim import FirmwareChange, SimulatedSite, SiteSpec
+from solar_monitor.emulation.sim import FirmwareChange, SimulatedSite, SiteSpec
 
 NOON = datetime(2025, 6, 21, 20, 0, tzinfo=UTC)
 DEVICE_LIST = "/cgi-bin/dl_cgi?Command=DeviceList"

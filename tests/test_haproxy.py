@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from solar_monitor.pvs.emulator import Emulator, start_emulator
+from solar_monitor.emulation.emulator import Emulator, start_emulator
 from tests.haproxy_util import (
     HAPROXY_CFG,
     bridge_env,

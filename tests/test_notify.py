@@ -257,8 +257,8 @@ def test_queue_joins_the_callers_transaction(store: Store) -> None:
 
 def test_a_run_with_the_smtp_server_down_succeeds_and_the_next_run_delivers(
         config_dict: dict, tmp_path: Path) -> None:
+    from solar_monitor.emulation.emulator import start_emulator
     from solar_monitor.pipeline import open_store, run_once
-    from solar_monitor.pvs.emulator import start_emulator
 
     box = Inbox()
     with start_emulator(firmware="legacy") as emu:

@@ -12,11 +12,11 @@ import pytest
 
 from solar_monitor.archive import save_answer
 from solar_monitor.config import Config, config_from_dict
+from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
+from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.pipeline import make_client, open_store, run_once
 from solar_monitor.pvs.client import PvsClient
-from solar_monitor.pvs.emulator import Emulator, default_spec, start_emulator
 from solar_monitor.pvs.parse import parse
-from solar_monitor.pvs.sim import SimulatedSite
 from solar_monitor.runlock import AlreadyRunning, run_lock
 
 NOON = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)  # noon in New York: everything produces

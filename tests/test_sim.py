@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from solar_monitor.pvs.sim import (
+from solar_monitor.emulation.sim import (
     DataStale,
     DeadInverter,
     FirmwareChange,

@@ -17,9 +17,9 @@ import yaml
 from solar_monitor.archive import save_answer
 from solar_monitor.cli import main
 from solar_monitor.config import Config, config_from_dict
+from solar_monitor.emulation.emulator import start_emulator
+from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 from solar_monitor.pipeline import RunReport, open_store, run_once
-from solar_monitor.pvs.emulator import start_emulator
-from solar_monitor.pvs.sim import SimulatedSite, SiteSpec
 from solar_monitor.replay import replay
 from solar_monitor.weather import CsvWeather, WeatherError, parse_open_meteo
 

@@ -20,9 +20,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from solar_monitor.config import Config, config_from_dict
+from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
+from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.pipeline import RunReport, open_store, run_once
-from solar_monitor.pvs.emulator import Emulator, default_spec, start_emulator
-from solar_monitor.pvs.sim import SimulatedSite
 from solar_monitor.sinks import sheets
 from tests.fake_sheets import FakeSheetsAPI
 from tests.test_notify import Inbox, free_port

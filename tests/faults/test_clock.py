@@ -12,9 +12,9 @@ import pytest
 
 from solar_monitor.clock import TOLERANCE, Anchor, Clocks, place_poll
 from solar_monitor.config import Config, config_from_dict
+from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
+from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.pipeline import open_store, run_once
-from solar_monitor.pvs.emulator import Emulator, default_spec, start_emulator
-from solar_monitor.pvs.sim import SimulatedSite
 from solar_monitor.rules.engine import events_between
 
 from ..test_pipeline import Clock

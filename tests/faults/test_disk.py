@@ -17,7 +17,7 @@ import yaml
 from solar_monitor.archive import iter_archive, pack_day, save_answer, save_error, write_atomic
 from solar_monitor.cli import main
 from solar_monitor.config import Config, config_from_dict
-from solar_monitor.pvs.emulator import start_emulator
+from solar_monitor.emulation.emulator import start_emulator
 from solar_monitor.replay import replay
 from solar_monitor.retention import archive_days, free_mb, upkeep
 from solar_monitor.store import Store

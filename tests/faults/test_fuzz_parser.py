@@ -25,10 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from solar_monitor.cli import main
+from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 from solar_monitor.pvs.errors import ParseError
 from solar_monitor.pvs.models import Device, Snapshot, totals
 from solar_monitor.pvs.parse import MAX_ANSWER_BYTES, MAX_DEPTH, parse
-from solar_monitor.pvs.sim import SimulatedSite, SiteSpec
 from solar_monitor.snapshot_json import snapshot_to_dict
 
 from ..conftest import REPO, all_real, real

@@ -37,8 +37,8 @@ import yaml
 from solar_monitor import pipeline
 from solar_monitor.archive import iter_archive
 from solar_monitor.config import Config, config_from_dict
-from solar_monitor.pvs.emulator import WEATHER_PATH, Emulator, default_spec, start_emulator
-from solar_monitor.pvs.sim import SimulatedSite
+from solar_monitor.emulation.emulator import WEATHER_PATH, Emulator, default_spec, start_emulator
+from solar_monitor.emulation.sim import SimulatedSite
 
 from ..test_pipeline import Clock
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from solar_monitor.emulation.sim import DeadInverter
 from solar_monitor.pipeline import RunReport
-from solar_monitor.pvs.sim import DeadInverter
 from solar_monitor.rules.catalog import BY_ID
 from tests.faults.harness import STEP, TZ, Rig, make_site, rig
 

@@ -36,10 +36,10 @@ from aiosmtpd.smtp import AuthResult, Envelope
 from solar_monitor import logsetup, pipeline
 from solar_monitor.cli import main
 from solar_monitor.config import load_config
+from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
+from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.notify import queue_notification
-from solar_monitor.pvs.emulator import Emulator, default_spec, start_emulator
 from solar_monitor.pvs.parse import parse
-from solar_monitor.pvs.sim import SimulatedSite
 from solar_monitor.sinks import outbox, sheets
 from solar_monitor.store import Store
 from tests.conftest import REPO, real

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from solar_monitor.archive import iter_archive
-from solar_monitor.pvs.sim import DeadInverter, MissingInverter
+from solar_monitor.emulation.sim import DeadInverter, MissingInverter
 from tests.faults.harness import STEP, TZ, Rig, make_site, rig
 
 DAYS = int(os.environ.get("SOLAR_SOAK_DAYS", "7"))

@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from solar_monitor.pvs.sim import (
+from solar_monitor.emulation.sim import (
     DeadInverter,
     InverterRef,
     MissingInverter,
@@ -180,7 +180,7 @@ class FaultController:
         self._set(**vars(_FaultState()))
 
     def add_site_fault(self, fault: SiteFault) -> None:
-        """Declare a device-level fault on the emulated site (see pvs.sim)."""
+        """Declare a device-level fault on the emulated site (see emulation.sim)."""
         self._site.add_fault(fault)
 
     def dead_inverter(self, inverter: InverterRef) -> None:
