@@ -84,10 +84,18 @@ def check_google_sheets(config: Config) -> CheckResult:
         return CheckResult("FAIL", str(exc))
 
 
+def check_heartbeat(config: Config) -> CheckResult:
+    from solar_monitor.heartbeat import check_heartbeat as probe
+
+    ok, detail = probe(config.heartbeat, config.site.name)
+    return CheckResult("SKIP" if ok is None else "PASS" if ok else "FAIL", detail)
+
+
 CHECKS: list[tuple[str, Check]] = [("data_dir", check_data_dir), ("pvs", check_pvs)]
 CHECKS.append(("notify", check_notify))
 CHECKS.append(("weather", check_weather))
 CHECKS.append(("google_sheets", check_google_sheets))
+CHECKS.append(("heartbeat", check_heartbeat))
 
 
 def run_checks(config: Config) -> bool:

@@ -158,9 +158,36 @@ def load(args: argparse.Namespace) -> Any:
 
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
-    from solar_monitor.pipeline import run_once
+    from datetime import UTC, datetime
+
+    from solar_monitor.runlock import AlreadyRunning
+    from solar_monitor.runlog import RunEnd, finish_run
 
     config = load(args)
+    started = datetime.now(UTC)
+    try:
+        code, end = _run(config, started)
+    except AlreadyRunning:
+        # No ping: the run holding the lock pings when it ends. A run stuck forever must
+        # let the heartbeat go silent, not be covered by the runs it keeps out.
+        raise
+    except Exception as exc:  # the run failed early: the heartbeat says so, then main()
+        storage = isinstance(exc, OSError | sqlite3.Error)
+        reason = (f"storage error: {_os_reason(exc)}" if storage
+                  else f"unexpected {exc.__class__.__name__}: {exc}")
+        finish_run(config, RunEnd(started, "storage_failed" if storage else "error",
+                                  Exit.STORAGE if storage else Exit.FAILED, reason,
+                                  error=exc))
+        raise
+    finish_run(config, end)
+    return code
+
+
+def _run(config: Any, started: Any) -> tuple[int, Any]:
+    """One run: its exit code and how it ended (a runlog.RunEnd)."""
+    from solar_monitor.pipeline import run_once
+    from solar_monitor.runlog import RunEnd
+
     try:
         report = run_once(config)
     except (OSError, sqlite3.Error) as exc:
@@ -174,15 +201,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not report.ok:
         log.error("poll failed: %s", report.error)
         _complain(f"poll failed: {report.error}")
-        return Exit.FAILED
+        return Exit.FAILED, RunEnd(started, "poll_failed", Exit.FAILED,
+                                   f"poll failed: {report.error}", pi=report.pi)
     t = report.totals
     assert t is not None
-    log.info("poll stored: %s kW production, %d/%d inverters producing",
-             _kw(t.production_kw), t.inverters_producing, t.inverters_total)
+    summary = (f"poll stored: {_kw(t.production_kw)} kW production, "
+               f"{t.inverters_producing}/{t.inverters_total} inverters producing")
+    log.info(summary)
     if report.stage_errors:
         _complain(f"poll stored, but {report.stage_errors[0]}")
-        return Exit.STAGE
-    return Exit.OK
+        return Exit.STAGE, RunEnd(started, "stage_failed", Exit.STAGE,
+                                  f"poll stored, but {report.stage_errors[0]}", pi=report.pi)
+    return Exit.OK, RunEnd(started, "ok", Exit.OK, summary=summary, pi=report.pi)
 
 
 @command("parse")

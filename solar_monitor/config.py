@@ -247,6 +247,18 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class HeartbeatConfig:
+    """A dead man's switch (healthchecks.io, Uptime Kuma push...): every run pings `url`,
+    a failed one `<url>/fail`, so the owner hears when the Pi itself goes silent."""
+
+    url: str = _f(secret=True, check=_url,
+                  hint="the check's ping URL, e.g. https://hc-ping.com/<uuid> "
+                       "(docs/notifications.md)")
+    timeout_s: float = _f(10.0, check=_range(1, 60),
+                          hint="one ping; a failed ping never fails the run")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Where run logs go. Cron mails stderr; systemd sends it to the journal."""
 
@@ -272,6 +284,9 @@ class Config:
     alerts: AlertsConfig = _f(AlertsConfig)
     google_sheets: GoogleSheetsConfig | None = _f(
         None, hint="a section with spreadsheet and key_file (docs/google-sheets.md)")
+    heartbeat: HeartbeatConfig | None = _f(
+        None, hint="a section with the ping url of a healthchecks.io check "
+                   "(docs/notifications.md)")
 
     @property
     def data_path(self) -> Path:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from solar_monitor import pi_health
 from solar_monitor.archive import (
     UNPLACED,
     ArchivedPoll,
@@ -32,6 +33,7 @@ from solar_monitor.clock import (
     read_clocks,
 )
 from solar_monitor.config import Config
+from solar_monitor.pi_health import PiHealth, read_pi_health
 from solar_monitor.pvs.client import PvsClient
 from solar_monitor.pvs.errors import ParseError, PvsError
 from solar_monitor.pvs.models import Snapshot, Totals, totals
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "solar-monitor.db"
 LOCK_NAME = "run.lock"
+PI_HEALTH_KEY = "pi_health"  # ctx.notes: this run's PiHealth, for the pi_* rules
 
 
 @dataclass
@@ -82,6 +85,7 @@ class RunReport:
     totals: Totals | None
     stage_errors: tuple[str, ...]
     recovered: int
+    pi: PiHealth | None = None  # the Pi's own health, read at the start of the run
 
 
 Enricher = Callable[[RunContext, datetime], dict[str, float | None]]
@@ -191,18 +195,23 @@ def make_client(config: Config) -> PvsClient:
 
 
 def run_once(config: Config, *, now: datetime | None = None,
-             client: PvsClient | None = None, clocks: Clocks | None = None) -> RunReport:
+             client: PvsClient | None = None, clocks: Clocks | None = None,
+             pi_root: Path | None = None) -> RunReport:
     """One collection cycle. Raises AlreadyRunning (another run holds the lock) and
     OSError / sqlite3.Error when the archive or store cannot be written.
 
     `now` runs in simulated time (demo, tests) with the boot-clock check off; `clocks`
-    gives the wall and boot clocks explicitly (tests of clock jumps)."""
+    gives the wall and boot clocks explicitly (tests of clock jumps). The Pi's own health
+    is read from `pi_root` (a fake sysfs/proc tree in tests), by default from `/` in a
+    real run and not at all in simulated time (the demo's machine is not the site's Pi)."""
     if clocks is None:
         clocks = (Clocks(now.astimezone(UTC).replace(microsecond=0)) if now is not None
                   else read_clocks())
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True)
     with run_lock(data / LOCK_NAME), open_store(config) as store:
+        root = pi_root if pi_root is not None else None if now is not None else pi_health.ROOT
+        pi = read_pi_health(data, root) if root is not None else None
         recovered = ingest_pending(config, store, clocks.wall)
         collected = collect(config, client or make_client(config), clocks, store)
         archived, placement = collected.archived, collected.placement
@@ -215,12 +224,14 @@ def run_once(config: Config, *, now: datetime | None = None,
             ctx.notes[ANCHOR_KEY] = collected.anchor
             ctx.snapshot, ctx.error = ingest(ctx, archived)
             stages = STAGES
+        if pi is not None:
+            ctx.notes[PI_HEALTH_KEY] = pi
         stage_errors = run_stages(ctx, stages)
         return RunReport(
             polled_at=archived.polled_at, ok=ctx.snapshot is not None, error=ctx.error,
             http_status=collected.http_status, archive_file=archived.path,
             totals=totals(ctx.snapshot) if ctx.snapshot else None,
-            stage_errors=tuple(stage_errors), recovered=recovered)
+            stage_errors=tuple(stage_errors), recovered=recovered, pi=pi)
 
 
 @dataclass(frozen=True, slots=True)

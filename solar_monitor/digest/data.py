@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from solar_monitor.daily import DaySummary, day_bounds, summarize_days
 from solar_monitor.digest.months import add_months, last_day, previous_month  # noqa: F401
+from solar_monitor.digest.watchdog import WatchdogMonth, watchdog_month
 from solar_monitor.store import Store, from_iso, iso
 
 DEFAULT_INTERVAL_S = 900.0  # the cron interval, when the month's polls cannot tell
@@ -121,6 +122,7 @@ class DigestData:
     alerts: AlertSummary
     cloud_cover_pct: float | None
     notes: tuple[str, ...]
+    watchdog: WatchdogMonth | None = None  # how the watchdog itself did (digest/watchdog.py)
 
     @property
     def completeness_pct(self) -> float:
@@ -250,7 +252,7 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
         polls_ok=polls_ok, expected_polls=expected, interval_s=interval_s,
         days_without_data=missing, health=_health(store, tz, start, end), alerts=alerts,
         cloud_cover_pct=round(statistics.fmean(clouds), 1) if clouds else None,
-        notes=tuple(notes))
+        notes=tuple(notes), watchdog=watchdog_month(store, start, end, interval_s))
 
 
 def _sum(values: object) -> float | None:

@@ -15,6 +15,7 @@ from html import escape
 
 from solar_monitor.daily import DaySummary
 from solar_monitor.digest.data import DigestData, InverterMonth, MonthTotal, PvsHealth
+from solar_monitor.digest.watchdog import watchdog_lines
 
 WIDTH_PX = 600
 BAR = "#f59e0b"  # production bars (amber)
@@ -66,7 +67,8 @@ def render_html(data: DigestData) -> str:
     """The digest as one self-contained HTML document (e-mail safe)."""
     parts = [
         _header(data), _attention_box(data), _energy(data), _daily_chart(data),
-        _inverter_table(data), _completeness(data), _health(data), _alerts(data),
+        _inverter_table(data), _completeness(data), _health(data), _watchdog(data),
+        _alerts(data),
         _notes(data), _footer(data),
     ]
     body = "\n".join(p for p in parts if p)
@@ -291,6 +293,12 @@ def _health(data: DigestData) -> str:
         f"{_cell(escape(v), right=True)}</tr>" for k, v in rows))
 
 
+def _watchdog(data: DigestData) -> str:
+    return _section("The watchdog itself", _table(
+        f"<tr style=\"border-bottom:1px solid #f3f4f6\">{_cell(escape(k))}"
+        f"{_cell(escape(v), right=True)}</tr>" for k, v in watchdog_lines(data.watchdog)))
+
+
 def _alerts(data: DigestData) -> str:
     a = data.alerts
     if not a.enabled:
@@ -380,6 +388,8 @@ def render_text(data: DigestData) -> str:
                 f"{_records(h.untransmitted_last)}"]
     else:
         out.append("  No health counters reported.")
+    out += ["", "The watchdog itself"] + [f"  {k}: {v}" for k, v in
+                                          watchdog_lines(data.watchdog)]
     a = data.alerts
     out += ["", "Alerts"]
     if a.enabled:

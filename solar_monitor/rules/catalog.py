@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from solar_monitor.pi_health import PiHealth, describe_flags
 from solar_monitor.pvs.models import Inverter, Snapshot, Supervisor
 
 Severity = Literal["info", "warning", "critical"]
@@ -59,6 +60,7 @@ class PollView:
     ignored: frozenset[str] = frozenset()
     active: Callable[[str, str], bool] = field(default=lambda rule, subject: False)
     dark: Callable[[str], bool] = field(default=lambda serial: False)  # normally dark now
+    pi: PiHealth | None = None  # the Pi's own health, this run (None: replay, recovery)
 
     @property
     def supervisor(self) -> Supervisor | None:
@@ -261,6 +263,30 @@ def production_low(v: PollView, p: Params) -> Iterator[Verdict]:
             yield SYSTEM, True, details
 
 
+def pi_undervoltage(v: PollView, p: Params) -> Iterator[Verdict]:
+    if v.pi is None or v.pi.throttled is None:
+        return  # not a Pi (no firmware flags): silent
+    flags = v.pi.power_flags
+    yield SYSTEM, bool(flags), {"flags": describe_flags(flags),
+                                "raw": f"0x{v.pi.throttled:x}"}
+
+
+def pi_storage_failing(v: PollView, p: Params) -> Iterator[Verdict]:
+    if v.pi is not None:
+        problem = v.pi.storage_problem
+        yield SYSTEM, problem is not None, {"problem": problem or "none"}
+
+
+def pi_hot(v: PollView, p: Params) -> Iterator[Verdict]:
+    t = v.pi.cpu_temp_c if v.pi is not None else None
+    if t is None:
+        return
+    if t >= p["max_c"]:
+        yield SYSTEM, True, {"temp_c": t}
+    elif t < p["max_c"] - p["hysteresis_c"]:
+        yield SYSTEM, False, {"temp_c": t}
+
+
 # --------------------------------------------------------------------------- the table
 
 _HYST = {"open_polls": 3, "open_after_min": 30, "clear_polls": 2, "clear_after_min": 15}
@@ -349,6 +375,29 @@ RULES: tuple[Rule, ...] = (
          "A new inverter, {subject}, appeared in the PVS's device list around {since}.",
          "Expected after an inverter replacement; otherwise check the PVS's device list.",
          {**_EVENT, "window_h": 24}),
+    # The watchdog itself: judged on each run's reading of the Pi (never in a replay).
+    Rule("pi_storage_failing", "The Pi's SD card is failing", "critical", "system",
+         pi_storage_failing,
+         "The Pi's data storage is failing since {since}: {problem}. This is how SD "
+         "cards die; readings may stop being saved at any moment.",
+         "Replace the SD card soon (a high-endurance card); copy the data folder off first "
+         "if it still reads. A power cut during a write can also cause this: reboot once.",
+         {"open_polls": 1, "open_after_min": 0, "clear_polls": 4, "clear_after_min": 60}),
+    Rule("pi_undervoltage", "The Pi's power supply is too weak", "warning", "system",
+         pi_undervoltage,
+         "The Pi reports {flags} (firmware flags {raw}, since {since}): its supply "
+         "sags. Brown-outs corrupt the SD card and drop the network; a Pi powered from a "
+         "PVS USB port is the usual cause.",
+         "Power the Pi from its own 5 V supply (the official one for the model, with its "
+         "short thick cable), not a PVS USB port; the since-boot flags clear at the next reboot.",
+         {"open_polls": 1, "open_after_min": 0, "clear_polls": 2, "clear_after_min": 15}),
+    Rule("pi_hot", "The Pi runs hot", "warning", "system", pi_hot,
+         "The Pi's CPU has been at {temp_c:.0f} °C or more since {since}; it slows down "
+         "and ages faster (a PVS box in the summer sun gets hot).",
+         "Give the Pi a heatsink or a ventilated case, keep it away from the PVS's own "
+         "warm parts, and shade the box if the sun falls on it.",
+         {**_HYST, "open_polls": 4, "open_after_min": 45, "clear_polls": 2,
+          "clear_after_min": 30, "max_c": 75.0, "hysteresis_c": 5.0}),
 )
 
 BY_ID: dict[str, Rule] = {r.id: r for r in RULES}

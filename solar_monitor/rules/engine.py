@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from solar_monitor.config import Config
+from solar_monitor.pi_health import PiHealth
 from solar_monitor.pvs.models import Snapshot, totals
 from solar_monitor.rules.catalog import BY_ID, RULES, SYSTEM, PollView, Rule, params_for
 from solar_monitor.rules.learn import (
@@ -173,15 +174,17 @@ class Engine:
     # ------------------------------------------------------------------ one poll
 
     def evaluate(self, at: datetime, snapshot: Snapshot | None, error: str | None,
-                 cloud_cover_pct: float | None = None, *, notify: bool = True
-                 ) -> list[AlertEvent]:
+                 cloud_cover_pct: float | None = None, *, notify: bool = True,
+                 pi: PiHealth | None = None) -> list[AlertEvent]:
         """Judge one poll (in time order; an older or repeated poll is ignored) and record
-        the transitions it causes. Raises sqlite3.Error when the store cannot be written."""
+        the transitions it causes; `pi` is this run's reading of the Pi itself. Raises
+        sqlite3.Error when the store cannot be written."""
         ts = at.timestamp()
         mem = self.memory
         if mem.last_ts is not None and ts <= mem.last_ts:
             return []
         view = self._view(at, ts, snapshot, error, cloud_cover_pct)
+        view.pi = pi
         pending: list[tuple[EventKind, Rule, str, str, float]] = []
         for rule in self.rules:
             params = self.params[rule.id]

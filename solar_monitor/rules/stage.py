@@ -6,7 +6,8 @@ import logging
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from solar_monitor.pipeline import RunContext
+from solar_monitor.pi_health import PiHealth
+from solar_monitor.pipeline import PI_HEALTH_KEY, RunContext
 from solar_monitor.rules.engine import (
     AlertSettings,
     cached_engine,
@@ -26,8 +27,10 @@ def rules_stage(ctx: RunContext) -> None:
         return
     engine = engine_for(ctx.store, ctx.config, replay=ctx.replay)
     at = ctx.poll.polled_at if ctx.poll is not None else ctx.now
+    pi = ctx.notes.get(PI_HEALTH_KEY)
     events = engine.evaluate(at, ctx.snapshot, ctx.error, engine.cloud_cover_pct(at),
-                             notify=ctx.notify)
+                             notify=ctx.notify,
+                             pi=pi if isinstance(pi, PiHealth) and not ctx.replay else None)
     for event in events:
         log.info("alert %s: %s %s", event.event, event.rule, event.subject)
 
