@@ -74,6 +74,7 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
     from solar_monitor.daily import summarize_day
     from solar_monitor.emulation.emulator import start_emulator
     from solar_monitor.pipeline import open_store, run_once
+    from solar_monitor.runlog import RunEnd, record_run
 
     logging.getLogger().setLevel(logging.WARNING)  # the summary below says what happened
     if days < 1 or days > 60:
@@ -98,6 +99,10 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
         while clock[0] < end:
             report = run_once(config, now=clock[0])
             failed += not report.ok
+            # as `run` does after each run (no heartbeat: the demo never pings)
+            record_run(config, RunEnd(clock[0], "ok" if report.ok else "poll_failed",
+                                      0 if report.ok else 1, report.error), None, None,
+                       finished_at=clock[0])
             clock[0] += STEP
     with open_store(config) as store:
         echo("")

@@ -575,6 +575,31 @@ def test_apprise_url_with_an_unknown_scheme(site: Site, capsys: pytest.CaptureFi
         assert_clean(canaries, {"stdout": result.out, "stderr": result.err, **result.texts})
 
 
+# --- the heartbeat's URL is the check's secret token ----------------------------------------
+
+HEARTBEAT_TOKEN = "hb-c4n4ry-5f0c6a1e"
+
+
+@pytest.mark.parametrize("fault", ["answers_500", "refused"])
+def test_a_failing_heartbeat_leaks_nothing(fault: str, site: Site,
+                                           capsys: pytest.CaptureFixture[str],
+                                           canaries: Canaries, failing_webhook: str) -> None:
+    """run (the PVS unreachable: the /fail ping) and check, with the heartbeat answering 500
+    and quoting its path, or refusing the connection; requests and urllib3 at DEBUG."""
+    port = failing_webhook.split("127.0.0.1:", 1)[1].split("/", 1)[0] \
+        if fault == "answers_500" else str(free_port())
+    site.raw["heartbeat"] = {"url": f"http://127.0.0.1:{port}/ping/{HEARTBEAT_TOKEN}",
+                             "timeout_s": 2}
+    run = site.cli(capsys, "run")
+    assert run.code == 1 and "heartbeat ping failed (the run is not affected)" in run.said
+    check = site.cli(capsys, "check")
+    assert "FAIL heartbeat: http://127.0.0.1:" in check.out, check.out
+    dump = next(v for k, v in run.texts.items() if k.endswith("(dump)"))
+    assert "failed: http://127.0.0.1:" in dump  # the runs row keeps the ping's failure
+    for result in (run, check):
+        assert_clean(canaries, {"stdout": result.out, "stderr": result.err, **result.texts})
+
+
 # --- a library raises with a secret in its message --------------------------------------------
 
 def secret_laden_error() -> RuntimeError:
