@@ -42,3 +42,20 @@ def config_dict(tmp_path: Path) -> dict:
         "data_dir": str(tmp_path / "data"),
         "weather": {"enabled": False},  # tests never reach the internet (test_weather: a fake)
     }
+
+
+@pytest.fixture
+def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PVS client's back-off does not really sleep (the retries still happen)."""
+    from typing import Any
+
+    from solar_monitor import pipeline
+
+    make = pipeline.make_client
+
+    def fast(config: Any) -> Any:
+        client = make(config)
+        client._sleep = lambda seconds: None  # noqa: SLF001 - the client's one test seam
+        return client
+
+    monkeypatch.setattr(pipeline, "make_client", fast)

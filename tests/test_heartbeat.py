@@ -90,17 +90,9 @@ def recorder() -> Iterator[Recorder]:
 
 
 @pytest.fixture(autouse=True)
-def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real back-off sleeps (the retries still happen)."""
+def quick(monkeypatch: pytest.MonkeyPatch, no_retry_sleep: None) -> None:
+    """No real back-off sleeps, the PVS client's or the ping's (the retries still happen)."""
     monkeypatch.setattr(heartbeat, "RETRY_PAUSE_S", 0.0)
-    make = pipeline.make_client
-
-    def fast(config: Any) -> Any:
-        client = make(config)
-        client._sleep = lambda seconds: None  # noqa: SLF001 - the client's one test seam
-        return client
-
-    monkeypatch.setattr(pipeline, "make_client", fast)
 
 
 @pytest.fixture(autouse=True)

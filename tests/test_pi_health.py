@@ -34,6 +34,7 @@ from solar_monitor.pi_health import (
 from solar_monitor.rules.engine import Engine
 from solar_monitor.store import Store
 
+pytestmark = pytest.mark.usefixtures("no_retry_sleep")
 AT = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
 STEP = timedelta(minutes=15)
 
@@ -66,19 +67,6 @@ class FakePi:
                    "22 1 179:2 / / rw,relatime shared:1 - ext4 /dev/mmcblk0p2 rw\n"
                    f"40 22 179:3 / {data.resolve()} {options},noatime shared:2 - ext4 "
                    f"/dev/mmcblk0p3 {options}\n")
-
-
-@pytest.fixture(autouse=True)
-def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The PVS client's back-off does not really sleep (the retries still happen)."""
-    make = pipeline.make_client
-
-    def fast(config: Any) -> Any:
-        client = make(config)
-        client._sleep = lambda seconds: None  # noqa: SLF001 - the client's one test seam
-        return client
-
-    monkeypatch.setattr(pipeline, "make_client", fast)
 
 
 @pytest.fixture

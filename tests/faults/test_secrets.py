@@ -46,6 +46,7 @@ from tests.conftest import REPO, real
 from tests.fake_sheets import FakeSheetsAPI
 from tests.test_notify import Inbox, free_port
 
+pytestmark = pytest.mark.usefixtures("no_retry_sleep")
 CANARY = "c4n4ry"
 PVS_PASSWORD = "PVS-PASS-c4n4ry"
 PVS_ENV = "SM_TEST_PVS_PASSWORD"
@@ -169,19 +170,6 @@ def loud_libraries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     root.setLevel(saved[1])
     for name, level in saved[2].items():
         logging.getLogger(name).setLevel(level)
-
-
-@pytest.fixture(autouse=True)
-def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The PVS client's back-off does not really sleep (the retries still happen)."""
-    make = pipeline.make_client
-
-    def fast(config: Any) -> Any:
-        client = make(config)
-        client._sleep = lambda seconds: None  # noqa: SLF001 - the client's one test seam
-        return client
-
-    monkeypatch.setattr(pipeline, "make_client", fast)
 
 
 @pytest.fixture
