@@ -21,7 +21,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from solar_monitor.config import Config
+    from solar_monitor.runlog import RunEnd
 
 log = logging.getLogger("solar_monitor")
 
@@ -183,8 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _run(config: Any, started: Any) -> tuple[int, Any]:
-    """One run: its exit code and how it ended (a runlog.RunEnd)."""
+def _run(config: Config, started: datetime) -> tuple[int, RunEnd]:
+    """One run: its exit code and how it ended (for the heartbeat and the runs table)."""
     from solar_monitor.pipeline import run_once
     from solar_monitor.runlog import RunEnd
 
