@@ -148,3 +148,27 @@ def test_retention_deletes_only_old_days_whose_polls_are_stored(tmp_path: Path,
     assert not (raw / "2025/06/18").exists() and not unstored.path.exists()
     assert late.path.exists()  # never delete a poll the database does not have
     assert recent.path.exists()
+
+
+def test_csv_from_before_the_battery_columns_gets_them_appended(tmp_path: Path,
+                                                                config_dict: dict):
+    """A readings.csv written by an older version: its header gains the new columns once,
+    its rows are padded, nothing is duplicated, and new rows fill the new cells."""
+    import csv
+
+    config = config_from_dict(config_dict, env={})
+    write_year_slice(config.data_path / "raw", 4)
+    replay(config, config.data_path / "raw")
+    readings = config.data_path / "csv" / "readings.csv"
+    full = list(csv.reader(readings.open(newline="")))
+    assert full[0][-2:] == ["battery_kw", "battery_soc_pct"] and len(full) == 5
+    with readings.open("w", newline="") as handle:  # header + 2 polls, 2 columns fewer
+        csv.writer(handle, lineterminator="\n").writerows(r[:-2] for r in full[:3])
+    with Store(config.data_path / "solar-monitor.db") as store:
+        export_csv(store, readings.parent, NY)
+        after = list(csv.reader(readings.open(newline="")))
+        assert after[0] == full[0]
+        assert after[1:3] == [r[:-2] + ["", ""] for r in full[1:3]]
+        assert after[3:] == full[3:]  # the 2 missing polls, once each, with every column
+        export_csv(store, readings.parent, NY)
+        assert list(csv.reader(readings.open(newline=""))) == after
