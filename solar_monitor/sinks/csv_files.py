@@ -21,14 +21,13 @@ import csv
 import functools
 import io
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from solar_monitor.archive import fsync_dir
+from solar_monitor.archive import write_atomic
 from solar_monitor.store import Store, from_iso
 
 TAIL_BYTES = 512 * 1024
@@ -173,24 +172,16 @@ def _widen(path: Path, columns: Sequence[Column]) -> None:
         return
     if not old or old == headers or old != headers[:len(old)]:
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with path.open(encoding="utf-8", newline="") as src, \
-                os.fdopen(fd, "w", encoding="utf-8", newline="") as dst:
-            writer = csv.writer(dst, lineterminator="\n")
-            reader = csv.reader(src)
-            next(reader)
-            writer.writerow(headers)
-            pad = [""] * (len(headers) - len(old))
-            for row in reader:
-                writer.writerow(row + pad if len(row) == len(old) else row)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    pad = [""] * (len(headers) - len(old))
+    with path.open(encoding="utf-8", newline="") as src:
+        reader = csv.reader(src)
+        next(reader)
+        for row in reader:
+            writer.writerow(row + pad if len(row) == len(old) else row)
+    write_atomic(path, buffer.getvalue().encode("utf-8"))  # once: a few MB a year
 
 
 def _truncate(handle: Any, offset: int, size: int) -> None:
