@@ -142,7 +142,7 @@ class Battery:
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """Any other device (battery, gateway, disconnect, ...), kept exactly as reported."""
+    """Any other device (gateway, PV disconnect, ...), kept exactly as reported."""
 
     device_type: str
     serial: str | None
