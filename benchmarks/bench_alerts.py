@@ -44,6 +44,7 @@ from solar_monitor.emulation.sim import (
     DeadInverter,
     FirmwareChange,
     FlashLow,
+    FlashWorn,
     GridOutOfRange,
     MissingInverter,
     ProductionTripped,
@@ -185,6 +186,9 @@ def build_site(name: str, *, seed: int, latitude: float, longitude: float, timez
     inj.append(Injected("meter_missing", probe.consumption_meter_serial, gone[0], gone[1]))
     fw = FirmwareChange(build=61846, start=at((293, 28), 10.0))
     inj.append(Injected("firmware_changed", "system", fw.start, fw.start + timedelta(hours=1), fw))  # type: ignore[operator]
+    # flash wear is reported by varserver firmware only: after the firmware change
+    worn = FlashWorn(start=at((300, 29), 1.0), end=at((302, None), 8.0), tenths=8)
+    inj.append(Injected("pvs_flash_wear", "system", worn.start, worn.end, worn))  # type: ignore[arg-type]
     new_at = at((320, 27), 12.0)
     edits.new_inverter_from = new_at
     inj.append(Injected("new_inverter", NEW_SERIAL, new_at, new_at + timedelta(hours=1)))

@@ -45,7 +45,11 @@ _GET_METER = attrgetter(*_METER_COLS)
 _GET_INVERTER = attrgetter(*_INVERTER_COLS)
 _SUPERVISOR_COLS = ("serial", "state", "data_time", "uptime_s", "cpu_load", "mem_used_kib",
                     "flash_avail_kib", "flash_used_pct", "untransmitted", "err_count",
-                    "comm_err", "skipped_scans", "scan_time_s")
+                    "comm_err", "skipped_scans", "scan_time_s", "cpu_usage_pct",
+                    "flash_wear_pct")
+_BATTERY_COLS = ("device_type", "serial", "model", "state", "op_mode", "data_time",
+                 "soc_pct", "customer_soc_pct", "soh_pct", "power_kw", "battery_v")
+_GET_BATTERY = attrgetter(*_BATTERY_COLS)
 
 
 def iso(at: datetime | None) -> str | None:
@@ -160,11 +164,12 @@ class Store:
         cur = self.db.execute(
             "INSERT OR IGNORE INTO polls (polled_at, ok, api, firmware, build, pvs_time, "
             "archive_file, production_kw, consumption_kw, net_grid_kw, "
-            "lifetime_production_kwh, inverters_total, inverters_producing) "
-            "VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "lifetime_production_kwh, inverters_total, inverters_producing, battery_kw, "
+            "battery_soc_pct) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (iso(polled_at), snap.api, snap.firmware, snap.build, iso(snap.pvs_time),
              archive_file, t.production_kw, t.consumption_kw, t.net_grid_kw,
-             t.lifetime_production_kwh, t.inverters_total, t.inverters_producing))
+             t.lifetime_production_kwh, t.inverters_total, t.inverters_producing,
+             t.battery_kw, t.battery_soc_pct))
         if not cur.rowcount:
             return None
         poll_id = cur.lastrowid
@@ -195,10 +200,17 @@ class Store:
             "VALUES (?, ?, ?, ?, ?)",
             [(poll_id, d.device_type, d.serial, d.state, json.dumps(d.fields, default=str))
              for d in snap.other])
+        self.db.executemany(
+            f"INSERT INTO battery_readings (poll_id, {', '.join(_BATTERY_COLS)}, extra_json) "
+            f"VALUES (?{', ?' * len(_BATTERY_COLS)}, ?)",
+            [(poll_id, *_cells(_GET_BATTERY(b)), _metrics_json(b.extra))
+             for b in snap.batteries])
         seen += [(m.serial, "Power Meter", m.model, m.state, m.extra) for m in snap.meters]
         seen += [(i.serial, "Inverter", i.model, i.state,
                   {**i.extra, "PANEL": i.panel, "SWVER": i.firmware}) for i in snap.inverters]
         seen += [(d.serial, d.device_type, None, d.state, {}) for d in snap.other if d.serial]
+        seen += [(b.serial, b.device_type, b.model, b.state or b.op_mode, b.extra)
+                 for b in snap.batteries if b.serial]
         self._seen(seen, when)
         return poll_id
 

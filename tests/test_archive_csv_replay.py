@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+import solar_monitor.store as store_module
 from solar_monitor.archive import classify, iter_archive, save_answer, save_error, write_atomic
 from solar_monitor.config import config_from_dict
 from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 from solar_monitor.pipeline import open_store
+from solar_monitor.pvs.parse import parse
 from solar_monitor.replay import replay
 from solar_monitor.sinks.csv_files import export_csv
 from solar_monitor.store import Store
@@ -148,3 +152,72 @@ def test_retention_deletes_only_old_days_whose_polls_are_stored(tmp_path: Path,
     assert not (raw / "2025/06/18").exists() and not unstored.path.exists()
     assert late.path.exists()  # never delete a poll the database does not have
     assert recent.path.exists()
+
+
+def test_csv_from_before_the_battery_columns_gets_them_appended(tmp_path: Path,
+                                                                config_dict: dict):
+    """A readings.csv written by an older version: its header gains the new columns once,
+    its rows are padded, nothing is duplicated, and new rows fill the new cells."""
+    config = config_from_dict(config_dict, env={})
+    write_year_slice(config.data_path / "raw", 4)
+    replay(config, config.data_path / "raw")
+    readings = config.data_path / "csv" / "readings.csv"
+    full = list(csv.reader(readings.open(newline="")))
+    assert full[0][-2:] == ["battery_kw", "battery_soc_pct"] and len(full) == 5
+    with readings.open("w", newline="") as handle:  # header + 2 polls, 2 columns fewer
+        csv.writer(handle, lineterminator="\n").writerows(r[:-2] for r in full[:3])
+    with Store(config.data_path / "solar-monitor.db") as store:
+        export_csv(store, readings.parent, NY)
+        after = list(csv.reader(readings.open(newline="")))
+        assert after[0] == full[0]
+        assert after[1:3] == [r[:-2] + ["", ""] for r in full[1:3]]
+        assert after[3:] == full[3:]  # the 2 missing polls, once each, with every column
+        export_csv(store, readings.parent, NY)
+        assert list(csv.reader(readings.open(newline=""))) == after
+
+
+def test_migration_0007_moves_varserver_cpu_percent_out_of_the_load_average(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Before 0007 a varserver poll stored /sys/info/cpu_usage (a %) as cpu_load."""
+    older = tmp_path / "migrations"
+    older.mkdir()
+    for sql in sorted(store_module.MIGRATIONS_DIR.glob("000[1-6]_*.sql")):
+        shutil.copy(sql, older / sql.name)
+    db = tmp_path / "db.sqlite"
+    monkeypatch.setattr(store_module, "MIGRATIONS_DIR", older)
+    with Store(db) as s:
+        for i, (api, load) in enumerate((("legacy", 0.46), ("varserver", 37.0))):
+            s.db.execute("INSERT INTO polls (id, polled_at, ok, api) VALUES (?, ?, 1, ?)",
+                         (i + 1, f"2025-06-2{i}T12:00:00Z", api))
+            s.db.execute("INSERT INTO supervisor_readings (poll_id, cpu_load) VALUES (?, ?)",
+                         (i + 1, load))
+    monkeypatch.undo()
+    with Store(db) as s:
+        rows = s.db.execute("SELECT poll_id, cpu_load, cpu_usage_pct FROM "
+                            "supervisor_readings ORDER BY poll_id").fetchall()
+        assert [tuple(r) for r in rows] == [(1, 0.46, None), (2, None, 37.0)]
+
+
+def test_store_keeps_batteries_flash_wear_and_cpu_percent(tmp_path: Path):
+    doc = json.loads(real("livedata_obj_ess").read_bytes()) | {
+        "/sys/info/sw_rev": "2025.06.24.61840", "/sys/info/cpu_usage": "12",
+        "/sys/pvs/flashwear_type_b": "0x03", "/sys/devices/ess/0/sn": "ESS1",
+        "/sys/devices/ess/0/socVal": "0.860000", "/sys/devices/ess/0/sohVal": "97",
+        "/sys/devices/ess/0/p3phsumKw": "1.186000", "/sys/devices/ess/0/opMode": "BACKUP",
+        "/sys/devices/ess/0/tInvtrDegc": "31.5"}
+    at = datetime(2025, 6, 28, 4, 0, tzinfo=UTC)
+    with Store(tmp_path / "db.sqlite") as s, s.transaction():
+        poll_id = s.record_snapshot(at, parse(json.dumps(doc).encode(), polled_at=at), None)
+        poll = s.db.execute("SELECT battery_kw, battery_soc_pct, consumption_kw FROM polls "
+                            "WHERE id=?", (poll_id,)).fetchone()
+        assert tuple(poll) == (1.186, 86.0, 1.876316)
+        sup = s.db.execute("SELECT cpu_load, cpu_usage_pct, flash_wear_pct FROM "
+                           "supervisor_readings WHERE poll_id=?", (poll_id,)).fetchone()
+        assert tuple(sup) == (None, 12.0, 30.0)
+        bat = s.db.execute("SELECT device_type, serial, op_mode, soc_pct, soh_pct, power_kw, "
+                           "extra_json FROM battery_readings WHERE poll_id=?",
+                           (poll_id,)).fetchone()
+        assert tuple(bat)[:6] == ("ess", "ESS1", "BACKUP", 86.0, 97.0, 1.186)
+        assert json.loads(bat["extra_json"]) == {"tInvtrDegc": "31.5"}
+        seen = s.db.execute("SELECT device_type, last_state FROM devices WHERE serial='ESS1'")
+        assert tuple(seen.fetchone()) == ("ess", "BACKUP")

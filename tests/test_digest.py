@@ -31,6 +31,7 @@ from solar_monitor.emulation.sim import MissingInverter, SimulatedSite, SiteSpec
 from solar_monitor.pipeline import DB_NAME, STAGES, RunContext, run_stages
 from solar_monitor.pvs.parse import parse
 from solar_monitor.store import Store, iso
+from tests.conftest import real
 from tests.test_notify import Inbox, free_port
 
 TZ = ZoneInfo("America/New_York")
@@ -185,6 +186,24 @@ def test_pvs_health_counts_nightly_restarts_apart(june: DigestData) -> None:
     assert h.readings == june.polls_ok
     assert h.nightly_hour == 2 and h.nightly_restarts >= 25 and h.reboots == 0
     assert h.flash_avail_kib_min is not None and h.untransmitted_last is not None
+
+
+def test_flash_wear_is_shown_when_the_pvs_reports_it(tmp_path: Path, june: DigestData
+                                                    ) -> None:
+    """New firmware reports eMMC wear (/sys/pvs/flashwear_type_b, hex tenths); the digest
+    shows the month's highest. Legacy firmware has none, and no line for it."""
+    answer = json.loads(real("match_rev_obj_fmt").read_bytes())
+    with Store(tmp_path / DB_NAME) as s, s.transaction():
+        for day, wear in ((3, "0x02"), (20, "0x03")):
+            t = datetime(2026, 6, day, 16, tzinfo=UTC)
+            body = {**answer, "/sys/pvs/flashwear_type_b": wear, "/sys/info/uptime": "9000"}
+            s.record_snapshot(t, parse(json.dumps(body).encode(), polled_at=t), None)
+        data = build_digest_data(s, TZ, JUNE, now=AFTER)
+    assert data.health.flash_wear_pct_max == 30.0
+    assert "Flash wear (eMMC life used): 30%" in render_text(data)
+    assert "Flash wear (eMMC life used)" in render_html(data) and "30%" in render_html(data)
+    assert june.health.flash_wear_pct_max is None
+    assert "Flash wear" not in render_text(june) and "Flash wear" not in render_html(june)
 
 
 def test_no_consumption_meter_month_says_so(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from solar_monitor.pvs.errors import ParseError
 from solar_monitor.pvs.models import totals
-from solar_monitor.pvs.parse import firmware_build, parse, pvs_time
+from solar_monitor.pvs.parse import firmware_build, flash_wear_pct, parse, pvs_time
 
 from .conftest import all_real, real
 
@@ -87,14 +87,31 @@ def test_old_firmware_mpptsum_and_integer_swver():
     assert totals(s).net_grid_kw == pytest.approx(-1.55)
 
 
-def test_ess_devices_are_kept_as_other():
+def test_ess_devices_become_batteries_and_the_rest_is_kept_as_other():
     s = parse(real("with_ess_devices").read_bytes())
-    kinds = sorted(d.device_type for d in s.other)
-    assert kinds == sorted(["PV Disconnect", "Gateway", "Storage Inverter", "ESS BMS",
-                            "Battery", "Energy Storage System"])
-    battery = next(d for d in s.other if d.device_type == "Battery")
-    assert battery.fields["DEVICE_TYPE"] == "Battery"  # kept exactly as reported
+    assert sorted(d.device_type for d in s.other) == ["Gateway", "PV Disconnect"]
+    by_type = {b.device_type: b for b in s.batteries}
+    assert sorted(by_type) == ["Battery", "ESS BMS", "Energy Storage System",
+                               "Storage Inverter"]
+    battery = by_type["Battery"]
+    assert (battery.serial, battery.model, battery.state) == (
+        "M00122109A0355", "POWERAMP-Komodo 1.2", "error")
+    assert battery.extra["PARENT"] == "00001ABC1234_01234567890ABCDEF"  # kept as reported
+    assert battery.extra["hw_version"] == "4.34"
+    assert battery.power_kw is None and battery.soc_pct is None  # this capture has none
     assert len(s.inverters) == 12
+    t = totals(s)
+    # a battery of unknown power makes production + net no estimate of the house load
+    assert t.consumption_kw is None and t.net_grid_kw == pytest.approx(-0.1813)
+    assert t.battery_kw is None and t.battery_soc_pct is None
+
+
+def test_livedata_battery_power_and_charge():
+    t = totals(parse(real("livedata_obj_ess").read_bytes()))
+    assert t.battery_kw == pytest.approx(1.186)  # + discharging
+    assert t.battery_soc_pct == pytest.approx(86.0)  # the PVS sends 0.86
+    # the PVS's own site load is production + net grid + battery discharge
+    assert t.consumption_kw == pytest.approx(0.015622 + 0.674694 + 1.186, abs=1e-6)
 
 
 def test_varserver_livedata_and_meters():
@@ -187,3 +204,77 @@ def test_small_conversions():
     assert firmware_build("2025.06, Build 61839") == 61839
     assert firmware_build("2025.06.24.61840") == 61840
     assert firmware_build("weird") is None
+
+
+def _with(fixture: str, **changes: str) -> bytes:
+    """A real varserver object answer with some variables added or changed."""
+    doc = json.loads(real(fixture).read_bytes())
+    doc.update({name.replace("__", "/"): value for name, value in changes.items()})
+    return json.dumps(doc).encode()
+
+
+def test_varserver_ess_variables_become_a_battery():
+    # the names and string values are those of pypvs's public PVS6 variable list
+    ess = {f"/sys/devices/ess/0/{k}": v for k, v in {
+        "sn": "00001ABC1234_01234567890ABCDEF", "prodMdlNm": "SPWR-Equinox-model",
+        "msmtEps": "2025-06-28T04:00:00Z", "socVal": "0.860000", "customerSocVal": "0.820000",
+        "sohVal": "97", "p3phsumKw": "-1.250000", "vBattV": "52.400002",
+        "opMode": "SELF_CONSUMPTION", "tInvtrDegc": "31.500000"}.items()}
+    doc = json.loads(real("livedata_obj_ess").read_bytes()) | ess
+    del doc["/sys/livedata/ess_p"]  # so the battery's own power is what totals use
+    s = parse(json.dumps(doc).encode())
+    (battery,) = s.batteries
+    assert (battery.device_type, battery.serial, battery.op_mode) == (
+        "ess", "00001ABC1234_01234567890ABCDEF", "SELF_CONSUMPTION")
+    assert battery.soc_pct == pytest.approx(86.0)
+    assert battery.customer_soc_pct == pytest.approx(82.0)
+    assert battery.soh_pct == pytest.approx(97.0)
+    assert battery.power_kw == pytest.approx(-1.25)  # charging
+    assert battery.battery_v == pytest.approx(52.4)
+    assert battery.data_time == datetime(2025, 6, 28, 4, 0, tzinfo=UTC)
+    assert battery.extra["tInvtrDegc"] == "31.500000"  # unknown fields stay kept
+    t = totals(s)
+    assert t.battery_kw == pytest.approx(-1.25)
+    assert t.battery_soc_pct == pytest.approx(86.0)  # livedata soc wins over the mean
+
+
+def test_net_meter_consumption_counts_battery_power():
+    base = json.loads(real("meter_data_obj_61840").read_bytes())
+    plain = totals(parse(json.dumps(base).encode()))
+    ess = {"/sys/devices/ess/0/sn": "E1", "/sys/devices/ess/0/p3phsumKw": "2.000000"}
+    discharging = totals(parse(json.dumps(base | ess).encode()))
+    assert plain.consumption_kw is not None
+    # 2 kW from the battery is 2 kW more house load for the same production and grid
+    assert discharging.consumption_kw == pytest.approx(plain.consumption_kw + 2.0)
+    assert discharging.net_grid_kw == plain.net_grid_kw
+
+
+@pytest.mark.parametrize(("raw", "pct"), [
+    ("0x03", 30.0), ("0x01", 10.0), ("0x0A", 100.0), ("0x0b", 110.0), ("0x00", 0.0),
+    ("5", 50.0), (8, 80.0), ("0x0C", None), ("n/a", None), ("", None), (None, None),
+])
+def test_flash_wear_is_hex_tenths(raw, pct):
+    assert flash_wear_pct(raw) == pct
+
+
+def test_varserver_flash_wear_and_cpu_usage_fields():
+    s = parse(_with("match_rev_obj_fmt", __sys__pvs__flashwear_type_b="0x03",
+                    __sys__pvs__usb_erase_count="4", __sys__info__cpu_usage="37"))
+    sup = s.supervisor
+    assert sup is not None
+    assert sup.flash_wear_pct == 30.0
+    assert "/sys/pvs/flashwear_type_b" not in sup.extra
+    assert sup.extra["/sys/pvs/usb_erase_count"] == "4"  # unknown variables stay kept
+    assert sup.cpu_usage_pct == 37.0 and sup.cpu_load is None  # a %, not a load average
+    legacy = parse(real("dl_cgi_61839_30").read_bytes()).supervisor
+    assert legacy is not None and legacy.cpu_load is not None and legacy.cpu_usage_pct is None
+
+
+def test_millisecond_livedata_time_is_the_same_instant():
+    seconds = parse(real("livedata_obj_ess").read_bytes())
+    millis = parse(_with("livedata_obj_ess", __sys__livedata__time="1751083263512"))
+    assert seconds.pvs_time == datetime(2025, 6, 28, 4, 1, 3, tzinfo=UTC)
+    assert millis.pvs_time == datetime(2025, 6, 28, 4, 1, 3, 512000, tzinfo=UTC)
+    assert millis.polled_at == millis.pvs_time
+    # a garbage clock gives no time rather than one in a far year
+    assert parse(_with("livedata_obj_ess", __sys__livedata__time="9e15")).pvs_time is None

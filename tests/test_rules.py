@@ -236,3 +236,43 @@ def test_disabled_rules_and_overrides(store: Store, config_dict: dict) -> None:
     later = [e for k in range(6) for e in engine.evaluate(
         start + timedelta(hours=30, minutes=15 * k), None, "down")]
     assert [e.rule for e in later if e.event == "open"] == []
+
+
+def _worn(at: datetime, wear_pct: float | None) -> Snapshot:
+    """A varserver-style reading whose PVS reports its flash wear."""
+    base = snap(at)
+    sup = Supervisor(uptime_s=base.supervisor.uptime_s if base.supervisor else None,
+                     flash_wear_pct=wear_pct, data_time=at)
+    return Snapshot(polled_at=at, api="varserver", source="test", supervisor=sup,
+                    meters=base.meters, inverters=base.inverters)
+
+
+def _feed_wear(engine: Engine, start: datetime, hours: float, wear: float | None
+               ) -> list[AlertEvent]:
+    events: list[AlertEvent] = []
+    for k in range(int(hours * 4)):
+        at = start + STEP * k
+        events += engine.evaluate(at, _worn(at, wear), None)
+    return events
+
+
+def test_flash_wear_warns_at_80_pct_by_default(store: Store, config: Config) -> None:
+    engine = Engine(store, config)
+    start = NOON - timedelta(hours=3)
+    assert _feed_wear(engine, start - timedelta(hours=2), 2, 70.0) == []  # 0x07
+    assert _feed_wear(engine, start - timedelta(hours=4), 2, None) == []  # not reported
+    events = _feed_wear(engine, start, 2, 80.0)  # 0x08
+    opens = [e for e in events if e.event == "open"]
+    assert [(e.rule, e.severity, e.subject) for e in opens] == \
+        [("pvs_flash_wear", "warning", "system")]
+    assert "80 % of its rated life" in opens[0].message
+    assert "replacement" in opens[0].message
+
+
+def test_flash_wear_threshold_is_configurable(store: Store, config_dict: dict) -> None:
+    raw = {**config_dict, "alerts": {"rules": {"pvs_flash_wear": {"max_wear_pct": 90}}}}
+    engine = Engine(store, config_from_dict(raw, env={}))
+    start = NOON - timedelta(hours=3)
+    assert [e.rule for e in _feed_wear(engine, start, 2, 80.0)] == []
+    events = _feed_wear(engine, start + timedelta(hours=2), 2, 90.0)
+    assert [(e.event, e.rule) for e in events] == [("open", "pvs_flash_wear")]

@@ -355,3 +355,21 @@ def test_without_a_sheet_rows_go_to_the_dry_run_and_gspread_is_not_imported(conf
     out = subprocess.run([sys.executable, "-c", code, json.dumps(raw)], capture_output=True,
                          text=True, cwd=Path(__file__).parent.parent, timeout=60)
     assert out.stdout.split() == ["1", "False"], out.stderr
+
+
+def test_battery_columns_appear_only_for_a_battery_site(fake, sheet_config):
+    config = sheet_config()
+    run(config, START)  # a site without a battery: no battery columns
+    assert fake.sheet(SID, "Readings").values()[0] == READINGS.headers
+    ess = json.loads(real("livedata_obj_ess").read_bytes())
+    at = START + STEP
+    with open_store(config) as store:
+        with store.transaction():
+            body = json.dumps({**ess, "/sys/info/sw_rev": "2025.06.24.61840"}).encode()
+            store.record_snapshot(at, parse(body, polled_at=at), None)
+        outbox.enqueue_poll(store, at, at)
+        sheets.flush(store, config.google_sheets, TZ, now=at, sleep=pytest.fail)
+    header, *rows = fake.sheet(SID, "Readings").values()
+    assert header == [*READINGS.headers, "Battery kW (+discharge)", "Battery charge %"]
+    assert rows[1][header.index("Battery kW (+discharge)")] == pytest.approx(1.186)
+    assert rows[1][header.index("Battery charge %")] == pytest.approx(86.0)

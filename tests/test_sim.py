@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from solar_monitor.emulation.sim import (
     DeadInverter,
     FirmwareChange,
     FlashLow,
+    FlashWorn,
     GridOutOfRange,
     MissingInverter,
     ProductionTripped,
@@ -25,6 +27,7 @@ from solar_monitor.emulation.sim import (
     UploadBacklog,
     WeakInverter,
 )
+from solar_monitor.pvs.parse import parse
 from solar_monitor.sun import daylight_utc, sun_azimuth_deg, sun_elevation_deg, sun_position_deg
 
 SF = (37.77, -122.42)
@@ -377,6 +380,16 @@ def test_flash_low_and_upload_backlog(site: SimulatedSite) -> None:
     assert int(pvs(t)["dl_untransmitted"]) == 0
     assert int(pvs(t + timedelta(hours=10))["dl_untransmitted"]) == 120
     assert int(s.vars(t + timedelta(hours=30))["/sys/info/flash_usage"]) >= 98
+
+
+def test_flash_worn_reports_hex_tenths_that_parse_as_percent(site: SimulatedSite) -> None:
+    t = clear_noon(site)
+    s = with_faults(FlashWorn(start=t, end=t + timedelta(hours=5), tenths=8))
+    wear = lambda when: s.vars(when)["/sys/pvs/flashwear_type_b"]  # noqa: E731
+    assert (wear(t - timedelta(hours=1)), wear(t), wear(t + timedelta(hours=6))) == \
+        ("0x01", "0x08", "0x01")
+    snapshot = parse(json.dumps(s.vars(t)).encode())
+    assert snapshot.supervisor is not None and snapshot.supervisor.flash_wear_pct == 80.0
 
 
 def test_faults_can_be_added_and_removed_at_run_time(site: SimulatedSite) -> None:

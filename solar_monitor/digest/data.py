@@ -70,6 +70,7 @@ class PvsHealth:
     untransmitted_max: float | None
     untransmitted_last: float | None
     firmware: tuple[str, ...]
+    flash_wear_pct_max: float | None = None  # eMMC life used; new firmware only
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +339,8 @@ def _health(store: Store, tz: ZoneInfo, start: datetime, end: datetime) -> PvsHe
     """
     rows = store.db.execute(
         "SELECT p.polled_at, p.firmware, s.uptime_s, s.flash_avail_kib, s.flash_used_pct, "
-        "s.untransmitted FROM supervisor_readings s JOIN polls p ON p.id = s.poll_id "
+        "s.untransmitted, s.flash_wear_pct "
+        "FROM supervisor_readings s JOIN polls p ON p.id = s.poll_id "
         "WHERE p.polled_at >= ? AND p.polled_at < ? ORDER BY p.polled_at",
         (iso(start), iso(end))).fetchall()
     before = store.db.execute(
@@ -376,7 +378,8 @@ def _health(store: Store, tz: ZoneInfo, start: datetime, end: datetime) -> PvsHe
         flash_used_pct_max=max(used, default=None),
         untransmitted_max=max(backlog, default=None),
         untransmitted_last=backlog[-1] if backlog else None,
-        firmware=tuple(dict.fromkeys(r["firmware"] for r in rows if r["firmware"])))
+        firmware=tuple(dict.fromkeys(r["firmware"] for r in rows if r["firmware"])),
+        flash_wear_pct_max=max(known("flash_wear_pct"), default=None))
 
 
 def _alerts(store: Store, start: datetime, end: datetime) -> AlertSummary:

@@ -286,6 +286,8 @@ def _health(data: DigestData) -> str:
     ]
     if h.flash_used_pct_max is not None:
         rows.insert(2, ("Flash used (highest)", _pct(h.flash_used_pct_max)))
+    if h.flash_wear_pct_max is not None:
+        rows.insert(2, ("Flash wear (eMMC life used)", _pct(h.flash_wear_pct_max, 0)))
     if h.firmware:
         rows.append(("Firmware", ", ".join(h.firmware)))
     return _section("PVS health", _table(
@@ -386,6 +388,8 @@ def render_text(data: DigestData) -> str:
                 f"{_mib(h.flash_avail_kib_last)}",
                 f"  Upload backlog (highest / last): {_records(h.untransmitted_max)} / "
                 f"{_records(h.untransmitted_last)}"]
+        if h.flash_wear_pct_max is not None:
+            out.append(f"  Flash wear (eMMC life used): {_pct(h.flash_wear_pct_max, 0)}")
     else:
         out.append("  No health counters reported.")
     out += ["", "The watchdog itself"] + [f"  {k}: {v}" for k, v in

@@ -148,6 +148,14 @@ class UploadBacklog(_Window):
 
 
 @dataclass(frozen=True, kw_only=True)
+class FlashWorn(_Window):
+    """The eMMC reports `tenths` of its life used (`/sys/pvs/flashwear_type_b`, varserver
+    only); outside the window it reports 0x01 (10 %)."""
+
+    tenths: int = 8
+
+
+@dataclass(frozen=True, kw_only=True)
 class GridOutOfRange(_Window):
     """The grid is out of range: V12 (V) and/or frequency (Hz) forced to these values.
     Outside IEEE 1547 limits the inverters trip (zero power)."""
@@ -172,6 +180,7 @@ SiteFault = (
     | FirmwareChange
     | DataStale
     | FlashLow
+    | FlashWorn
     | UploadBacklog
     | GridOutOfRange
     | ProductionTripped
@@ -787,6 +796,11 @@ class SimulatedSite:
             normal = min(normal, normal + (f.flash_avail_kib - normal) * done)
         return normal
 
+    def flash_wear_tenths(self, t: datetime) -> int:
+        """The eMMC's life used at `t`, in tenths (what flashwear_type_b reports)."""
+        worn = [f.tenths for f in self._active(FlashWorn, t) if isinstance(f, FlashWorn)]
+        return max([1, *worn])
+
     def _untransmitted(self, t: datetime) -> int:
         backlog = 0.0
         for f in self._active(UploadBacklog, t):
@@ -1152,7 +1166,7 @@ def _render_vars(site: SimulatedSite, st: SiteState, t: datetime) -> dict[str, s
         "/sys/info/cpu_usage": str(int(st.cpu_load * 100 / 4)),
         "/sys/info/ram_usage": str(int(st.mem_used_kib * 100 / 262144)),
         "/sys/info/flash_usage": str(int(100 * (1 - st.flash_avail_kib / _FLASH_TOTAL_KIB))),
-        "/sys/pvs/flashwear_type_b": "0x01",
+        "/sys/pvs/flashwear_type_b": f"0x{site.flash_wear_tenths(t):02X}",
     }
     prod, cons = _meters(site, st)
     meter_time = iso_utc(_floor(st.data_time, 15))

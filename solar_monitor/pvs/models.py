@@ -1,6 +1,8 @@
 """Typed snapshot of one PVS reading: the data type every pipeline stage shares.
 
 Units are in the field names (`_kw`, `_kwh`, `_v`, `_a`, `_hz`, `_c`, `_s`, `_kib`, `_pct`).
+Battery power follows the PVS's livedata `ess_p`: positive while the battery discharges
+(it feeds the house), negative while it charges.
 Times are aware UTC datetimes. A metric the PVS did not send is None, never 0.
 Fields the parser does not map are kept in `extra`, so new firmware loses nothing.
 """
@@ -32,7 +34,7 @@ class Supervisor:
     state: str | None = None
     data_time: datetime | None = None
     uptime_s: float | None = None
-    cpu_load: float | None = None
+    cpu_load: float | None = None  # legacy dl_cpu_load: the load average (no unit)
     mem_used_kib: float | None = None
     flash_avail_kib: float | None = None
     flash_used_pct: float | None = None
@@ -42,6 +44,10 @@ class Supervisor:
     skipped_scans: float | None = None
     scan_time_s: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # varserver only: /sys/info/cpu_usage, a percentage, never mixed with the load average
+    cpu_usage_pct: float | None = None
+    # share of the eMMC's rated life used (/sys/pvs/flashwear_type_b, in steps of 10 %)
+    flash_wear_pct: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +118,31 @@ class Inverter:
 
 
 @dataclass(frozen=True, slots=True)
+class Battery:
+    """A SunVault storage device: the ESS (varserver `ess`, DeviceList "Energy Storage
+    System"), its BMS, a battery module or the storage inverter.
+
+    `power_kw` is + while discharging, - while charging. `state` is the DeviceList STATE
+    ("working"/"error"); `op_mode` is varserver's operating mode (e.g. "SELF_CONSUMPTION").
+    """
+
+    device_type: str
+    serial: str | None
+    model: str | None = None
+    state: str | None = None
+    op_mode: str | None = None
+    data_time: datetime | None = None
+    soc_pct: float | None = None
+    customer_soc_pct: float | None = None
+    soh_pct: float | None = None
+    power_kw: float | None = None
+    battery_v: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Device:
-    """Any other device (battery, gateway, disconnect, ...), kept exactly as reported."""
+    """Any other device (gateway, PV disconnect, ...), kept exactly as reported."""
 
     device_type: str
     serial: str | None
@@ -131,6 +160,8 @@ class Totals:
     lifetime_production_kwh: float | None
     inverters_total: int
     inverters_producing: int
+    battery_kw: float | None = None  # + discharging, - charging; None without a battery
+    battery_soc_pct: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +183,7 @@ class Snapshot:
     inverters: tuple[Inverter, ...] = ()
     other: tuple[Device, ...] = ()
     livedata: Mapping[str, Any] = field(default_factory=dict)
+    batteries: tuple[Battery, ...] = ()
 
     def meter(self, kind: MeterKind) -> Meter | None:
         """The first meter of that kind, or None."""
@@ -168,10 +200,58 @@ def _net_grid_meter(meter: Meter) -> bool:
     return not subtype.startswith("GROSS")
 
 
+# Which storage devices carry the site's battery power, most trusted first: summing every
+# device would count the ESS and its storage inverter twice.
+BATTERY_POWER_TYPES = ("ess", "Energy Storage System", "Storage Inverter")
+
+
+def battery_power(snapshot: Snapshot) -> float | None:
+    """Site battery power in kW (+ discharging, - charging): livedata `ess_p`, else the sum
+    over the first device type of BATTERY_POWER_TYPES that reports power; None when the
+    site has no battery or none reports its power."""
+    live = snapshot.livedata.get("ess_p")
+    if isinstance(live, float) and _live_battery(snapshot):
+        return live
+    for device_type in BATTERY_POWER_TYPES:
+        powers = [b.power_kw for b in snapshot.batteries
+                  if b.device_type == device_type and b.power_kw is not None]
+        if powers:
+            return round(sum(powers), 4)
+    return None
+
+
+def battery_soc(snapshot: Snapshot) -> float | None:
+    """Site state of charge in %: livedata `soc`, else the mean over the batteries."""
+    live = snapshot.livedata.get("soc")
+    if isinstance(live, float) and live >= 0 and _live_battery(snapshot):
+        return soc_percent(live)
+    values = [b.soc_pct for b in snapshot.batteries if b.soc_pct is not None]
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def _live_battery(snapshot: Snapshot) -> bool:
+    """Whether the site has a battery: a storage device, or livedata that shows one (a PVS
+    without a SunVault may still list ess_p and soc, as zeros)."""
+    live = snapshot.livedata
+    return bool(snapshot.batteries) or any(
+        isinstance(live.get(k), float) and live[k] != 0 for k in ("soc", "ess_p"))
+
+
+def soc_percent(value: float) -> float:
+    """A PVS state of charge -> %. The PVS sends a fraction (livedata `soc` 0.86 on a real
+    SunVault; the ESS config bounds SoC "between 0.0 and 1.0"); a value above 1 is taken
+    as already in %."""
+    return round(value * 100, 2) if value <= 1.0 else value
+
+
 def totals(snapshot: Snapshot) -> Totals:
     """Site figures: production from the production meter (else varserver livedata, else
     the sum of inverters), consumption and net grid (+ import) from the consumption meter
-    or livedata. A figure the site cannot measure is None, never a guess."""
+    or livedata. A figure the site cannot measure is None, never a guess.
+
+    With a battery, house consumption = production + net grid + battery power (+ while
+    discharging), as the PVS's own site_load_p = pv_p + net_p + ess_p. A site with a
+    battery whose power is unknown gets no estimate."""
     inverter_kw = [i.power_kw for i in snapshot.inverters if i.power_kw is not None]
     prod = snapshot.meter("production")
     live = snapshot.livedata
@@ -181,17 +261,21 @@ def totals(snapshot: Snapshot) -> Totals:
     if production is None and inverter_kw:
         production = round(sum(inverter_kw), 4)
 
+    battery = battery_power(snapshot)
+    has_battery = bool(snapshot.batteries) or battery is not None
+    storage = battery if battery is not None else 0.0
     consumption = net = None
     cons = snapshot.meter("consumption")
     if isinstance(live.get("site_load_p"), float) and isinstance(live.get("net_p"), float):
         consumption, net = live["site_load_p"], live["net_p"]
     elif cons is not None and cons.power_kw is not None:
+        unknown = production is None or (has_battery and battery is None)
         if _net_grid_meter(cons):
             net = cons.power_kw
-            consumption = None if production is None else round(production + net, 4)
+            consumption = None if unknown else round(production + net + storage, 4)
         else:
             consumption = cons.power_kw
-            net = None if production is None else round(consumption - production, 4)
+            net = None if unknown else round(consumption - production - storage, 4)
 
     lifetime = prod.lifetime_net_kwh if prod else None
     if lifetime is None and isinstance(live.get("pv_en"), float):
@@ -203,4 +287,5 @@ def totals(snapshot: Snapshot) -> Totals:
         production_kw=production, consumption_kw=consumption, net_grid_kw=net,
         lifetime_production_kwh=lifetime, inverters_total=len(snapshot.inverters),
         inverters_producing=sum(1 for i in snapshot.inverters if i.producing),
+        battery_kw=battery, battery_soc_pct=battery_soc(snapshot),
     )

@@ -8,6 +8,10 @@ Accepted shapes (detected from the content, never from a file name):
 - `/cgi-bin/dl_cgi/supervisor/info` and the `/auth?login` answer (no devices).
 Gzip is detected by its magic bytes. Every failure is a ParseError with a one-line reason.
 
+SunVault storage devices (DeviceList types in BATTERY_DEVICE_TYPES, varserver
+`/sys/devices/ess/<i>/...`) become Battery models; their power keeps the PVS's sign (+
+discharging). A state of charge is a fraction on the PVS and a percentage in the model.
+
 varserver has no inverter STATE. It is derived: "working" when the inverter reported at
 least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the reading's time, "error" otherwise
 (matching what legacy firmware reports at night or when an inverter stops talking).
@@ -27,12 +31,14 @@ from typing import Any
 from solar_monitor.pvs.errors import ParseError
 from solar_monitor.pvs.models import (
     PRODUCING_MIN_KW,
+    Battery,
     Device,
     Inverter,
     Meter,
     MeterKind,
     Snapshot,
     Supervisor,
+    soc_percent,
 )
 
 VARSERVER_FRESH_S = 20 * 60
@@ -86,8 +92,21 @@ VAR_INVERTER_METRICS = {
 }
 VAR_SUPERVISOR = {"serialnum": "serial", "model": "model", "sw_rev": "firmware",
                   "hwrev": "hardware"}
-VAR_SUPERVISOR_METRICS = {"uptime": "uptime_s", "cpu_usage": "cpu_load",
+VAR_SUPERVISOR_METRICS = {"uptime": "uptime_s", "cpu_usage": "cpu_usage_pct",
                           "flash_usage": "flash_used_pct"}
+FLASH_WEAR_VAR = "/sys/pvs/flashwear_type_b"  # eMMC life used, hex tenths: 0x03 = 30 %
+
+# SunVault. DeviceList types (lowercase) that are storage; the DeviceList ESS entries seen
+# so far carry no metrics, so their metric names are varserver's, in DeviceList's
+# snake_case spelling (p3phsumKw is p_3phsum_kw on both).
+BATTERY_DEVICE_TYPES = frozenset({"energy storage system", "ess bms", "battery",
+                                  "storage inverter"})
+BATTERY_PROPS = {"SERIAL": "serial", "MODEL": "model", "STATE": "state"}
+BATTERY_METRICS = {"soc_val": "soc_pct", "customer_soc_val": "customer_soc_pct",
+                   "soh_val": "soh_pct", "p_3phsum_kw": "power_kw", "v_batt_v": "battery_v"}
+VAR_BATTERY_METRICS = {"socVal": "soc_pct", "customerSocVal": "customer_soc_pct",
+                       "sohVal": "soh_pct", "p3phsumKw": "power_kw", "vBattV": "battery_v"}
+_SOC_FIELDS = ("soc_pct", "customer_soc_pct")
 
 _VAR_CONSUMED = frozenset({"sn", "prodMdlNm", "msmtEps"})
 # Bounded digit runs: int() refuses more than 4300 digits (ValueError), and no index or
@@ -210,6 +229,7 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
     supervisor: Supervisor | None = None
     meters: list[Meter] = []
     inverters: list[Inverter] = []
+    batteries: list[Battery] = []
     other: list[Device] = []
     curtimes: list[datetime] = []
     for raw in devices:
@@ -225,6 +245,8 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
             meters.append(_legacy_meter(raw))
         elif kind == "inverter" and _text(raw.get("SERIAL")):
             inverters.append(_legacy_inverter(raw))
+        elif kind in BATTERY_DEVICE_TYPES:
+            batteries.append(_legacy_battery(raw))
         else:
             other.append(Device(str(raw.get("DEVICE_TYPE") or "unknown"),
                                 _text(raw.get("SERIAL")), _text(raw.get("STATE")), raw))
@@ -235,7 +257,7 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         firmware=supervisor.firmware if supervisor else None,
         build=supervisor.build if supervisor else None, pvs_time=pvs_now,
         supervisor=supervisor, meters=tuple(meters), inverters=tuple(inverters),
-        other=tuple(other),
+        other=tuple(other), batteries=tuple(batteries),
     )
 
 
@@ -291,6 +313,23 @@ def _legacy_inverter(raw: Mapping[str, Any]) -> Inverter:
     if named.get("state"):
         named["state"] = named["state"].lower()
     return Inverter(data_time=pvs_time(raw.get("DATATIME")), extra=extra, **named)
+
+
+def _legacy_battery(raw: Mapping[str, Any]) -> Battery:
+    named, extra = _split(raw, BATTERY_PROPS, BATTERY_METRICS)
+    if named.get("state"):
+        named["state"] = named["state"].lower()
+    return Battery(device_type=str(raw.get("DEVICE_TYPE")),
+                   data_time=pvs_time(raw.get("DATATIME")), extra=extra,
+                   **_battery_units(named))
+
+
+def _battery_units(named: dict[str, Any]) -> dict[str, Any]:
+    """States of charge from the PVS's fraction to % (state of health is sent in %)."""
+    for key in _SOC_FIELDS:
+        if isinstance(named.get(key), float):
+            named[key] = soc_percent(named[key])
+    return named
 
 
 # --- varserver ---------------------------------------------------------------------------
@@ -352,6 +391,7 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     supervisor = _var_supervisor(info, loose) if info or loose else None
     meters: list[Meter] = []
     inverters: list[Inverter] = []
+    batteries: list[Battery] = []
     other: list[Device] = []
     for (kind, _index), fields in sorted(groups.items()):
         serial = _text(fields.get("sn"))
@@ -359,6 +399,8 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
             inverters.append(_var_inverter(fields, reference))
         elif kind == "meter" and serial:
             meters.append(_var_meter(fields))
+        elif kind == "ess":
+            batteries.append(_var_battery(fields))
         else:
             other.append(Device(kind, serial, None, fields))
     return Snapshot(
@@ -367,6 +409,7 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
         build=supervisor.build if supervisor else None,
         pvs_time=live_time, supervisor=supervisor, meters=tuple(meters),
         inverters=tuple(inverters), other=tuple(other), livedata=livedata,
+        batteries=tuple(batteries),
     )
 
 
@@ -390,6 +433,14 @@ def _var_meter(fields: Mapping[str, Any]) -> Meter:
                  extra=extra, **named)
 
 
+def _var_battery(fields: Mapping[str, Any]) -> Battery:
+    named, extra = _split(fields, {}, VAR_BATTERY_METRICS, _VAR_CONSUMED | {"opMode"})
+    return Battery(device_type="ess", serial=_text(fields.get("sn")),
+                   model=_text(fields.get("prodMdlNm")), op_mode=_text(fields.get("opMode")),
+                   data_time=_aware(fields.get("msmtEps")), extra=extra,
+                   **_battery_units(named))
+
+
 def _var_supervisor(info: Mapping[str, Any], loose: Mapping[str, Any]) -> Supervisor:
     named: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -401,6 +452,9 @@ def _var_supervisor(info: Mapping[str, Any], loose: Mapping[str, Any]) -> Superv
         else:
             extra[key] = value
     extra.update(loose)
+    if (wear := flash_wear_pct(loose.get(FLASH_WEAR_VAR))) is not None:
+        named["flash_wear_pct"] = wear
+        del extra[FLASH_WEAR_VAR]
     return Supervisor(build=firmware_build(named.get("firmware")), extra=extra, **named)
 
 
@@ -423,6 +477,22 @@ def firmware_build(version: str | None) -> int | None:
         return None
     m = _BUILD.search(version) or _SW_REV_BUILD.search(version.strip())
     return int(m.group(1)) if m else None
+
+
+def flash_wear_pct(value: Any) -> float | None:
+    """/sys/pvs/flashwear_type_b -> % of the eMMC's rated life used: the PVS sends hex
+    tenths ("0x03" = 30 %; 0x0B, the eMMC's "exceeded", is 110 %). None when absent or
+    not such a value."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        tenths = value
+    else:
+        text = str(value).strip().lower()
+        if not re.fullmatch(r"(0x)?[0-9a-f]{1,4}", text):
+            return None
+        tenths = int(text, 16)
+    return float(tenths * 10) if 0 <= tenths <= 0x0B else None
 
 
 def pvs_time(value: Any) -> datetime | None:
@@ -481,8 +551,17 @@ def _brief(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+# Livedata time is Unix seconds or milliseconds. 1e11 s is the year 5138 and 1e11 ms is
+# 1973, so the magnitude tells them apart for every plausible clock.
+_EPOCH_MS_FROM = 1e11
+
+
 def _epoch(value: Any) -> datetime | None:
+    """Unix seconds or milliseconds (by magnitude) -> aware UTC; None for zero or less and
+    from the year 3000 on (a garbage clock must not become the poll's time)."""
     number = to_float(value)
+    if number is not None and number >= _EPOCH_MS_FROM:
+        number /= 1000
     if number is None or not 0 < number < 32503680000:
         return None
     return datetime.fromtimestamp(number, UTC)

@@ -162,6 +162,13 @@ def pvs_storage_low(v: PollView, p: Params) -> Iterator[Verdict]:
     yield SYSTEM, low, {"free": free, "used": used}
 
 
+def pvs_flash_wear(v: PollView, p: Params) -> Iterator[Verdict]:
+    sup = v.supervisor
+    if sup is None or sup.flash_wear_pct is None:
+        return  # legacy firmware does not report it
+    yield SYSTEM, sup.flash_wear_pct >= p["max_wear_pct"], {"wear_pct": sup.flash_wear_pct}
+
+
 def pvs_upload_backlog(v: PollView, p: Params) -> Iterator[Verdict]:
     sup = v.supervisor
     if sup is None or sup.untransmitted is None:
@@ -355,6 +362,15 @@ RULES: tuple[Rule, ...] = (
          "or a firmware update clears its logs.",
          {**_HYST, "min_free_kib": 10240.0, "max_used_pct": 92.0, "clear_polls": 4,
           "clear_after_min": 60}),
+    # SunPower's servers refused firmware updates to a PVS at 80 % wear; peer projects
+    # alert at 90 %. Wear only grows, so the alert clears only after a PVS swap.
+    Rule("pvs_flash_wear", "PVS flash wearing out", "warning", "system", pvs_flash_wear,
+         "The PVS's flash memory (eMMC) has used {wear_pct:.0f} % of its rated life "
+         "(since {since}). At 80 % SunPower stopped sending a PVS firmware updates, and a "
+         "worn-out eMMC fails.",
+         "The PVS still works: plan its replacement with your installer or SunStrong "
+         "before the flash fails.",
+         {**_HYST, "max_wear_pct": 80.0, "clear_polls": 4, "clear_after_min": 60}),
     Rule("pvs_upload_backlog", "PVS not reaching the cloud", "warning", "system",
          pvs_upload_backlog,
          "{records} records wait for upload on the PVS (since {since}): it is not reaching "

@@ -9,6 +9,10 @@
 Exactly once, crash-safe: the last line of each file is its watermark. Before appending,
 a torn last line is cut off, and the rows of the file's last poll are rewritten in full,
 so a run killed mid-write is repaired by the next one with no duplicate and no gap.
+
+New columns are only ever appended. A file written before a column existed gets the new
+header once (rewritten whole, atomically; its old rows keep their cells, padded empty), so
+every row stays as wide as the header.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from solar_monitor.archive import write_atomic
 from solar_monitor.store import Store, from_iso
 
 TAIL_BYTES = 512 * 1024
@@ -64,6 +69,8 @@ READINGS_COLUMNS: tuple[Column, ...] = (
     Column("sun_elevation_deg", _field("sun_elevation_deg")),
     Column("firmware", _field("firmware")),
     Column("api", _field("api")),
+    Column("battery_kw", _field("battery_kw")),  # + discharging, - charging
+    Column("battery_soc_pct", _field("battery_soc_pct")),
 )
 INVERTER_COLUMNS: tuple[Column, ...] = (
     Column("time_utc", _field("polled_at")),
@@ -87,7 +94,9 @@ def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo) -> int:
     csv_dir.mkdir(parents=True, exist_ok=True)
     readings = csv_dir / "readings.csv"
     written = 0
-    rows = store.polls_from(_repair_and_watermark(readings))
+    mark = _repair_and_watermark(readings)
+    _widen(readings, READINGS_COLUMNS)  # after the repair: a torn line must not be kept
+    rows = store.polls_from(mark)
     written += _append(readings, READINGS_COLUMNS, rows, tz)
 
     marks: dict[Path, str | None] = {}  # each file is repaired once per export
@@ -149,6 +158,30 @@ def _repair_and_watermark(path: Path) -> str | None:
             offset += len(line)
         _truncate(handle, offset, size)
         return last_key.decode("ascii", errors="replace")
+
+
+def _widen(path: Path, columns: Sequence[Column]) -> None:
+    """Give a file written before the last columns were appended the current header, its
+    old rows padded with empty cells. A header that is not a prefix of the current one
+    (a file someone edited) is left alone."""
+    headers = [c.header for c in columns]
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            old = next(csv.reader(handle), None)
+    except FileNotFoundError:
+        return
+    if not old or old == headers or old != headers[:len(old)]:
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    pad = [""] * (len(headers) - len(old))
+    with path.open(encoding="utf-8", newline="") as src:
+        reader = csv.reader(src)
+        next(reader)
+        for row in reader:
+            writer.writerow(row + pad if len(row) == len(old) else row)
+    write_atomic(path, buffer.getvalue().encode("utf-8"))  # once: a few MB a year
 
 
 def _truncate(handle: Any, offset: int, size: int) -> None:

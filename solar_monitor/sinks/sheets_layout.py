@@ -193,7 +193,18 @@ def readings_cells(poll: Mapping[str, Any], open_alerts: int | None) -> Cells:
         ("Cloud cover %", _r(poll["cloud_cover_pct"], 0)),
         ("Open alerts", open_alerts),
         ("Time (UTC)", poll["polled_at"]),
-    ]
+    ] + _battery_cells(poll)
+
+
+def _battery_cells(poll: Mapping[str, Any]) -> Cells:
+    """Battery columns, only for a poll that has a battery: a site without one never gets
+    them; a SunVault site gets them at the right end on its first battery reading."""
+    keys = poll.keys()  # a sqlite3.Row or a dict; rows queued before 0007 lack them
+    kw = poll["battery_kw"] if "battery_kw" in keys else None
+    soc = poll["battery_soc_pct"] if "battery_soc_pct" in keys else None
+    if kw is None and soc is None:
+        return []
+    return [("Battery kW (+discharge)", _r(kw, 3)), ("Battery charge %", _r(soc, 1))]
 
 
 def inverter_label(number: int, serial: str) -> str:

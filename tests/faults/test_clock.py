@@ -4,6 +4,7 @@ or reorders a row and never raises a false alert. The PVS's own clock is the wit
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from solar_monitor.clock import TOLERANCE, Anchor, Clocks, place_poll
 from solar_monitor.config import Config, config_from_dict
 from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
 from solar_monitor.emulation.sim import SimulatedSite
-from solar_monitor.pipeline import open_store, run_once
+from solar_monitor.pipeline import _pvs_clock, open_store, run_once
 from solar_monitor.rules.engine import events_between
 
 from ..test_pipeline import Clock
@@ -63,6 +64,15 @@ def test_failed_poll_after_a_jump_is_stamped_by_the_boot_clock() -> None:
     # after a reboot the boot clock says nothing: the Pi's clock is all there is
     rebooted = Clocks(T0 + timedelta(days=1), "boot-b", 30.0)
     assert place_poll(rebooted, None, T0, anchor).at == T0 + timedelta(days=1)
+
+
+def test_millisecond_livedata_time_witnesses_the_clock() -> None:
+    """A PVS that sends livedata time in ms is the same witness as one that sends seconds:
+    read as seconds it would be a year-57,000 time, and the stamp would follow it."""
+    body = json.dumps({"/sys/livedata/time": str(int(T0.timestamp() * 1000) + 250),
+                       "/sys/livedata/pv_p": "1.5"}).encode()
+    p = place_poll(Clocks(T0 - timedelta(hours=6)), _pvs_clock(body), LAST, None)
+    assert (p.at, p.source) == (T0, "pvs")
 
 
 def test_anchor_round_trip_and_garbage() -> None:

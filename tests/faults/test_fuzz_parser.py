@@ -161,7 +161,8 @@ def test_unknown_device_fields_are_kept(name: str, data: st.DataObject) -> None:
     doc["devices"][index][key] = value
     snapshot = parse_or_error(encode(doc))
     assert snapshot is not None
-    kept = [d.extra for d in (snapshot.supervisor, *snapshot.meters, *snapshot.inverters) if d]
+    kept = [d.extra for d in (snapshot.supervisor, *snapshot.meters, *snapshot.inverters,
+                              *snapshot.batteries) if d]
     kept += [d.fields for d in snapshot.other]
     assert any(key in fields and _same(fields[key], value) for fields in kept)
 
