@@ -101,6 +101,7 @@ class PvsClient:
         self._now = now
         self._deadline = 0.0
         self._logged_in = False
+        self._token: str | None = None  # sent as `Cookie: session=<token>`, nothing else
         self._last_error: PvsCommunicationError | None = None
         self.build: int | None = None
 
@@ -208,11 +209,14 @@ class PvsClient:
         if not password:
             raise PvsAuthError("this firmware needs a login, but the PVS serial is unknown; "
                                "set pvs.serial in the config")
-        token = base64.b64encode(f"{self.username}:{password}".encode()).decode()
-        status, _body = self._get(LOGIN_PATH, headers={"Authorization": f"basic {token}"})
-        if status != 200 or "session" not in self.session.cookies:
+        basic = base64.b64encode(f"{self.username}:{password}".encode()).decode()
+        self._token = None
+        status, body = self._get(LOGIN_PATH, headers={"Authorization": f"basic {basic}"})
+        token = _session_from_login(body) if status == 200 else None
+        if token is None:
             raise PvsAuthError(f"login as {self.username} failed (HTTP {status}); check "
                                f"pvs.serial / pvs.password", http_status=status)
+        self._token = token
         self._logged_in = True
 
     # --- transport ---------------------------------------------------------------------
@@ -252,6 +256,11 @@ class PvsClient:
     def _request(self, path: str, headers: dict[str, str] | None,
                  remaining: float) -> tuple[int, bytes]:
         read_timeout = min(self.request_timeout_s, remaining)
+        headers = dict(headers or {})
+        if self._token is not None:
+            # The real cookie is Secure (requests never sends it over http://), and any
+            # other cookie crashes the PVS's handler: send the token ourselves, alone.
+            headers["Cookie"] = f"session={self._token}"
         try:
             response = self.session.get(
                 self.base_url + path, headers=headers, verify=self.verify_tls,
@@ -264,11 +273,24 @@ class PvsClient:
         except requests.RequestException as exc:
             raise PvsCommunicationError(
                 f"cannot reach the PVS at {self._shown_url} ({_reason(exc)})") from None
+        finally:
+            self.session.cookies.clear()  # the jar never adds a cookie to our requests
         if response.status_code in TRANSIENT_STATUS:
             raise PvsCommunicationError(
                 f"the PVS (or its bridge) answered HTTP {response.status_code}",
                 http_status=response.status_code)
         return response.status_code, body
+
+
+def _session_from_login(body: bytes) -> str | None:
+    """The session token of a login answer (`{"session": "<token>"}`), or None."""
+    try:
+        doc = load_json(body)
+    except ParseError:
+        return None
+    token = doc.get("session") if isinstance(doc, dict) else None
+    return token if isinstance(token, str) and token and token.isprintable() \
+        and ";" not in token else None
 
 
 def _check_devicelist(status: int, body: bytes) -> None:
