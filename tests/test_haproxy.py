@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -343,18 +344,20 @@ def test_pypvs_reads_through_the_bridge_over_https(
     pypvs = pytest.importorskip("pypvs.pvs")
     before = len(new_pvs.request_log)
 
-    async def read() -> object:
+    async def read() -> tuple[str, set[str]]:
+        # What pvs-hass does: discover, log in with the last five of the serial, read.
         async with aiohttp.ClientSession() as session:
             pvs = pypvs.PVS(
                 session=session, host=f"127.0.0.1:{new_bridge.tls_port}", user="ssm_owner"
             )
             await pvs.discover()
             await pvs.setup(auth_password=_password(new_pvs))
-            return await pvs.update()
+            data = await pvs.update()
+            return pvs.serial_number, set(data.inverters)
 
-    data = asyncio.run(read())
-    assert data.gateway.serial_number == new_pvs.site.supervisor_serial  # type: ignore[attr-defined]
-    assert len(data.inverters) == new_pvs.site.spec.inverter_count  # type: ignore[attr-defined]
+    serial, inverters = asyncio.run(read())
+    assert serial == new_pvs.site.supervisor_serial
+    assert inverters == set(new_pvs.site.inverter_serials)
     arrived = new_pvs.request_log[before:]
     assert {(r.method, r.scheme) for r in arrived} >= {("GET", "https"), ("POST", "https")}
     assert any(r.body.startswith(b"match=") for r in arrived)
@@ -462,7 +465,9 @@ def _head(text: str) -> bytes:
 
 def _raw(bridge: Bridge, data: bytes, tls: bool = True, half_close: bool = False) -> bytes:
     """Send bytes exactly as given on one connection; all the bridge answers until it
-    closes. `half_close` ends our side of the stream after a short pause."""
+    closes. `half_close` ends our side of the stream after a short pause (plain HTTP
+    only: Python's TLS socket cannot half-close; both sides share every rule)."""
+    assert not (tls and half_close)
     sock = socket.create_connection(("127.0.0.1", bridge.tls_port if tls else bridge.port), 30)
     if tls:
         sock = ssl._create_unverified_context().wrap_socket(sock)
@@ -560,7 +565,7 @@ def test_bytes_past_the_content_length_are_a_new_request_and_refused(
 ) -> None:
     before = len(new_pvs.request_log)
     smuggled = _post(b"name=/a", close=False) + b"set=/sys/x=1\r\n\r\n"
-    answer = _raw(new_bridge, smuggled, half_close=True)
+    answer = _raw(new_bridge, smuggled, tls=False, half_close=True)
     assert b"set=" not in b"".join(r.body for r in new_pvs.request_log[before:])
     assert b" 400 " in answer
 
@@ -568,8 +573,8 @@ def test_bytes_past_the_content_length_are_a_new_request_and_refused(
 def test_a_body_cut_short_never_reaches_the_pvs(new_pvs: Emulator, new_bridge: Bridge) -> None:
     before = len(new_pvs.request_log)
     partial = _post(b"name=/sys/info/serialnum&fmt=obj")[:-8]
-    answer = _raw(new_bridge, partial, half_close=True)
-    assert b"solar-monitor bridge: incomplete request body" in answer
+    # HAProxy refuses it (its log says 400, PR) but answers nothing to a closed side.
+    _raw(new_bridge, partial, tls=False, half_close=True)
     assert new_pvs.request_log[before:] == []
 
 
@@ -580,8 +585,12 @@ def test_the_tls_side_speaks_http11_and_tls12_or_later(new_bridge: Bridge) -> No
             context.wrap_socket(raw) as tls:
         assert tls.selected_alpn_protocol() == "http/1.1"
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    # A client that offers only TLS 1.1 (and the old ciphers it needs) is turned away.
     old = ssl._create_unverified_context()
-    old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
     with socket.create_connection(("127.0.0.1", new_bridge.tls_port), 30) as raw, \
             pytest.raises(ssl.SSLError):
         old.wrap_socket(raw)
