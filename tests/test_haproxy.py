@@ -19,6 +19,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -60,12 +61,14 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return installer_certificate(tmp_path_factory.mktemp("pi"))
 
 
-def _start_bridge(
-    pvs: Emulator, cert: Path, tmp_path: Path, **extra: str
-) -> tuple[Bridge, dict[str, str]]:
+@contextmanager
+def _running_bridge(pvs: Emulator, cert: Path, tmp_path: Path, **extra: str) -> Iterator[Bridge]:
+    """The shipped config in front of `pvs` (its HTTP and HTTPS ports) until the block
+    ends; `extra` overrides presetenv defaults."""
     bridge = Bridge(free_port(), free_port())
     env = bridge_env(pvs.port, pvs.tls_port, bridge.port, bridge.tls_port, cert, **extra)
-    return bridge, env
+    with run_haproxy(tmp_path, env, bridge.port):
+        yield bridge
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +83,7 @@ def bridge(
     pvs: Emulator, cert: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Base URL (plain HTTP) of the shipped config running in front of the emulator."""
-    tmp_path = tmp_path_factory.mktemp("haproxy")
-    ports, env = _start_bridge(pvs, cert, tmp_path)
-    with run_haproxy(tmp_path, env, ports.port):
+    with _running_bridge(pvs, cert, tmp_path_factory.mktemp("haproxy")) as ports:
         yield ports.url
 
 
@@ -239,10 +240,9 @@ def test_a_source_outside_the_lan_acl_is_refused(
     pvs: Emulator, cert: Path, tmp_path: Path
 ) -> None:
     # The ACL admits only 127.0.0.2; connecting from 127.0.0.1 must be refused.
-    ports, env = _start_bridge(pvs, cert, tmp_path, SM_LAN_NETS="127.0.0.2/32")
-    port = ports.port
     path = "/cgi-bin/dl_cgi/supervisor/info"
-    with run_haproxy(tmp_path, env, port):
+    with _running_bridge(pvs, cert, tmp_path, SM_LAN_NETS="127.0.0.2/32") as ports:
+        port = ports.port
         before = len(pvs.requests)
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}{path}", timeout=30)
@@ -263,13 +263,12 @@ def test_a_source_outside_the_lan_acl_is_refused(
 
 def test_optional_log_port_bridge(pvs: Emulator, cert: Path, tmp_path: Path) -> None:
     log_port = free_port()
-    ports, env = _start_bridge(
+    with _running_bridge(
         pvs, cert, tmp_path,
         SM_PVS_LOG_BRIDGE="yes",
         SM_PVS_LOG_BIND=f"127.0.0.1:{log_port}",
         SM_PVS_LOG_ADDR=f"127.0.0.1:{pvs.port}",
-    )
-    with run_haproxy(tmp_path, env, ports.port):
+    ):
         log_bridge = f"http://127.0.0.1:{log_port}"
         _send(log_bridge, "GET", "/browse")
         assert _seen(pvs, "/browse")
@@ -309,9 +308,7 @@ def new_pvs() -> Iterator[Emulator]:
 def new_bridge(
     new_pvs: Emulator, cert: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Bridge]:
-    tmp_path = tmp_path_factory.mktemp("haproxy-new")
-    ports, env = _start_bridge(new_pvs, cert, tmp_path)
-    with run_haproxy(tmp_path, env, ports.port):
+    with _running_bridge(new_pvs, cert, tmp_path_factory.mktemp("haproxy-new")) as ports:
         yield ports
 
 
