@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="503:MIN, slow:SEC, truncated, html, fail, 403, dead:N, missing:N, "
-                        "pvshang:SEC")
+                        "pvshang:SEC, badsession:500|empty")
 
     p = sub.add_parser("demo", parents=[common],
                        help="run simulated days through the whole pipeline, no hardware")

@@ -139,16 +139,18 @@ class EmulatorFault:
     """One switchable fault, as parsed from the CLI (`"503:10"`, `"dead:3"`, ...)."""
 
     kind: Literal["503", "slow", "truncated", "html", "fail", "403", "dead", "missing",
-                  "pvshang"]
+                  "pvshang", "badsession"]
     minutes: float | None = None
     seconds: float | None = None
     target: InverterRef | None = None
+    answer: str | None = None
 
 
 def parse_fault(text: str) -> EmulatorFault:
     """Parse `503:<minutes>`, `slow:<seconds>`, `truncated`, `html`, `fail`, `403`,
-    `dead:<serial|index>`, `missing:<serial|index>` or `pvshang:<seconds>` (a /sys/pvs/
-    read hangs, the known flashwear firmware bug). Raises ValueError with the usage."""
+    `dead:<serial|index>`, `missing:<serial|index>`, `pvshang:<seconds>` (a /sys/pvs/
+    read hangs, the known flashwear firmware bug) or `badsession:500|empty` (how a lost
+    session is answered). Raises ValueError with the usage."""
     kind, _, arg = text.strip().partition(":")
     kind = kind.lower()
     try:
@@ -158,6 +160,8 @@ def parse_fault(text: str) -> EmulatorFault:
             return EmulatorFault("slow", seconds=float(arg))
         if kind == "pvshang":
             return EmulatorFault("pvshang", seconds=float(arg) if arg else 600.0)
+        if kind == "badsession" and arg in ("500", "empty"):
+            return EmulatorFault("badsession", answer=arg)
         if kind in ("truncated", "html", "fail", "403") and not arg:
             return EmulatorFault(kind)  # type: ignore[arg-type]
         if kind in ("dead", "missing") and arg:
@@ -167,7 +171,8 @@ def parse_fault(text: str) -> EmulatorFault:
         pass
     raise ValueError(
         f"bad fault {text!r}: use 503:<minutes>, slow:<seconds>, truncated, html, fail, 403, "
-        "dead:<serial|index>, missing:<serial|index> or pvshang:<seconds>"
+        "dead:<serial|index>, missing:<serial|index>, pvshang:<seconds> or "
+        "badsession:500|empty"
     )
 
 
@@ -182,6 +187,7 @@ class _FaultState:
     fail: bool = False
     forbidden: bool = False
     pvs_hang_s: float = 0.0
+    lost_session: Literal["401", "500", "empty"] = "401"
 
 
 class FaultController:
@@ -231,6 +237,11 @@ class FaultController:
         answers (the known firmware hang on flashwear; 0 turns it off)."""
         self._set(pvs_hang_s=max(0.0, seconds))
 
+    def lost_session_answer(self, answer: Literal["401", "500", "empty"]) -> None:
+        """How /vars answers an expired or unknown session token: the documented 401, or
+        a 500 or an empty 200, as pypvs reports the real server sometimes does."""
+        self._set(lost_session=answer)
+
     def clear(self) -> None:
         """Turn off every transport fault (site faults stay)."""
         self._set(**vars(_FaultState()))
@@ -255,6 +266,8 @@ class FaultController:
             self.slow(fault.seconds or 0.0)
         elif fault.kind == "pvshang":
             self.pvs_hang(fault.seconds or 0.0)
+        elif fault.kind == "badsession" and fault.answer in ("500", "empty"):
+            self.lost_session_answer(fault.answer)  # type: ignore[arg-type]
         elif fault.kind == "truncated":
             self.truncated()
         elif fault.kind == "html":
@@ -278,6 +291,7 @@ class _Answer:
     body: bytes
     content_type: str = "application/json"
     set_cookie: str | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,8 +347,10 @@ class Emulator:
         session_ttl_s: float,
         tls_server: ThreadingHTTPServer | None = None,
         cert_dir: Path | None = None,
+        https_only: bool = False,
     ) -> None:
         self.site = site
+        self.https_only = https_only
         self.clock = clock
         self.session_ttl_s = session_ttl_s
         self.faults = FaultController(site, clock)
@@ -462,6 +478,9 @@ class Emulator:
         local_api = mode != "legacy" and parts.path in ("/auth", "/vars")
         if method != "GET" and not (method == "POST" and local_api):
             return self._refuse(method, target, 405, {"status": 405, "error": "Not allowed"})
+        if local_api and scheme == "http" and self.https_only and self.tls_url:
+            # a PVS that refuses plain http for its LocalAPI: redirect, answer nothing
+            return _Answer(301, b"", "text/html", location=self.tls_url + target)
         if local_api:
             cookie = headers.get("cookie")
             if cookie is not None and "session=" not in cookie:
@@ -570,6 +589,10 @@ class Emulator:
         names = [n for n in params.get("name", "").split(",") if n] if "name" in params else []
         public = bool(names) and all(n in PUBLIC_VARIABLES for n in names)
         state = self._session_state(headers.get("cookie"))
+        if state == EXPIRED_SESSION and not public and faults.lost_session != "401":
+            if faults.lost_session == "500":
+                return _Answer(500, SERVER_ERROR_BODY.encode(), "text/html")
+            return _Answer(200, b"")
         if state is not None and not public:
             return _local_api_error(401, "Unauthorized", state)
         if "set" in params:  # ssm_owner may not write: refused, and logged for tests
@@ -633,6 +656,8 @@ def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(answer.body)))
                 if answer.set_cookie:
                     self.send_header("Set-Cookie", answer.set_cookie)
+                if answer.location:
+                    self.send_header("Location", answer.location)
                 if length > MAX_BODY:
                     self.send_header("Connection", "close")
                     self.close_connection = True
@@ -738,6 +763,7 @@ def start_emulator(
     port: int = 0,
     tls: bool = False,
     tls_port: int = 0,
+    https_only: bool = False,
     clock: Clock | None = None,
     session_ttl_s: float = 300.0,
 ) -> Emulator:
@@ -746,7 +772,9 @@ def start_emulator(
     `firmware` is legacy|auth|varserver and `model` PVS6|PVS5 (default: the site's, else
     PVS6); the site's build is set to match (PVS6 61839, 61842, 61846; PVS5 5405, 5408,
     5412) unless the site's build already behaves that way. `tls` adds an HTTPS listener
-    on `tls_port` with a self-signed certificate made now, sharing the site and sessions.
+    on `tls_port` with a self-signed certificate made now, sharing the site and sessions;
+    `https_only` (with `tls`) makes plain http redirect /auth and /vars to it (301), for
+    clients that must find https by themselves.
     `clock` gives the simulated time of every answer (default wall-clock UTC). Raises
     ValueError on an unknown firmware or model, OSError if a port is taken.
     """
@@ -755,10 +783,14 @@ def start_emulator(
     model = model or (site.spec.model if site else "PVS6")
     if model not in MODELS:
         raise ValueError(f"model must be one of {list(MODELS)}, not {model!r}")
+    if https_only and not tls:
+        raise ValueError("https_only needs tls")
     builds = firmware_builds(model)
     clock = clock or utc_now
     site = site or SimulatedSite(default_spec(clock(), build=builds[firmware], model=model))
-    if site.spec.model != model or firmware_for_build(site.spec.build, model) != firmware:
+    pvs5_build = site.spec.build < 10000  # PVS5 builds are 4-digit, PVS6 ones 5-digit
+    if (site.spec.model != model or pvs5_build != (model == "PVS5")
+            or firmware_for_build(site.spec.build, model) != firmware):
         spec = replace(site.spec, build=builds[firmware], model=model, faults=site.faults)
         site = SimulatedSite(spec)
     ref: list[Emulator] = []
@@ -779,7 +811,7 @@ def start_emulator(
             shutil.rmtree(cert_dir, ignore_errors=True)
             raise
         tls_server.daemon_threads = True
-    emulator = Emulator(site, server, clock, session_ttl_s, tls_server, cert_dir)
+    emulator = Emulator(site, server, clock, session_ttl_s, tls_server, cert_dir, https_only)
     ref.append(emulator)
     return emulator.start()
 
