@@ -391,6 +391,23 @@ def test_login_post_read_and_get_read_over_https(
     ]
 
 
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_the_collector_polls_through_the_bridge(
+    new_pvs: Emulator, new_bridge: Bridge, scheme: str
+) -> None:
+    # solar-monitor on another LAN machine, `pvs.url` the Pi's address either way.
+    from solar_monitor.pvs.client import PvsClient
+
+    before = len(new_pvs.request_log)
+    url = new_bridge.tls_url if scheme == "https" else new_bridge.url
+    poll = PvsClient(url, serial=new_pvs.site.supervisor_serial).poll()
+    assert poll.api == "varserver"
+    assert new_pvs.site.supervisor_serial in poll.body.decode()
+    arrived = new_pvs.request_log[before:]
+    assert {r.scheme for r in arrived if r.target.startswith(("/auth", "/vars"))} == {"https"}
+    assert sum(r.target.startswith("/vars?match=") for r in arrived) == 4
+
+
 def test_curl_post_read_over_https(
     new_pvs: Emulator, new_bridge: Bridge, tmp_path: Path
 ) -> None:
