@@ -89,6 +89,26 @@ def test_run_on_new_firmware(model: str, scheme: str, config_dict: dict, clock: 
         assert not emu.refused
 
 
+def test_the_pvs_wifi_key_is_never_kept(config_dict: dict, clock: Clock):
+    with make_emulator(clock) as emu:
+        key = emu.site.vars(NOON)["/sys/info/wpa_key"]
+        config = config_for(config_dict, emu.url)
+        report = run_once(config, now=clock.now)
+        assert report.ok, report.error
+    assert any("wpa_key" in r.target or r.target.startswith("/vars?match=/sys/info/")
+               for r in emu.request_log)  # it was served
+    files = [p for p in config.data_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".gz" for p in files) and any(p.suffix == ".db" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        data = gzip.decompress(data) if path.suffix == ".gz" else data
+        assert key.encode() not in data, path
+    envelope = json.loads(gzip.decompress(report.archive_file.read_bytes()))
+    info = json.loads(envelope["responses"][0]["body"])
+    assert info["/sys/info/wpa_key"] == "(redacted by solar-monitor)"
+    assert info["/sys/info/serialnum"] == emu.site.supervisor_serial
+
+
 def test_pvs5_is_identified_by_model_and_swver(config_dict: dict, clock: Clock):
     with make_emulator(clock, "PVS5") as emu:
         client = client_for(config_for(config_dict, emu.url))
