@@ -23,18 +23,10 @@ from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.pipeline import make_client, run_once
 from solar_monitor.pvs.client import PvsClient
 from solar_monitor.pvs.parse import parse
+from tests.test_emulator import Clock
 
 NOON = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
 
-
-class Clock:
-    """A settable simulated clock shared by the emulator and the runs."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
