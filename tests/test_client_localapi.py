@@ -23,18 +23,10 @@ from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.pipeline import make_client, run_once
 from solar_monitor.pvs.client import PvsClient
 from solar_monitor.pvs.parse import parse
+from tests.test_emulator import Clock
 
 NOON = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
 
-
-class Clock:
-    """A settable simulated clock shared by the emulator and the runs."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -87,6 +79,26 @@ def test_run_on_new_firmware(model: str, scheme: str, config_dict: dict, clock: 
         token = emu._tokens["127.0.0.1"]  # noqa: SLF001
         assert {r.cookie for r in reads} == {f"session={token}"}
         assert not emu.refused
+
+
+def test_the_pvs_wifi_key_is_never_kept(config_dict: dict, clock: Clock):
+    with make_emulator(clock) as emu:
+        key = emu.site.vars(NOON)["/sys/info/wpa_key"]
+        config = config_for(config_dict, emu.url)
+        report = run_once(config, now=clock.now)
+        assert report.ok, report.error
+    assert any("wpa_key" in r.target or r.target.startswith("/vars?match=/sys/info/")
+               for r in emu.request_log)  # it was served
+    files = [p for p in config.data_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".gz" for p in files) and any(p.suffix == ".db" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        data = gzip.decompress(data) if path.suffix == ".gz" else data
+        assert key.encode() not in data, path
+    envelope = json.loads(gzip.decompress(report.archive_file.read_bytes()))
+    info = json.loads(envelope["responses"][0]["body"])
+    assert info["/sys/info/wpa_key"] == "(redacted by solar-monitor)"
+    assert info["/sys/info/serialnum"] == emu.site.supervisor_serial
 
 
 def test_pvs5_is_identified_by_model_and_swver(config_dict: dict, clock: Clock):

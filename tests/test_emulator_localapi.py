@@ -17,18 +17,10 @@ import urllib3
 
 from solar_monitor.emulation.emulator import Emulator, RequestRecord, start_emulator
 from solar_monitor.emulation.sim import SimulatedSite, SiteSpec, _float32, public_variables
+from tests.test_emulator import Clock
 
 NOON = datetime(2025, 6, 21, 20, 0, tzinfo=UTC)
 
-
-class Clock:
-    """A settable emulator clock."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture(autouse=True)

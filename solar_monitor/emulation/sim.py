@@ -1201,7 +1201,7 @@ def _render_vars(site: SimulatedSite, st: SiteState, t: datetime) -> dict[str, s
         "/sys/info/sys_type": "PV-only",
         "/sys/info/finance_type": "UNKNOWN",
         "/sys/info/ssid": f"SunPower{serial[4:6]}{serial[-3:]}",
-        "/sys/info/wpa_key": f"{_hash_unit(site.spec.seed, 19):.8f}"[2:],
+        "/sys/info/wpa_key": f"Wk{int(_hash_unit(site.spec.seed, 19) * 2**32):08x}",
         "/sys/info/lmac": lmac,
         "/sys/info/active_interface": "wan0",
         "/sys/info/active_interface_mac": lmac,

@@ -68,6 +68,9 @@ VARSERVER_PATHS = (
     "/vars?match=/sys/devices/&fmt=obj",
     "/vars?match=/sys/livedata/&fmt=obj",
 )
+# The PVS's own Wi-Fi key is in /sys/info/ on LocalAPI firmware: never archived or stored.
+REDACTED_VARIABLES = ("/sys/info/wpa_key",)
+REDACTED = "(redacted by solar-monitor)"
 SLOW_PATH_PREFIX = "/vars?match=/sys/pvs/"  # flashwear: known to hang on some firmware
 SLOW_PATH_TIMEOUT_S = 10.0
 TRANSIENT_STATUS = frozenset({502, 503, 504})
@@ -265,9 +268,9 @@ class PvsClient:
                 responses.append({"path": path, "status": None, "body": "",
                                   "error": str(exc)})
                 continue
-            text = body.decode("utf-8", errors="replace")
             if status == 200:
-                _json_object(body, path)
+                body = _redact(_json_object(body, path), body)
+            text = body.decode("utf-8", errors="replace")
             responses.append({"path": path, "status": status, "body": text})
         if not any(r["status"] == 200 and "/sys/devices/" in r["path"] for r in responses):
             raise PvsResponseError("varserver lists no devices", http_status=400)
@@ -379,6 +382,15 @@ class PvsClient:
                 f"the PVS (or its bridge) answered HTTP {response.status_code}",
                 http_status=response.status_code)
         return response.status_code, body
+
+
+def _redact(doc: dict[str, Any], body: bytes) -> bytes:
+    """`body` with the values of REDACTED_VARIABLES replaced (the one change an archived
+    answer gets); unchanged bytes when it holds none."""
+    if not any(name in doc for name in REDACTED_VARIABLES):
+        return body
+    return json.dumps({k: REDACTED if k in REDACTED_VARIABLES else v for k, v in doc.items()},
+                      ensure_ascii=False).encode("utf-8")
 
 
 def _session_from_login(body: bytes) -> str | None:
