@@ -16,7 +16,8 @@
 # or the crontab; logs that spare the SD card (journald in RAM, logrotate for
 # cron); the Pi network from the field guide (static 172.27.153.10/24 on eth0 with
 # no gateway, Wi-Fi power save off, a Wi-Fi reconnect check); the read-only HAProxy
-# bridge. See docs/raspberry-pi.md.
+# bridge (HTTP and HTTPS, with a self-signed certificate made once). See
+# docs/raspberry-pi.md.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -298,6 +299,47 @@ EOF
         ;;
 esac
 
+# --- 7a. The bridge's TLS certificate -------------------------------------------
+BRIDGE_CERT=/etc/haproxy/solar-monitor-bridge.pem
+
+# bridge_certificate: a self-signed certificate and its key in one PEM (HAProxy's
+# `crt` format), made once: an upgrade keeps it, so a client that accepted it
+# (Home Assistant, a browser exception) keeps working. ECDSA P-256, because a TLS
+# handshake with it costs a Pi Zero a fraction of an RSA one. Mode 0640, group
+# haproxy: root and HAProxy read the key, nobody else. Under --root the file is
+# really made (openssl only writes it); ownership goes through `run` like the rest.
+bridge_certificate() {
+    local target="$ROOT$BRIDGE_CERT" host tmp
+    if [[ -e "$target" ]]; then
+        say "keeping existing $BRIDGE_CERT"
+    elif [[ -n "$DRY_RUN" ]]; then
+        say "would create $BRIDGE_CERT (self-signed, mode 0640, group haproxy)"
+        return
+    else
+        if [[ -z "$SIMULATE" ]] && ! command -v openssl >/dev/null 2>&1; then
+            run apt-get install -y openssl
+        fi
+        host="$(cat "$ROOT/etc/hostname" 2>/dev/null || hostname)"
+        host="${host//[^A-Za-z0-9-]/}"
+        host="${host:-raspberrypi}"
+        tmp="$(mktemp -d)"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -days 3650 -subj "/CN=$host solar-monitor bridge" \
+            -addext "subjectAltName=DNS:$host,DNS:$host.local" \
+            -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>"$tmp/openssl.log" \
+            || { cat "$tmp/openssl.log" >&2; rm -rf "$tmp"; exit 1; }
+        cat "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/bridge.pem"
+        mkdir -p "$(dirname "$target")"
+        install -m 0640 "$tmp/bridge.pem" "$target"
+        rm -rf "$tmp"
+        say "created $BRIDGE_CERT (self-signed for $host, $host.local; 10 years)"
+    fi
+    if [[ -z "$DRY_RUN" ]]; then
+        chmod 0640 "$target"
+    fi
+    run chown root:haproxy "$BRIDGE_CERT"
+}
+
 # --- 7. The read-only HAProxy bridge -------------------------------------------
 if [[ -n "$WITH_HAPROXY" ]]; then
     say "HAProxy bridge"
@@ -310,6 +352,7 @@ if [[ -n "$WITH_HAPROXY" ]]; then
             && ! cmp -s "$cfg" "$REPO/haproxy/haproxy.cfg"; then
         cp -p "$cfg" "$cfg.before-solar-monitor"
     fi
+    bridge_certificate
     put "$REPO/haproxy/haproxy.cfg" /etc/haproxy/haproxy.cfg 0644
     run haproxy -c -q -f /etc/haproxy/haproxy.cfg
     run systemctl enable haproxy

@@ -103,6 +103,8 @@ if [[ -n "$REMOVE_BRIDGE" ]]; then
             mv -f "$haproxy_cfg.before-solar-monitor" "$haproxy_cfg"
             say "restored /etc/haproxy/haproxy.cfg as it was before solar-monitor"
         fi
+        # Only our config uses the bridge's certificate (kept while it is in place).
+        remove /etc/haproxy/solar-monitor-bridge.pem
         run systemctl reload-or-restart haproxy || true
     else
         say "left /etc/haproxy/haproxy.cfg alone (no earlier version saved); edit or remove it yourself"

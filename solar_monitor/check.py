@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from solar_monitor.config import Config
 from solar_monitor.logsetup import scrub
@@ -54,9 +55,13 @@ def check_pvs(config: Config) -> CheckResult:
         return CheckResult("FAIL", f"{exc}; is the Pi cabled to the PVS LAN1 port and "
                                    f"is pvs.url right?")
     build = f"build {raw.build}" if raw.build else "unknown build"
-    return CheckResult("PASS", f"{config.pvs.url}: {build}, {raw.api} API, "
+    model = f"{client.model} " if client.model else ""
+    scheme = urlsplit(raw.url).scheme
+    works = (f"plain http refused, https works: set pvs.url: {raw.url}"
+             if client.switched_to_https else f"{scheme} works")
+    return CheckResult("PASS", f"{raw.url}: {model}{build}, {raw.api} API, "
                                f"{len(snapshot.inverters)} inverters, "
-                               f"{len(snapshot.meters)} meters")
+                               f"{len(snapshot.meters)} meters; {works}")
 
 
 def check_notify(config: Config) -> CheckResult:

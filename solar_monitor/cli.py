@@ -79,14 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weather", type=Path, metavar="FILE",
                    help="hourly cloud cover CSV (time,cloud_cover in UTC, %%) for the replay")
 
-    p = sub.add_parser("emulator", parents=[common], help="serve a simulated PVS6 over HTTP")
+    p = sub.add_parser("emulator", parents=[common],
+                       help="serve a simulated PVS6 or PVS5 over HTTP (and HTTPS)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--firmware", choices=("legacy", "auth", "varserver"), default="legacy")
+    p.add_argument("--model", type=str.upper, choices=("PVS6", "PVS5"), default="PVS6")
+    p.add_argument("--tls", action="store_true",
+                   help="also serve HTTPS (self-signed certificate made at start)")
+    p.add_argument("--tls-port", type=int, default=8443, metavar="N")
+    p.add_argument("--livedata-ms", action="store_true",
+                   help="send /sys/livedata/time in milliseconds, as some firmware does")
     p.add_argument("--inverters", type=int, default=12)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                   help="503:MIN, slow:SEC, truncated, html, fail, dead:N, missing:N")
+                   help="503:MIN, slow:SEC, truncated, html, fail, 403, dead:N, missing:N, "
+                        "pvshang:SEC, badsession:500|empty")
 
     p = sub.add_parser("demo", parents=[common],
                        help="run simulated days through the whole pipeline, no hardware")
@@ -272,7 +280,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from solar_monitor.emulation.emulator import serve
 
     try:
-        serve(args.host, args.port, args.firmware, args.inverters, args.seed, args.fault)
+        serve(args.host, args.port, args.firmware, args.inverters, args.seed, args.fault,
+              model=args.model, tls=args.tls, tls_port=args.tls_port,
+              livedata_ms=args.livedata_ms)
     except ValueError as exc:
         print(f"solar-monitor emulator: {exc}", file=sys.stderr)
         return Exit.CONFIG

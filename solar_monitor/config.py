@@ -98,6 +98,8 @@ class PvsConfig:
                                   hint="one HTTP request; DeviceList can take 120 s")
     poll_budget_s: float = _f(240.0, check=_range(1, 3600),
                               hint="a whole poll including retries; keep under the cron interval")
+    https_port: int = _f(443, check=_range(1, 65535),
+                         hint="the PVS's HTTPS port, used when it refuses plain http (443)")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """`solar-monitor demo`: the whole pipeline on the built-in emulator, no hardware, no config.
 
-Starts a simulated PVS6 (new firmware: login + varserver) on loopback, runs a few
+Starts a simulated PVS6 (new firmware: LocalAPI login with its Secure session cookie +
+varserver, plain http like the default pvs.url) on loopback, runs a few
 simulated days of 15-minute cron runs through `run_once` in fast time, and writes
 everything to ./demo-data/.
 """
@@ -92,7 +93,8 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
         config: Config = config_from_dict(raw, env={})
         (out / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         echo(f"solar-monitor demo: {days} simulated day(s) of a 12-panel site near Boston")
-        echo(f"  PVS emulator on {emulator.url} (firmware build 61846: login + varserver)")
+        echo(f"  PVS emulator on {emulator.url} (firmware build 61846: LocalAPI login, "
+             f"Secure session cookie, varserver)")
         echo("  one run every 15 simulated minutes, as cron would do")
         end = clock[0] + timedelta(days=days)
         failed = 0

@@ -191,6 +191,7 @@ def make_client(config: Config) -> PvsClient:
     pvs = config.pvs
     return PvsClient(pvs.url, api=pvs.api, serial=pvs.serial, username=pvs.username,
                      password=pvs.password, verify_tls=pvs.verify_tls,
+                     https_port=pvs.https_port,
                      request_timeout_s=pvs.request_timeout_s, budget_s=pvs.poll_budget_s)
 
 

@@ -1,7 +1,8 @@
 """Run the shipped haproxy/haproxy.cfg with the real `haproxy` binary on loopback.
 
-The config takes every address from `presetenv` defaults, so a test only exports
-other values (bind address, PVS address, LAN ACL) and runs the shipped file.
+The config takes every address and its certificate from `presetenv` defaults, so a
+test only exports other values (bind addresses, PVS addresses, LAN ACL, the
+certificate deploy/install.sh made under a temp root) and runs the shipped file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 HAPROXY_CFG = REPO / "haproxy" / "haproxy.cfg"
+BRIDGE_CERT = "etc/haproxy/solar-monitor-bridge.pem"  # where install.sh puts it
 # Privilege drop needs root; as an ordinary user haproxy refuses to start with it.
 _ROOT_ONLY = ("chroot ", "user ", "group ")
 
@@ -49,12 +51,31 @@ def render_config(dest: Path) -> Path:
     return dest
 
 
-def bridge_env(pvs_port: int, bind_port: int, **extra: str) -> dict[str, str]:
+def installer_certificate(root: Path) -> Path:
+    """The bridge's certificate as `deploy/install.sh --root root` makes it (the real
+    step, so the tests serve what a Pi serves); skips when openssl is absent."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed (apt-get install -y openssl)")
+    result = subprocess.run(
+        ["bash", str(REPO / "deploy" / "install.sh"), "--root", str(root), "--network", "none"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root / BRIDGE_CERT
+
+
+def bridge_env(
+    pvs_port: int, pvs_tls_port: int, bind_port: int, tls_bind_port: int, cert: Path,
+    **extra: str,
+) -> dict[str, str]:
     """Environment for the config: everything on 127.0.0.1, logs to stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     env.update(
         SM_BRIDGE_BIND=f"127.0.0.1:{bind_port}",
+        SM_BRIDGE_TLS_BIND=f"127.0.0.1:{tls_bind_port}",
+        SM_BRIDGE_CERT=str(cert),
         SM_PVS_ADDR=f"127.0.0.1:{pvs_port}",
+        SM_PVS_TLS_ADDR=f"127.0.0.1:{pvs_tls_port}",
         SM_LOG_TARGET="stderr",
     )
     env.update(extra)

@@ -16,6 +16,7 @@ RUN_COMMAND = (
     "/opt/solar-monitor/venv/bin/solar-monitor run --config /etc/solar-monitor/config.yaml"
 )
 CONFIG = "etc/solar-monitor/config.yaml"
+BRIDGE_CERT = "etc/haproxy/solar-monitor-bridge.pem"
 Snapshot = dict[str, tuple[int, bytes]]
 
 
@@ -217,6 +218,43 @@ def test_remove_bridge_restores_the_previous_haproxy_config(pi: Path) -> None:
     assert (pi / "etc/haproxy/haproxy.cfg.before-solar-monitor").read_text() == "# Debian's own\n"
     uninstall(pi, "--remove-bridge")
     assert (pi / "etc/haproxy/haproxy.cfg").read_text() == "# Debian's own\n"
+    assert not (pi / BRIDGE_CERT).exists()
+
+
+def _openssl(*args: str | Path) -> str:
+    result = subprocess.run(
+        ["openssl", *map(str, args)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_bridge_certificate_is_made_once_and_kept(pi: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed (apt-get install -y openssl)")
+    (pi / "etc/hostname").write_text("pvs-pi\n")
+    output = install(pi)
+    pem = pi / BRIDGE_CERT
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o640
+    assert "+ chown root:haproxy /etc/haproxy/solar-monitor-bridge.pem" in output
+    # One file with the certificate and the key that belongs to it (HAProxy's crt).
+    assert "PRIVATE KEY-----" in pem.read_text()
+    text = _openssl("x509", "-in", pem, "-noout", "-subject", "-ext", "subjectAltName")
+    assert "DNS:pvs-pi, DNS:pvs-pi.local" in text
+    assert _openssl("x509", "-in", pem, "-noout", "-pubkey") == _openssl(
+        "pkey", "-in", pem, "-pubout"
+    )
+    first = pem.read_bytes()
+    pem.chmod(0o644)
+    output = install(pi)
+    assert pem.read_bytes() == first
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o640
+    assert "keeping existing /etc/haproxy/solar-monitor-bridge.pem" in output
+
+
+def test_no_haproxy_makes_no_certificate(pi: Path) -> None:
+    install(pi, "--no-haproxy")
+    assert not (pi / BRIDGE_CERT).exists()
 
 
 def test_wifi_check_leaves_a_missing_interface_alone() -> None:

@@ -57,8 +57,14 @@ def legacy(clock: Clock) -> Iterator:
 def login(
     session: requests.Session, url: str, serial: str, user: str = "ssm_owner"
 ) -> requests.Response:
+    """Log in; on 200 the session sends `Cookie: session=<token>` itself from then on
+    (the real cookie is Secure, so a cookie jar never sends it over http://)."""
     token = base64.b64encode(f"{user}:{serial[-5:]}".encode()).decode()
-    return session.get(url + "/auth?login", headers={"Authorization": f"basic {token}"}, timeout=5)
+    r = session.get(url + "/auth?login", headers={"Authorization": f"basic {token}"},
+                    timeout=5, verify=False)
+    if r.status_code == 200:
+        session.headers["Cookie"] = f"session={r.json()['session']}"
+    return r
 
 
 def get(url: str, **kw: object) -> requests.Response:
@@ -89,7 +95,8 @@ def test_auth_mode_needs_a_session_cookie(clock: Clock) -> None:
         assert (r.status_code, r.json()) == (403, {"status": 403, "error": "Unauthorized"})
         assert get(emu.url + SUPERVISOR_INFO_PATH).json()["supervisor"]["BUILD"] == 61842
         s = requests.Session()
-        assert login(s, emu.url, "ZZZZZZZ00000").status_code == 401
+        r = login(s, emu.url, "ZZZZZZZ00000")
+        assert (r.status_code, r.json()) == (401, {"status": 401, "description": "Unauthorized"})
         assert login(s, emu.url, emu.site.supervisor_serial, user="spwr_owner").status_code == 401
         r = login(s, emu.url, emu.site.supervisor_serial)
         assert r.status_code == 200
@@ -98,6 +105,8 @@ def test_auth_mode_needs_a_session_cookie(clock: Clock) -> None:
         assert s.get(emu.url + "/vars?match=sw_rev", timeout=5).status_code == 200
         clock.advance(seconds=121)  # the session expires on the emulator's clock
         assert s.get(emu.url + DEVICE_LIST, timeout=5).status_code == 403
+        r = s.get(emu.url + "/vars?match=sw_rev", timeout=5)
+        assert (r.status_code, r.json()["errorcode"]) == (401, "0x0012")
         assert login(s, emu.url, emu.site.supervisor_serial).status_code == 200
         assert s.get(emu.url + DEVICE_LIST, timeout=5).status_code == 200
 
@@ -105,7 +114,9 @@ def test_auth_mode_needs_a_session_cookie(clock: Clock) -> None:
 def test_varserver_mode_refuses_device_list_and_serves_vars(clock: Clock) -> None:
     with start_emulator(make_site(61846), firmware="varserver", clock=clock) as emu:
         s = requests.Session()
-        assert s.get(emu.url + "/vars?match=info", timeout=5).status_code == 403
+        r = s.get(emu.url + "/vars?match=info", timeout=5)
+        assert (r.status_code, r.json()) == (
+            401, {"status": 401, "description": "Unauthorized", "errorcode": "0x0011"})
         login(s, emu.url, emu.site.supervisor_serial)
         assert s.get(emu.url + DEVICE_LIST, timeout=5).status_code == 403
         truth = emu.site.vars(NOON)
@@ -124,7 +135,7 @@ def test_varserver_mode_refuses_device_list_and_serves_vars(clock: Clock) -> Non
         inv = s.get(emu.url + "/vars?match=/sys/devices/inverter/&fmt=obj", timeout=5).json()
         assert sum(k.endswith("/sn") for k in inv) == 12
         r = s.get(emu.url + "/vars?match=no_such_variable", timeout=5)
-        assert r.status_code == 400
+        assert (r.status_code, r.json()["errorcode"]) == (400, "0x0040")
         assert get(emu.url + SUPERVISOR_INFO_PATH).json()["supervisor"]["BUILD"] == 61846
 
 
@@ -158,7 +169,7 @@ def test_writes_and_unsafe_commands_are_refused_and_logged(clock: Clock) -> None
         assert s.post(emu.url + DEVICE_LIST, timeout=5).status_code == 405
         assert s.put(emu.url + "/vars?name=/sys/info/model", data="x", timeout=5).status_code == 405
         assert s.delete(emu.url + "/auth?login", timeout=5).status_code == 405
-        assert s.get(emu.url + "/vars?set=/sys/foo=1", timeout=5).status_code == 403
+        assert s.get(emu.url + "/vars?set=/sys/foo=1", timeout=5).status_code == 401
         assert s.get(emu.url + "/cgi-bin/dl_cgi?Command=Start", timeout=5).status_code == 403
         assert (
             s.get(emu.url + "/cgi-bin/dl_cgi?Command=SetCellPurchased", timeout=5).status_code
@@ -249,7 +260,8 @@ def test_cli_fault_strings_apply(legacy, clock: Clock) -> None:
     assert parse_fault("missing:E00202040011392") == EmulatorFault(
         "missing", target="E00202040011392"
     )
-    for bad in ("slow", "slow:x", "dead", "reboot", "html:3"):
+    assert parse_fault("pvshang:30") == EmulatorFault("pvshang", seconds=30.0)
+    for bad in ("slow", "slow:x", "dead", "reboot", "html:3", "pvshang:x"):
         with pytest.raises(ValueError, match="bad fault"):
             parse_fault(bad)
     legacy.faults.apply(parse_fault("missing:0"))

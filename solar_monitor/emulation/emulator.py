@@ -1,34 +1,56 @@
-"""A real HTTP server that behaves like a PVS6 (behind HAProxy) in front of a SimulatedSite.
+"""A real HTTP(S) server that behaves like a PVS6 or PVS5 (behind HAProxy) in front of a
+SimulatedSite.
 
-Three firmware behaviours, chosen by the site's build at request time (so a
+Three firmware behaviours, chosen by the site's model and build at request time (so a
 FirmwareChange fault switches them live):
-- legacy (build <= 61839): DeviceList open, no /auth, no /vars;
-- auth (61840..61844): `GET /auth?login` with basic auth `ssm_owner:<last 5 of serial>`
-  gives a `session` cookie; DeviceList and /vars need it;
-- varserver (>= 61845): like auth, but DeviceList answers 403 even with a session.
+- legacy (PVS6 <= 61839, PVS5 < 5408): DeviceList open, no /auth, no /vars;
+- auth (PVS6 61840..61844, PVS5 5408..5411): LocalAPI login and /vars; DeviceList needs
+  the session;
+- varserver (PVS6 >= 61845, PVS5 >= 5412): like auth, but DeviceList answers 403 even with
+  a session.
 `/cgi-bin/dl_cgi/supervisor/info` answers without login in every mode.
 
-Anything that could change a real PVS (POST/PUT/DELETE, `set=` on /vars,
-`Command=Start/Stop/Set*`) is refused with 403/405 and logged in `Emulator.refused`,
-so tests can assert the collector never sends it. Transport faults (503 from HAProxy,
-slow answers, truncated JSON, HTML pages, result != succeed, spontaneous 403) are
-switched at run time through the thread-safe `Emulator.faults` controller.
+The LocalAPI (`/auth`, `/vars`) answers as the real server was observed to (README,
+"Firmware"): login by `GET /auth?login` or POST body `login` gives `{"session": token}`
+and `Set-Cookie: session=<64 chars>; Secure; HttpOnly`, one token per client address;
+sessions last `session_ttl_s` from login even while in use, then 401 errorcode 0x0012
+(0x0011 without a cookie); `/vars` takes a GET query or a POST body (<= 1024 bytes, else
+413), split on `&` and never URL-decoded; fmt obj|o|object or none (other: 400); an
+unknown match is 400 0x0040, one unknown name fails the whole `name=` query 400 0x0100;
+a Cookie header without `session=` crashes the handler (500). Three `/sys/info/` names
+(serial, ssid, lmac) answer without a session: pypvs reads them before it logs in.
+
+With `tls=True` a second listener serves HTTPS with a self-signed certificate made at
+start; both listeners share one site and one session table, like the real PVS's ports
+80 and 443.
+
+Anything that could change a real PVS (PUT/DELETE, POST outside /auth and /vars, `set=`
+on /vars, `Command=Start/Stop/Set*`) is refused and logged in `Emulator.refused`; every
+request is in `Emulator.requests` (method, target) and `Emulator.request_log` (with body,
+scheme and cookie), so tests can assert the collector never sends it. Transport faults
+(503 from HAProxy, slow answers, truncated JSON, HTML pages, result != succeed,
+spontaneous 403, a hanging /sys/pvs/ read) are switched at run time through the
+thread-safe `Emulator.faults` controller.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import secrets
+import shutil
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -40,12 +62,18 @@ from solar_monitor.emulation.sim import (
     SimulatedSite,
     SiteFault,
     SiteSpec,
+    SupervisorModel,
 )
 
 Firmware = Literal["legacy", "auth", "varserver"]
 Clock = Callable[[], datetime]
 
 FIRMWARE_BUILDS: dict[str, int] = {"legacy": 61839, "auth": 61842, "varserver": 61846}
+PVS5_FIRMWARE_BUILDS: dict[str, int] = {"legacy": 5405, "auth": 5408, "varserver": 5412}
+# (first auth build, first varserver build) per supervisor model
+FIRMWARE_THRESHOLDS: dict[str, tuple[int, int]] = {"PVS6": (61840, 61845),
+                                                   "PVS5": (5408, 5412)}
+MODELS: tuple[SupervisorModel, ...] = ("PVS6", "PVS5")
 LOGIN_USER = "ssm_owner"
 HAPROXY_503_BODY = (
     "<html><body><h1>503 Service Unavailable</h1>\n"
@@ -55,19 +83,37 @@ HTML_ERROR_BODY = (
     "<html><head><title>PVS</title></head><body><h1>Internal error</h1>"
     "<p>The request could not be completed.</p></body></html>\n"
 )
-UNAUTHORIZED = {"status": 403, "error": "Unauthorized"}
+UNAUTHORIZED = {"status": 403, "error": "Unauthorized"}  # dl_cgi without a session
+SERVER_ERROR_BODY = (
+    "<html><head><title>500 Internal Server Error</title></head><body>"
+    "<h1>500 Internal Server Error</h1></body></html>\n"
+)
+VARS_BODY_LIMIT = 1024  # bytes of a POST /vars body; more answers 413
+NO_SESSION = "0x0011"
+EXPIRED_SESSION = "0x0012"
+UNKNOWN_MATCH = "0x0040"
+UNKNOWN_NAME = "0x0100"
+OBJECT_FORMATS = ("obj", "o", "object")
+# Read before login by pypvs's discover(): the LocalAPI serves a few names to anyone.
+PUBLIC_VARIABLES = frozenset({"/sys/info/serialnum", "/sys/info/ssid", "/sys/info/lmac"})
 DEVICE_LIST_PATHS = ("/cgi-bin/dl_cgi", "/cgi-bin/dl.cgi")
 SUPERVISOR_INFO_PATH = "/cgi-bin/dl_cgi/supervisor/info"
 READ_ONLY_COMMANDS = ("DeviceList", "Get_Comm", "CheckFW", "GridProfileGet", "GetDiscoveryProgress")
 
 
-def firmware_for_build(build: int) -> Firmware:
-    """The API behaviour of a PVS6 build (see the module docstring)."""
-    if build <= 61839:
+def firmware_for_build(build: int, model: str = "PVS6") -> Firmware:
+    """The API behaviour of a build of a PVS6 or PVS5 (see the module docstring)."""
+    auth_from, varserver_from = FIRMWARE_THRESHOLDS.get(model, FIRMWARE_THRESHOLDS["PVS6"])
+    if build < auth_from:
         return "legacy"
-    if build <= 61844:
+    if build < varserver_from:
         return "auth"
     return "varserver"
+
+
+def firmware_builds(model: str) -> dict[str, int]:
+    """{firmware: a build of `model` that behaves that way}."""
+    return PVS5_FIRMWARE_BUILDS if model == "PVS5" else FIRMWARE_BUILDS
 
 
 def utc_now() -> datetime:
@@ -92,15 +138,19 @@ def accelerated_clock(start: datetime, speed: float) -> Clock:
 class EmulatorFault:
     """One switchable fault, as parsed from the CLI (`"503:10"`, `"dead:3"`, ...)."""
 
-    kind: Literal["503", "slow", "truncated", "html", "fail", "403", "dead", "missing"]
+    kind: Literal["503", "slow", "truncated", "html", "fail", "403", "dead", "missing",
+                  "pvshang", "badsession"]
     minutes: float | None = None
     seconds: float | None = None
     target: InverterRef | None = None
+    answer: str | None = None
 
 
 def parse_fault(text: str) -> EmulatorFault:
     """Parse `503:<minutes>`, `slow:<seconds>`, `truncated`, `html`, `fail`, `403`,
-    `dead:<serial|index>` or `missing:<serial|index>`. Raises ValueError with the usage."""
+    `dead:<serial|index>`, `missing:<serial|index>`, `pvshang:<seconds>` (a /sys/pvs/
+    read hangs, the known flashwear firmware bug) or `badsession:500|empty` (how a lost
+    session is answered). Raises ValueError with the usage."""
     kind, _, arg = text.strip().partition(":")
     kind = kind.lower()
     try:
@@ -108,6 +158,10 @@ def parse_fault(text: str) -> EmulatorFault:
             return EmulatorFault("503", minutes=float(arg) if arg else 10.0)
         if kind == "slow":
             return EmulatorFault("slow", seconds=float(arg))
+        if kind == "pvshang":
+            return EmulatorFault("pvshang", seconds=float(arg) if arg else 600.0)
+        if kind == "badsession" and arg in ("500", "empty"):
+            return EmulatorFault("badsession", answer=arg)
         if kind in ("truncated", "html", "fail", "403") and not arg:
             return EmulatorFault(kind)  # type: ignore[arg-type]
         if kind in ("dead", "missing") and arg:
@@ -117,7 +171,8 @@ def parse_fault(text: str) -> EmulatorFault:
         pass
     raise ValueError(
         f"bad fault {text!r}: use 503:<minutes>, slow:<seconds>, truncated, html, fail, 403, "
-        "dead:<serial|index> or missing:<serial|index>"
+        "dead:<serial|index>, missing:<serial|index>, pvshang:<seconds> or "
+        "badsession:500|empty"
     )
 
 
@@ -131,6 +186,8 @@ class _FaultState:
     html: bool = False
     fail: bool = False
     forbidden: bool = False
+    pvs_hang_s: float = 0.0
+    lost_session: Literal["401", "500", "empty"] = "401"
 
 
 class FaultController:
@@ -175,6 +232,16 @@ class FaultController:
         """Spontaneous 403 on DeviceList and /vars, even with a valid session."""
         self._set(forbidden=on)
 
+    def pvs_hang(self, seconds: float) -> None:
+        """A /vars read of any /sys/pvs/ name hangs `seconds` of real time before it
+        answers (the known firmware hang on flashwear; 0 turns it off)."""
+        self._set(pvs_hang_s=max(0.0, seconds))
+
+    def lost_session_answer(self, answer: Literal["401", "500", "empty"]) -> None:
+        """How /vars answers an expired or unknown session token: the documented 401, or
+        a 500 or an empty 200, as pypvs reports the real server sometimes does."""
+        self._set(lost_session=answer)
+
     def clear(self) -> None:
         """Turn off every transport fault (site faults stay)."""
         self._set(**vars(_FaultState()))
@@ -197,6 +264,10 @@ class FaultController:
             self.unavailable(fault.minutes or 0.0)
         elif fault.kind == "slow":
             self.slow(fault.seconds or 0.0)
+        elif fault.kind == "pvshang":
+            self.pvs_hang(fault.seconds or 0.0)
+        elif fault.kind == "badsession" and fault.answer in ("500", "empty"):
+            self.lost_session_answer(fault.answer)  # type: ignore[arg-type]
         elif fault.kind == "truncated":
             self.truncated()
         elif fault.kind == "html":
@@ -220,14 +291,53 @@ class _Answer:
     body: bytes
     content_type: str = "application/json"
     set_cookie: str | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as it arrived: `scheme` is http or https (which listener took it),
+    `body` the raw request body, `cookie` the Cookie header (None when absent)."""
+
+    method: str
+    target: str
+    scheme: str
+    body: bytes = b""
+    cookie: str | None = None
 
 
 def _json(status: int, payload: object) -> _Answer:
     return _Answer(status, json.dumps(payload).encode())
 
 
+def _local_api_error(status: int, description: str, code: str | None = None) -> _Answer:
+    payload: dict[str, object] = {"status": status, "description": description}
+    if code:
+        payload["errorcode"] = code
+    return _json(status, payload)
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """The LocalAPI's query parsing: split on `&` and the first `=`, never URL-decoded."""
+    return [(k, v) for k, _, v in (part.partition("=") for part in query.split("&") if part)]
+
+
+def _session_token(cookie_header: str) -> str | None:
+    """The value of the `session` cookie in a Cookie header, or None."""
+    for part in cookie_header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "session":
+            return value
+    return None
+
+
 class Emulator:
-    """A running emulated PVS. Use as a context manager, or call close()."""
+    """A running emulated PVS. Use as a context manager, or call close().
+
+    `url`/`port` are the plain HTTP listener; with TLS, `tls_url`/`tls_port` are the
+    HTTPS one and `cert_path` its self-signed certificate (PEM); without, all three are
+    None.
+    """
 
     def __init__(
         self,
@@ -235,40 +345,66 @@ class Emulator:
         server: ThreadingHTTPServer,
         clock: Clock,
         session_ttl_s: float,
+        tls_server: ThreadingHTTPServer | None = None,
+        cert_dir: Path | None = None,
+        https_only: bool = False,
     ) -> None:
         self.site = site
+        self.https_only = https_only
         self.clock = clock
         self.session_ttl_s = session_ttl_s
         self.faults = FaultController(site, clock)
         self.requests: list[tuple[str, str]] = []
+        self.request_log: list[RequestRecord] = []
         self.refused: list[tuple[str, str]] = []
-        self._server = server
-        self._sessions: dict[str, datetime] = {}
+        self._servers = [server] + ([tls_server] if tls_server is not None else [])
+        self._cert_dir = cert_dir
+        self._sessions: dict[str, datetime] = {}  # token -> expiry (emulator clock)
+        self._tokens: dict[str, str] = {}  # client address -> its token
         self._lock = threading.Lock()
         self._closing = threading.Event()
         # A short poll interval makes close() quick (tests start dozens of emulators).
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="pvs-emulator", daemon=True
-        )
+        self._threads = [
+            threading.Thread(target=srv.serve_forever, args=(0.05,), name="pvs-emulator",
+                             daemon=True)
+            for srv in self._servers
+        ]
         host, port = server.server_address[:2]
+        self.host = str(host)
         self.port: int = int(port)
         self.url = f"http://{host}:{self.port}"
+        self.tls_port: int | None = None
+        self.tls_url: str | None = None
+        self.cert_path: Path | None = None
+        if tls_server is not None and cert_dir is not None:
+            self.tls_port = int(tls_server.server_address[1])
+            self.tls_url = f"https://{host}:{self.tls_port}"
+            self.cert_path = cert_dir / "cert.pem"
+
+    @property
+    def model(self) -> str:
+        """PVS6 or PVS5, the site's supervisor model."""
+        return self.site.spec.model
 
     @property
     def firmware(self) -> Firmware:
         """The behaviour right now, from the site's current build."""
-        return firmware_for_build(self.site.build_at(self.clock()))
+        return firmware_for_build(self.site.build_at(self.clock()), self.model)
 
     def start(self) -> Emulator:
-        """Start serving in a daemon thread."""
-        self._thread.start()
+        """Start serving in daemon threads."""
+        for thread in self._threads:
+            thread.start()
         return self
 
     def close(self) -> None:
-        """Stop serving and wake any deliberately slow answers."""
+        """Stop serving, wake any deliberately slow answers, remove the certificate."""
         self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
+        for srv in self._servers:
+            srv.shutdown()
+            srv.server_close()
+        if self._cert_dir is not None:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)
 
     def __enter__(self) -> Emulator:
         return self
@@ -283,7 +419,7 @@ class Emulator:
 
     # ---------------------------------------------------------------- sessions
 
-    def _login(self, authorization: str | None) -> _Answer:
+    def _login(self, authorization: str | None, client: str) -> _Answer:
         scheme, _, encoded = (authorization or "").partition(" ")
         try:
             user, _, password = base64.b64decode(encoded.strip()).decode().partition(":")
@@ -291,58 +427,83 @@ class Emulator:
             user, password = "", ""
         expected = self.site.supervisor_serial[-5:]
         if scheme.lower() != "basic" or user != LOGIN_USER or password.upper() != expected.upper():
-            return _json(401, {"status": 401, "error": "Unauthorized"})
-        token = secrets.token_urlsafe(48)
+            return _local_api_error(401, "Unauthorized")
         with self._lock:
+            # one token per client address: every client behind one Pi shares a session
+            token = self._tokens.setdefault(client, secrets.token_hex(32))
             self._sessions[token] = self.clock() + timedelta(seconds=self.session_ttl_s)
-        return _Answer(
-            200, json.dumps({"session": token}).encode(), set_cookie=f"session={token}; Path=/"
-        )
+        return _Answer(200, json.dumps({"session": token}).encode(),
+                       set_cookie=f"session={token}; Secure; HttpOnly")
+
+    def _session_state(self, cookie_header: str | None) -> str | None:
+        """None for a live session, else the LocalAPI errorcode (no cookie / expired)."""
+        token = _session_token(cookie_header) if cookie_header else None
+        if token is None:
+            return NO_SESSION
+        with self._lock:
+            expires = self._sessions.get(token)
+        if expires is None or self.clock() >= expires:
+            return EXPIRED_SESSION
+        return None
 
     def _has_session(self, cookie_header: str | None) -> bool:
-        if not cookie_header:
-            return False
-        try:
-            morsel = SimpleCookie(cookie_header).get("session")
-        except CookieError:
-            return False
-        if morsel is None:
-            return False
-        with self._lock:
-            expires = self._sessions.get(morsel.value)
-        return expires is not None and self.clock() < expires
+        return self._session_state(cookie_header) is None
 
     # ---------------------------------------------------------------- routing
 
-    def handle(self, method: str, target: str, headers: dict[str, str]) -> _Answer:
+    def handle(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes = b"",
+        scheme: str = "http",
+        client: str = "127.0.0.1",
+    ) -> _Answer:
         """Answer one request exactly as the PVS (or HAProxy in front of it) would."""
         with self._lock:
             self.requests.append((method, target))
+            self.request_log.append(
+                RequestRecord(method, target, scheme, body, headers.get("cookie")))
         faults = self.faults.snapshot()
         now = self.clock()
-        if urlsplit(target).path == WEATHER_PATH:
+        parts = urlsplit(target)
+        if parts.path == WEATHER_PATH:
             return _json(200, self._weather(now))  # not the PVS: PVS faults do not apply
         if faults.unavailable_until is not None and now < faults.unavailable_until:
             return _Answer(503, HAPROXY_503_BODY.encode(), "text/html")
         if faults.delay_s > 0:
             self._closing.wait(faults.delay_s)
-        if method != "GET":
+        mode = firmware_for_build(self.site.build_at(now), self.model)
+        local_api = mode != "legacy" and parts.path in ("/auth", "/vars")
+        if method != "GET" and not (method == "POST" and local_api):
             return self._refuse(method, target, 405, {"status": 405, "error": "Not allowed"})
-        parts = urlsplit(target)
-        query = parse_qs(parts.query, keep_blank_values=True)
-        mode = firmware_for_build(self.site.build_at(now))
+        if local_api and scheme == "http" and self.https_only and self.tls_url:
+            # a PVS that refuses plain http for its LocalAPI: redirect, answer nothing
+            return _Answer(301, b"", "text/html", location=self.tls_url + target)
+        if local_api:
+            cookie = headers.get("cookie")
+            if cookie is not None and "session=" not in cookie:
+                # the real FastCGI handler crashes on this (and respawns)
+                return _Answer(500, SERVER_ERROR_BODY.encode(), "text/html")
+            query = parts.query if method == "GET" else body.decode("latin-1")
+            if parts.path == "/auth":
+                return self._auth(query, headers, client)
+            return self._vars(method, target, query, body, headers, faults, now)
         if parts.path == SUPERVISOR_INFO_PATH:
             return self._content(faults, self.site.supervisor_info(now), result=True)
         if parts.path in DEVICE_LIST_PATHS:
-            return self._dl_cgi(method, target, query, headers, faults, mode, now)
-        if parts.path == "/auth" and mode != "legacy":
-            if "login" in query:
-                return self._login(headers.get("authorization"))
-            if "logout" in query:
-                return _json(200, {"result": "succeed"})
-        if parts.path == "/vars" and mode != "legacy":
-            return self._vars(method, target, query, headers, faults, now)
+            query_lists = parse_qs(parts.query, keep_blank_values=True)
+            return self._dl_cgi(method, target, query_lists, headers, faults, mode, now)
         return _json(404, {"status": 404, "error": "Not Found"})
+
+    def _auth(self, query: str, headers: dict[str, str], client: str) -> _Answer:
+        keys = {k for k, _ in _query_pairs(query)}
+        if "login" in keys:
+            return self._login(headers.get("authorization"), client)
+        if "logout" in keys:
+            return _json(200, {"result": "succeed"})
+        return _local_api_error(400, "Bad Request")
 
     def _weather(self, now: datetime) -> dict[str, object]:
         """An Open-Meteo-shaped answer (timezone=UTC) from the site's own cloud truth,
@@ -413,33 +574,58 @@ class Emulator:
         self,
         method: str,
         target: str,
-        query: dict[str, list[str]],
+        query: str,
+        body: bytes,
         headers: dict[str, str],
         faults: _FaultState,
         now: datetime,
     ) -> _Answer:
-        if "set" in query:
-            return self._refuse(method, target, 403, {"status": 403, "error": "Forbidden"})
-        if faults.forbidden or not self._has_session(headers.get("cookie")):
+        if len(body) > VARS_BODY_LIMIT:
+            return _local_api_error(413, "Request Entity Too Large")
+        pairs = _query_pairs(query)
+        params: dict[str, str] = {}
+        for key, value in pairs:
+            params.setdefault(key, value)
+        names = [n for n in params.get("name", "").split(",") if n] if "name" in params else []
+        public = bool(names) and all(n in PUBLIC_VARIABLES for n in names)
+        state = self._session_state(headers.get("cookie"))
+        if state == EXPIRED_SESSION and not public and faults.lost_session != "401":
+            if faults.lost_session == "500":
+                return _Answer(500, SERVER_ERROR_BODY.encode(), "text/html")
+            return _Answer(200, b"")
+        if state is not None and not public:
+            return _local_api_error(401, "Unauthorized", state)
+        if "set" in params:  # ssm_owner may not write: refused, and logged for tests
+            with self._lock:
+                self.refused.append((method, target))
+            return _local_api_error(401, "Unauthorized")
+        if faults.forbidden:
             return _json(403, UNAUTHORIZED)
+        fmt = params.get("fmt")
+        if fmt is not None and fmt not in OBJECT_FORMATS:
+            return _local_api_error(400, "Bad Request")
         variables = self.site.vars(now)
-        if "name" in query:
-            names = [n for v in query["name"] for n in v.split(",") if n]
-            found = {n: variables[n] for n in names if n in variables}
-        elif "match" in query:
-            needle = query["match"][0]
-            found = {k: v for k, v in variables.items() if needle in k}
+        if "name" in params:
+            if not names or any(n not in variables for n in names):
+                return _local_api_error(400, "Bad Request", UNKNOWN_NAME)
+            found = {n: variables[n] for n in names}
+        elif "match" in params:
+            needle = params["match"]
+            found = {k: v for k, v in variables.items() if needle and needle in k}
+            if not found:
+                return _local_api_error(400, "Bad Request", UNKNOWN_MATCH)
         else:
-            found = {}
-        if not found:
-            return _json(400, {"status": 400, "error": "Bad Request"})
-        if (query.get("fmt") or [""])[0] == "obj":
+            return _local_api_error(400, "Bad Request")
+        if faults.pvs_hang_s > 0 and any(k.startswith("/sys/pvs/") for k in found):
+            self._closing.wait(faults.pvs_hang_s)
+        if fmt is not None:
             return self._content(faults, dict(found), result=False)
         values = [{"name": k, "value": v} for k, v in found.items()]
         return self._content(faults, {"values": values, "count": len(values)}, result=False)
 
 
 WEATHER_PATH = "/open-meteo/v1/forecast"  # the emulator's stand-in for Open-Meteo
+MAX_BODY = 1 << 20  # read at most this much of a request body
 
 
 def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
@@ -454,18 +640,27 @@ def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            try:
+                length = max(0, int(self.headers.get("Content-Length") or 0))
+            except ValueError:
+                length = 0
+            body = self.rfile.read(min(length, MAX_BODY)) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             head = self.command == "HEAD"  # a HEAD is a GET without the body
-            answer = emulator_ref[0].handle("GET" if head else self.command, self.path, headers)
+            scheme = getattr(self.server, "scheme", "http")
+            answer = emulator_ref[0].handle("GET" if head else self.command, self.path,
+                                            headers, body, scheme, self.client_address[0])
             try:
                 self.send_response(answer.status)
                 self.send_header("Content-Type", answer.content_type)
                 self.send_header("Content-Length", str(len(answer.body)))
                 if answer.set_cookie:
                     self.send_header("Set-Cookie", answer.set_cookie)
+                if answer.location:
+                    self.send_header("Location", answer.location)
+                if length > MAX_BODY:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 if not head:
                     self.wfile.write(answer.body)
@@ -475,7 +670,7 @@ def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
         do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            """Quiet: the emulator's request log is `Emulator.requests`."""
+            """Quiet: the emulator's request log is `Emulator.request_log`."""
 
     return Handler
 
@@ -494,40 +689,129 @@ class _Server(ThreadingHTTPServer):
     """A client that hangs up mid-request (a killed run, a timeout) is routine here,
     not a traceback on the console."""
 
+    scheme = "http"
+
     def handle_error(self, request: object, client_address: object) -> None:
         import sys
 
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+class _TlsServer(_Server):
+    """The HTTPS listener: the TLS handshake runs in the request's own thread, so a
+    client that never completes it cannot stall the accept loop."""
+
+    scheme = "https"
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 context: ssl.SSLContext) -> None:
+        super().__init__(address, handler)
+        self.context = context
+
+    def finish_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        request.settimeout(30.0)
+        tls = self.context.wrap_socket(request, server_side=True)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+
+def make_self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """Write a fresh self-signed certificate and its key (PEM) into `directory`, like the
+    PVS's own. Returns (cert, key). Offline: uses `cryptography`."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pvs-emulator")])
+    alt: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    try:
+        alt.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        alt.append(x509.DNSName(host))
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 def start_emulator(
     site: SimulatedSite | None = None,
     *,
     firmware: str = "legacy",
+    model: str | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    tls: bool = False,
+    tls_port: int = 0,
+    https_only: bool = False,
     clock: Clock | None = None,
     session_ttl_s: float = 300.0,
 ) -> Emulator:
     """Start an emulated PVS on `host:port` (0 = any free port) and return it running.
 
-    `firmware` is legacy|auth|varserver; the site's build is set to match it (61839,
-    61842, 61846) unless the site's build already behaves that way. `clock` gives the
-    simulated time of every answer (default wall-clock UTC). Raises ValueError on an
-    unknown firmware, OSError if the port is taken.
+    `firmware` is legacy|auth|varserver and `model` PVS6|PVS5 (default: the site's, else
+    PVS6); the site's build is set to match (PVS6 61839, 61842, 61846; PVS5 5405, 5408,
+    5412) unless the site's build already behaves that way. `tls` adds an HTTPS listener
+    on `tls_port` with a self-signed certificate made now, sharing the site and sessions;
+    `https_only` (with `tls`) makes plain http redirect /auth and /vars to it (301), for
+    clients that must find https by themselves.
+    `clock` gives the simulated time of every answer (default wall-clock UTC). Raises
+    ValueError on an unknown firmware or model, OSError if a port is taken.
     """
     if firmware not in FIRMWARE_BUILDS:
         raise ValueError(f"firmware must be one of {sorted(FIRMWARE_BUILDS)}, not {firmware!r}")
+    model = model or (site.spec.model if site else "PVS6")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {list(MODELS)}, not {model!r}")
+    if https_only and not tls:
+        raise ValueError("https_only needs tls")
+    builds = firmware_builds(model)
     clock = clock or utc_now
-    site = site or SimulatedSite(default_spec(clock(), build=FIRMWARE_BUILDS[firmware]))
-    if firmware_for_build(site.spec.build) != firmware:
-        spec = replace(site.spec, build=FIRMWARE_BUILDS[firmware], faults=site.faults)
+    site = site or SimulatedSite(default_spec(clock(), build=builds[firmware], model=model))
+    pvs5_build = site.spec.build < 10000  # PVS5 builds are 4-digit, PVS6 ones 5-digit
+    if (site.spec.model != model or pvs5_build != (model == "PVS5")
+            or firmware_for_build(site.spec.build, model) != firmware):
+        spec = replace(site.spec, build=builds[firmware], model=model, faults=site.faults)
         site = SimulatedSite(spec)
     ref: list[Emulator] = []
-    server = _Server((host, port), _handler_for(ref))
+    handler = _handler_for(ref)
+    server = _Server((host, port), handler)
     server.daemon_threads = True
-    emulator = Emulator(site, server, clock, session_ttl_s)
+    tls_server: _TlsServer | None = None
+    cert_dir: Path | None = None
+    if tls:
+        cert_dir = Path(tempfile.mkdtemp(prefix="pvs-emulator-tls-"))
+        try:
+            cert_path, key_path = make_self_signed_cert(cert_dir, host)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert_path, key_path)
+            tls_server = _TlsServer((host, tls_port), handler, context)
+        except BaseException:
+            server.server_close()
+            shutil.rmtree(cert_dir, ignore_errors=True)
+            raise
+        tls_server.daemon_threads = True
+    emulator = Emulator(site, server, clock, session_ttl_s, tls_server, cert_dir, https_only)
     ref.append(emulator)
     return emulator.start()
 
@@ -539,22 +823,33 @@ def serve(
     inverters: int = 12,
     seed: int = 1,
     faults: list[str] | None = None,
+    *,
+    model: str = "PVS6",
+    tls: bool = False,
+    tls_port: int = 8443,
+    livedata_ms: bool = False,
 ) -> None:
     """Run an emulated PVS until Ctrl-C (the `solar-monitor emulator` command).
 
-    Raises ValueError for a bad firmware or fault string, OSError if the port is taken.
+    Raises ValueError for a bad firmware, model or fault string, OSError if a port is
+    taken.
     """
     parsed = [parse_fault(f) for f in faults or []]
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {list(MODELS)}, not {model!r}")
     spec = default_spec(
-        utc_now(), inverter_count=inverters, seed=seed, build=FIRMWARE_BUILDS.get(firmware, 0)
+        utc_now(), inverter_count=inverters, seed=seed, model=model,
+        build=firmware_builds(model).get(firmware, 0), livedata_time_ms=livedata_ms,
     )
     site = SimulatedSite(spec)
-    emulator = start_emulator(site, firmware=firmware, host=host, port=port)
+    emulator = start_emulator(site, firmware=firmware, model=model, host=host, port=port,
+                              tls=tls, tls_port=tls_port)
     for fault in parsed:
         emulator.faults.apply(fault)
+    where = emulator.url + (f" and {emulator.tls_url}" if emulator.tls_url else "")
     print(
-        f"PVS emulator ({firmware}, serial {site.supervisor_serial}, {inverters} inverters) "
-        f"on {emulator.url}: Ctrl-C to stop",
+        f"PVS emulator ({model} {firmware}, serial {site.supervisor_serial}, {inverters} "
+        f"inverters) on {where}: Ctrl-C to stop",
         flush=True,
     )
     try:

@@ -23,18 +23,24 @@ datetimes, None = open-ended), listed on `SiteSpec.faults` or added with
 
 from __future__ import annotations
 
+import csv
+import functools
 import math
+import re
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from solar_monitor.sun import daylight_utc, sun_position_deg
 
 ConsumptionSubtype = Literal["NET_CONSUMPTION_LOADSIDE", "GROSS_CONSUMPTION_LINESIDE"]
+SupervisorModel = Literal["PVS6", "PVS5"]
 InverterRef = str | int
 
 STEP_S = 300  # power grid resolution: 5 minutes
@@ -215,6 +221,10 @@ FIRMWARE_NAMES: dict[int, tuple[str, str]] = {
     61840: ("2025.06, Build 61840", "2025.06.24.61840"),
     61842: ("2025.07, Build 61842", "2025.07.15.61842"),
     61846: ("2025.09, Build 61846", "2025.09.04.61846"),
+    # PVS5: legacy, DeviceList behind a login, LocalAPI (varserver) from 5412
+    5405: ("2025.03, Build 5405", "2025.03.11.5405"),
+    5408: ("2025.06, Build 5408", "2025.06.17.5408"),
+    5412: ("2025.11, Build 5412", "2025.11.04.5412"),
 }
 
 
@@ -243,6 +253,9 @@ class SiteSpec:
     production_meter: bool = True
     consumption_subtype: ConsumptionSubtype | None = "NET_CONSUMPTION_LOADSIDE"
     build: int = 61839
+    model: SupervisorModel = "PVS6"
+    flash_wear_pct: int = 10  # /sys/pvs/flashwear_type_b, in steps of 10 %
+    livedata_time_ms: bool = False  # some firmware sends /sys/livedata/time in ms
     household_kwh_per_day: float = 20.0
     years_in_service: float = 5.0
     restart_hour_local: int | None = 2
@@ -256,6 +269,8 @@ class SiteSpec:
             raise ValueError("roof_faces counts must add up to inverter_count")
         if self.epoch.tzinfo is None:
             raise ValueError("epoch must be an aware datetime")
+        if self.model not in ("PVS6", "PVS5"):
+            raise ValueError(f"model must be PVS6 or PVS5, not {self.model!r}")
 
     def faces(self) -> tuple[RoofFace, ...]:
         """The roof faces, defaulting to one south face at 20° tilt."""
@@ -799,7 +814,7 @@ class SimulatedSite:
     def flash_wear_tenths(self, t: datetime) -> int:
         """The eMMC's life used at `t`, in tenths (what flashwear_type_b reports)."""
         worn = [f.tenths for f in self._active(FlashWorn, t) if isinstance(f, FlashWorn)]
-        return max([1, *worn])
+        return max([max(0, self.spec.flash_wear_pct) // 10, *worn])
 
     def _untransmitted(self, t: datetime) -> int:
         backlog = 0.0
@@ -1134,13 +1149,17 @@ def _render_device_list(site: SimulatedSite, st: SiteState, t: datetime) -> dict
 
 
 def _render_supervisor_info(site: SimulatedSite, build: int) -> dict[str, object]:
+    sup: dict[str, object] = {
+        "SWVER": firmware_names(build)[0],
+        "SERIAL": site.supervisor_serial,
+        "MODEL": site.spec.model,
+    }
+    if site.spec.model == "PVS6":  # a PVS5 has no BUILD: its build is only in SWVER
+        sup["BUILD"] = build
     return {
         "result": "succeed",
         "supervisor": {
-            "SWVER": firmware_names(build)[0],
-            "SERIAL": site.supervisor_serial,
-            "MODEL": "PVS6",
-            "BUILD": build,
+            **sup,
             "FWVER": "1.0.0",
             "SCVER": 1630652920,
             "EASICVER": 131329,
@@ -1152,85 +1171,137 @@ def _render_supervisor_info(site: SimulatedSite, build: int) -> dict[str, object
     }
 
 
+@functools.cache
+def public_variables(model: str) -> dict[str, str]:
+    """{name: type} of pypvs's public varserver list for `model` (PVS6|PVS5); device
+    names keep their `{index}` placeholder. Copied into the package: varlists/SOURCES.md."""
+    name = f"varserver-variables-public-{model.lower()}.csv"
+    text = resources.files("solar_monitor.emulation").joinpath("varlists", name).read_text()
+    return {row["name"]: row["type"] for row in csv.DictReader(text.splitlines())}
+
+
+def _float32(x: float) -> str:
+    """How the varserver prints a float variable: float32, then C's `%f` ("60.009998")."""
+    return f"{struct.unpack('<f', struct.pack('<f', x))[0]:f}"
+
+
+def _typed(value: float | int | str, kind: str) -> str:
+    """A value as the varserver prints a variable of type `kind` (csv's type column)."""
+    if isinstance(value, str):
+        return value
+    if kind == "float":
+        return _float32(float(value))
+    if kind.startswith(("int", "uint")):
+        return str(int(round(value)))
+    return str(value)
+
+
 def _render_vars(site: SimulatedSite, st: SiteState, t: datetime) -> dict[str, str]:
+    """Every variable of the model's public list that this site has, typed like the real
+    varserver. Battery (ess, livedata soc/ess_*) and transfer-switch names are left out:
+    the simulated site has neither."""
+    types = public_variables(site.spec.model)
     uptime_s = max(0.0, (st.data_time - st.last_boot).total_seconds())
-    out: dict[str, str] = {
-        "/sys/info/serialnum": site.supervisor_serial,
+    lmac = "00:22:F2:" + ":".join(
+        f"{int(_hash_unit(site.spec.seed, 18, j) * 256):02X}" for j in range(3))
+    serial = site.supervisor_serial
+    raw: dict[str, float | int | str] = {
+        "/sys/info/serialnum": serial,
         "/sys/info/sw_rev": firmware_names(st.build)[1],
         "/sys/info/fwrev": " Major 2, Revision 0x00000001, Build 3",
-        "/sys/info/model": "PVS6",
-        "/sys/info/hwrev": "6.02",
-        "/sys/info/lmac": "00:22:F2:"
-        + ":".join(f"{int(_hash_unit(site.spec.seed, 18, j) * 256):02X}" for j in range(3)),
-        "/sys/info/uptime": str(int(uptime_s)),
-        "/sys/info/cpu_usage": str(int(st.cpu_load * 100 / 4)),
-        "/sys/info/ram_usage": str(int(st.mem_used_kib * 100 / 262144)),
-        "/sys/info/flash_usage": str(int(100 * (1 - st.flash_avail_kib / _FLASH_TOTAL_KIB))),
-        "/sys/pvs/flashwear_type_b": f"0x{site.flash_wear_tenths(t):02X}",
+        "/sys/info/model": site.spec.model,
+        "/sys/info/hwrev": "6.02" if site.spec.model == "PVS6" else "5.01",
+        "/sys/info/boardtype": "800-02473" if site.spec.model == "PVS6" else "800-01856",
+        "/sys/info/sys_type": "PV-only",
+        "/sys/info/finance_type": "UNKNOWN",
+        "/sys/info/ssid": f"SunPower{serial[4:6]}{serial[-3:]}",
+        "/sys/info/wpa_key": f"Wk{int(_hash_unit(site.spec.seed, 19) * 2**32):08x}",
+        "/sys/info/lmac": lmac,
+        "/sys/info/active_interface": "wan0",
+        "/sys/info/active_interface_mac": lmac,
+        "/sys/info/uptime": f"{uptime_s:.2f}",  # a str variable with two decimals
+        "/sys/info/cpu_usage": int(st.cpu_load * 100 / 4),
+        "/sys/info/ram_usage": int(st.mem_used_kib * 100 / 262144),
+        "/sys/info/flash_usage": int(100 * (1 - st.flash_avail_kib / _FLASH_TOTAL_KIB)),
+        # hex tenths of wear: 0x03 = 30 %
+        "/sys/pvs/flashwear_type_b": f"0x{site.flash_wear_tenths(t):02x}",
+        "/sys/pvs/usb_erase_count": 0,
+        "/sys/telemetryws/enable": 1,
+        "/sys/toggle_cell/broadband_connected": 1,
+        "/sys/toggle_cell/cell_connected": 0,
+        "/sys/toggle_cell/low_data_mode": 0,
+        "/metrics/network/interface_report_request": 0,
+        "/network/report/send": 0,
+        "/ess/config/dcm/control_param/min_customer_soc": 0.30,
+        "/ess/config/dcm/mode_param/control_mode": "STANDBY",
     }
+    for net in ("sta0", "wan0", "wan1", "wwan0", "wan", "cell", "plc"):
+        raw[f"/net/{net}/state"] = "up" if net in ("wan0", "wan") else "down"
     prod, cons = _meters(site, st)
     meter_time = iso_utc(_floor(st.data_time, 15))
     meters = [("p", prod)] if site.spec.production_meter else []
     if cons is not None:
         meters.append(("c", cons))
+    model = site.spec.model
     for idx, (kind, m) in enumerate(meters):
-        base = f"/sys/devices/meter/{idx}/"
         s_kva, pf = _pq(m)
-        fields = {
+        fields: dict[str, float | int | str] = {
             "sn": site.production_meter_serial if kind == "p" else site.consumption_meter_serial,
-            "prodMdlNm": f"PVS6M0400{kind}",
+            "prodMdlNm": f"{model}M0400{kind}",
             "msmtEps": meter_time,
-            "p3phsumKw": _num(m.power_kw, 6),
-            "netLtea3phsumKwh": _num(m.net_kwh, 6),
-            "posLtea3phsumKwh": _num(m.pos_kwh, 6),
-            "negLtea3phsumKwh": _num(m.neg_kwh, 6),
-            "q3phsumKvar": _num(m.reactive_kvar, 6),
-            "s3phsumKva": _num(s_kva, 6),
-            "totPfRto": _num(pf, 6),
-            "freqHz": _num(st.grid_hz, 6),
-            "ctSclFctr": "50" if kind == "p" else "100",
-            "v12V": _num(st.grid_v, 6),
+            "p3phsumKw": m.power_kw,
+            "netLtea3phsumKwh": m.net_kwh,
+            "posLtea3phsumKwh": m.pos_kwh,
+            "negLtea3phsumKwh": m.neg_kwh,
+            "q3phsumKvar": m.reactive_kvar,
+            "s3phsumKva": s_kva,
+            "totPfRto": pf,
+            "freqHz": st.grid_hz,
+            "ctSclFctr": 50 if kind == "p" else 100,
+            "v12V": st.grid_v,
         }
         if kind == "c":
-            fields.update(_legs(st, m, s_kva, "varserver"))
-        out.update({base + k: v for k, v in fields.items()})
+            fields.update({k: float(v) for k, v in _legs(st, m, s_kva, "varserver").items()})
+        raw.update({f"/sys/devices/meter/{idx}/{k}": v for k, v in fields.items()})
     idx = 0
     for inv in st.inverters:
         # After a restart the varserver only knows inverters that reported since.
         if inv.missing or inv.last_production is None or inv.last_production < st.last_boot:
             continue
         r = _inverter_reading(site, st, inv)
-        base = f"/sys/devices/inverter/{idx}/"
-        idx += 1
         fields = {
             "sn": inv.serial,
             "prodMdlNm": "AC_Module_Type_E",
             "msmtEps": iso_utc(r.report_time or st.data_time),
-            "p3phsumKw": _num(r.power_kw, 6),
-            "ltea3phsumKwh": _num(r.lifetime_kwh, 6),
-            "pMppt1Kw": _num(r.dc_kw, 6),
-            "vMppt1V": _num(r.dc_v, 6),
-            "iMppt1A": _num(r.dc_a, 6),
-            "vln3phavgV": _num(r.ac_v, 6),
-            "i3phsumA": _num(r.ac_a, 6),
-            "freqHz": _num(st.grid_hz, 6),
-            "tHtsnkDegc": _num(r.heatsink_c, 6),
+            "p3phsumKw": r.power_kw,
+            "ltea3phsumKwh": r.lifetime_kwh,
+            "pMppt1Kw": r.dc_kw,
+            "vMppt1V": r.dc_v,
+            "iMppt1A": r.dc_a,
+            "vln3phavgV": r.ac_v,
+            "i3phsumA": r.ac_a,
+            "freqHz": st.grid_hz,
+            "tHtsnkDegc": r.heatsink_c,
         }
-        out.update({base + k: v for k, v in fields.items()})
-    net_kw = st.load_kw - st.production_kw
-    live = {
-        "time": str(int(_ts(st.data_time))),
-        "pv_p": f"{prod.power_kw:.6f}",
-        "pv_en": f"{st.production_kwh:.6f}",
-    }
+        raw.update({f"/sys/devices/inverter/{idx}/{k}": v for k, v in fields.items()})
+        idx += 1
+    data_ts = _ts(st.data_time)
+    raw["/sys/livedata/time"] = int(data_ts * 1000) if site.spec.livedata_time_ms else int(data_ts)
+    raw["/sys/livedata/pv_p"] = prod.power_kw
+    raw["/sys/livedata/pv_en"] = st.production_kwh
     if cons is not None:
-        live.update(
-            {
-                "net_p": f"{net_kw:.6f}",
-                "net_en": f"{st.import_kwh - st.export_kwh:.6f}",
-                "site_load_p": f"{st.load_kw:.6f}",
-                "site_load_en": f"{st.load_kwh:.6f}",
-            }
-        )
-    out.update({f"/sys/livedata/{k}": v for k, v in live.items()})
+        raw.update({
+            "/sys/livedata/net_p": st.load_kw - st.production_kw,
+            "/sys/livedata/net_en": st.import_kwh - st.export_kwh,
+            "/sys/livedata/site_load_p": st.load_kw,
+            "/sys/livedata/site_load_en": st.load_kwh,
+        })
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        kind = types.get(_INDEX.sub("/{index}/", name, count=1))
+        if kind is not None:  # only the model's public names (no /sys/pvs/ on a PVS5)
+            out[name] = _typed(value, kind)
     return out
+
+
+_INDEX = re.compile(r"/\d+/")

@@ -1,11 +1,20 @@
 """HTTP client for the PVS: detect the firmware's API, log in when needed, take one reading.
 
-Firmware strategies, chosen per poll (`api="auto"`) or forced:
-- legacy: `GET /cgi-bin/dl_cgi?Command=DeviceList`; builds >= 61840 need a login first.
-- varserver: builds >= 61845 refuse DeviceList even after login; read `/vars` instead.
+Firmware strategies, chosen per poll (`api="auto"`) or forced, by the model and build
+that `supervisor/info` reports (a PVS5 has no BUILD: its build is in SWVER):
+- legacy: `GET /cgi-bin/dl_cgi?Command=DeviceList`; PVS6 builds >= 61840 (PVS5 >= 5408)
+  need a login first.
+- varserver: PVS6 builds >= 61845 (PVS5 >= 5412, LocalAPI) refuse DeviceList even after
+  login; read `/vars` instead.
+The LocalAPI's session cookie is `Secure`, which no cookie jar sends over http://, and any
+other cookie crashes its handler: the client sends `Cookie: session=<token>` itself and
+nothing else, so http:// and https:// both work. When plain http is refused anyway, the
+client switches to https by itself and logs it once. A 401 (no or expired session), a
+500 (the handler respawning) or an empty 200 means a lost session: log in again, once.
 Only GET requests on read paths are ever sent: nothing here can change PVS state.
 Transient failures are retried with exponential backoff and jitter inside one time budget,
-so a 15-minute cron never piles up runs.
+so a 15-minute cron never piles up runs; a `/sys/pvs/` read (flash wear, known to hang on
+some firmware) gets a short timeout of its own and the poll is kept without it.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import base64
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from tenacity import (
     RetryError,
     Retrying,
@@ -43,6 +54,10 @@ log = logging.getLogger(__name__)
 
 AUTH_MIN_BUILD = 61840
 VARSERVER_MIN_BUILD = 61845  # DeviceList is refused even after login from this build
+# (first build that needs a login, first build that refuses DeviceList) per model;
+# PVS5 LocalAPI from build 5412 (SunStrong's pypvs / LocalAPI notes)
+BUILD_THRESHOLDS: dict[str, tuple[int, int]] = {"PVS6": (AUTH_MIN_BUILD, VARSERVER_MIN_BUILD),
+                                                "PVS5": (5408, 5412)}
 DEVICELIST_PATH = "/cgi-bin/dl_cgi?Command=DeviceList"
 SUPERVISOR_INFO_PATH = "/cgi-bin/dl_cgi/supervisor/info"
 LOGIN_PATH = "/auth?login"
@@ -53,7 +68,14 @@ VARSERVER_PATHS = (
     "/vars?match=/sys/devices/&fmt=obj",
     "/vars?match=/sys/livedata/&fmt=obj",
 )
+# The PVS's own Wi-Fi key is in /sys/info/ on LocalAPI firmware: never archived or stored.
+REDACTED_VARIABLES = ("/sys/info/wpa_key",)
+REDACTED = "(redacted by solar-monitor)"
+SLOW_PATH_PREFIX = "/vars?match=/sys/pvs/"  # flashwear: known to hang on some firmware
+SLOW_PATH_TIMEOUT_S = 10.0
 TRANSIENT_STATUS = frozenset({502, 503, 504})
+LOST_SESSION_STATUS = frozenset({401, 403, 500})  # 403: older firmware without a session
+REFUSED_STATUS = frozenset({301, 302, 303, 307, 308, 401, 403})
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -65,6 +87,7 @@ class RawPoll:
     api: Api
     build: int | None
     requested_at: datetime
+    url: str = ""  # the base URL that answered (no credentials): https after a switch
 
 
 class PvsClient:
@@ -79,7 +102,9 @@ class PvsClient:
         username: str = "ssm_owner",
         password: str | None = None,
         verify_tls: bool = False,
+        https_port: int = 443,
         request_timeout_s: float = 150.0,
+        slow_read_timeout_s: float = SLOW_PATH_TIMEOUT_S,
         budget_s: float = 240.0,
         session: requests.Session | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -93,7 +118,10 @@ class PvsClient:
         self.username = username
         self._password = password
         self.verify_tls = verify_tls
+        self.https_port = https_port
+        self.switched_to_https = False
         self.request_timeout_s = request_timeout_s
+        self.slow_read_timeout_s = slow_read_timeout_s
         self.budget_s = budget_s
         self.session = session or requests.Session()
         self._monotonic = monotonic
@@ -101,8 +129,10 @@ class PvsClient:
         self._now = now
         self._deadline = 0.0
         self._logged_in = False
+        self._token: str | None = None  # sent as `Cookie: session=<token>`, nothing else
         self._last_error: PvsCommunicationError | None = None
         self.build: int | None = None
+        self.model: str | None = None
 
     # --- public ------------------------------------------------------------------------
 
@@ -111,15 +141,55 @@ class PvsClient:
         self._deadline = self._monotonic() + self.budget_s
         requested_at = self._now()
         api = self._choose_api()
+        try:
+            return self._read(api, requested_at)
+        except PvsAuthError as exc:
+            if not self._can_switch(exc):
+                raise
+            self._switch_to_https(exc)
+            try:
+                return self._read(api, requested_at)
+            except PvsCommunicationError as https_exc:  # the http refusal says more
+                raise PvsAuthError(f"{exc}; https at {self._shown_url} failed too "
+                                   f"({https_exc})", http_status=exc.http_status) from None
+
+    def _read(self, api: Api, requested_at: datetime) -> RawPoll:
         if api == "legacy":
             body = self._devicelist()
             if body is not None:
-                return RawPoll(body, "legacy", self.build, requested_at)
+                return RawPoll(body, "legacy", self.build, requested_at, self._shown_url)
             if self.api == "legacy":
                 raise PvsAuthError("DeviceList refused after login (HTTP 403); this firmware "
                                    "needs pvs.api: varserver (or auto)", http_status=403)
             log.info("DeviceList refused after login: reading the varserver API instead")
-        return RawPoll(self._varserver(requested_at), "varserver", self.build, requested_at)
+        body = self._varserver(requested_at)
+        return RawPoll(body, "varserver", self.build, requested_at, self._shown_url)
+
+    # --- plain http refused: https ------------------------------------------------------
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL in use, without credentials (https after a switch)."""
+        return self._shown_url
+
+    def _can_switch(self, exc: PvsAuthError) -> bool:
+        """Plain http login or reads refused (or port 80 closed) on login firmware."""
+        if self.switched_to_https or not self.base_url.startswith("http://"):
+            return False  # old firmware has no https: its 403 must keep its own message
+        return self._needs_login() and exc.http_status in REFUSED_STATUS
+
+    def _switch_to_https(self, exc: Exception) -> None:
+        parts = urlsplit(self.base_url)
+        host = parts.netloc.rpartition(":")[0] if parts.port else parts.netloc
+        netloc = host if self.https_port == 443 else f"{host}:{self.https_port}"
+        self.base_url = urlunsplit(parts._replace(scheme="https", netloc=netloc))
+        self._shown_url = _without_credentials(self.base_url)
+        self.switched_to_https = True
+        self._logged_in = False
+        self._token = None
+        self._last_error = None
+        log.warning("the PVS refused plain http (%s); switching to %s (set pvs.url to it "
+                    "to skip this step)", exc, self._shown_url)
 
     def supervisor_info(self) -> dict[str, Any]:
         """The open `/cgi-bin/dl_cgi/supervisor/info` answer (no login needed)."""
@@ -148,22 +218,27 @@ class PvsClient:
             return "legacy"
         build = sup.get("BUILD")
         self.build = build if isinstance(build, int) else firmware_build(str(sup.get("SWVER", "")))
+        self.model = str(sup.get("MODEL") or "").strip().upper() or None
         self.serial = self.serial or (str(sup["SERIAL"]) if sup.get("SERIAL") else None)
         if self.api != "auto":
             return self.api
-        if (self.build or 0) >= VARSERVER_MIN_BUILD:
+        if (self.build or 0) >= self._thresholds()[1]:
             return "varserver"
         return "legacy"  # DeviceList first; a 403 after login switches to varserver
 
+    def _thresholds(self) -> tuple[int, int]:
+        """(first login build, first varserver build) for this PVS's model."""
+        return BUILD_THRESHOLDS.get(self.model or "PVS6", BUILD_THRESHOLDS["PVS6"])
+
     def _needs_login(self) -> bool:
-        return self.api == "varserver" or (self.build or 0) >= AUTH_MIN_BUILD
+        return self.api == "varserver" or (self.build or 0) >= self._thresholds()[0]
 
     def _devicelist(self) -> bytes | None:
         """DeviceList bytes, or None when the firmware refuses it even after login."""
         if self._needs_login() and not self._logged_in:
             self._login()
         status, body = self._get(DEVICELIST_PATH)
-        known_old = self.build is not None and self.build < AUTH_MIN_BUILD
+        known_old = self.build is not None and self.build < self._thresholds()[0]
         if status in (401, 403) and not known_old:
             self._login()  # a session can expire between requests: log in again, once
             status, body = self._get(DEVICELIST_PATH)
@@ -180,21 +255,22 @@ class PvsClient:
         """Every /vars answer of this poll in one envelope that records each request path."""
         if not self._logged_in:
             self._login()
-        responses = []
+        responses: list[dict[str, object]] = []
         for path in VARSERVER_PATHS:
-            status, body = self._get(path)
-            if status in (401, 403):
-                self._login()
-                status, body = self._get(path)
-            if status in (401, 403):
-                raise PvsAuthError(f"varserver refused {path} after login (HTTP {status})",
-                                   http_status=status)
-            if status not in (200, 400):  # 400 = nothing matched (e.g. no battery)
-                raise PvsResponseError(f"varserver answered HTTP {status} for {path}",
-                                       http_status=status)
-            text = body.decode("utf-8", errors="replace")
+            slow = path.startswith(SLOW_PATH_PREFIX)
+            try:
+                status, body = self._vars_read(path, slow)
+            except PvsCommunicationError as exc:
+                if not slow or exc.http_status is not None:
+                    raise
+                # the known flashwear hang: keep the poll, note the gap in the archive
+                log.warning("skipped %s this poll: %s", _short(path), exc)
+                responses.append({"path": path, "status": None, "body": "",
+                                  "error": str(exc)})
+                continue
             if status == 200:
-                _json_object(body, path)
+                body = _redact(_json_object(body, path), body)
+            text = body.decode("utf-8", errors="replace")
             responses.append({"path": path, "status": status, "body": text})
         if not any(r["status"] == 200 and "/sys/devices/" in r["path"] for r in responses):
             raise PvsResponseError("varserver lists no devices", http_status=400)
@@ -202,32 +278,57 @@ class PvsClient:
                     "build": self.build, "responses": responses}
         return json.dumps(envelope, ensure_ascii=False).encode("utf-8")
 
+    def _vars_read(self, path: str, slow: bool) -> tuple[int, bytes]:
+        """One /vars read; a lost session (401, 500, an empty 200) logs in again once."""
+        timeout = self.slow_read_timeout_s if slow else None
+        status, body = self._get(path, timeout_s=timeout, retries=1 if slow else None)
+        if status in LOST_SESSION_STATUS or (status == 200 and not body.strip()):
+            log.info("varserver answered HTTP %s%s for %s: logging in again", status,
+                     " (empty)" if status == 200 else "", _short(path))
+            self._login()
+            status, body = self._get(path, timeout_s=timeout, retries=1 if slow else None)
+        if status in REFUSED_STATUS:  # 401/403 again, or a redirect (to https)
+            raise PvsAuthError(f"varserver refused {path} after login (HTTP {status})",
+                               http_status=status)
+        if status == 200 and not body.strip():
+            raise PvsResponseError(f"varserver answered an empty 200 for {path} after login",
+                                   http_status=200)
+        if status not in (200, 400):  # 400 = nothing matched (e.g. no battery)
+            raise PvsResponseError(f"varserver answered HTTP {status} for {path}",
+                                   http_status=status)
+        return status, body
+
     def _login(self) -> None:
         """Log in as ssm_owner with the last five characters of the serial."""
         password = self._password or (self.serial[-5:] if self.serial else None)
         if not password:
             raise PvsAuthError("this firmware needs a login, but the PVS serial is unknown; "
                                "set pvs.serial in the config")
-        token = base64.b64encode(f"{self.username}:{password}".encode()).decode()
-        status, _body = self._get(LOGIN_PATH, headers={"Authorization": f"basic {token}"})
-        if status != 200 or "session" not in self.session.cookies:
+        basic = base64.b64encode(f"{self.username}:{password}".encode()).decode()
+        self._token = None
+        status, body = self._get(LOGIN_PATH, headers={"Authorization": f"basic {basic}"})
+        token = _session_from_login(body) if status == 200 else None
+        if token is None:
             raise PvsAuthError(f"login as {self.username} failed (HTTP {status}); check "
                                f"pvs.serial / pvs.password", http_status=status)
+        self._token = token
         self._logged_in = True
 
     # --- transport ---------------------------------------------------------------------
 
-    def _get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """GET with retries on transient failures, inside the poll's time budget."""
+    def _get(self, path: str, headers: dict[str, str] | None = None, *,
+             timeout_s: float | None = None, retries: int | None = None) -> tuple[int, bytes]:
+        """GET with retries on transient failures, inside the poll's time budget.
+        `timeout_s` caps each try's read timeout, `retries` the number of tries (6)."""
         retrying = Retrying(
-            stop=stop_after_attempt(6) | self._budget_spent,
+            stop=stop_after_attempt(retries or 6) | self._budget_spent,
             wait=wait_exponential(multiplier=2, max=30) + wait_random(0, 2),
             retry=retry_if_exception_type(PvsCommunicationError),
             sleep=self._budget_sleep,
             reraise=True,
         )
         try:
-            return retrying(self._get_once, path, headers)
+            return retrying(self._get_once, path, headers, timeout_s)
         except RetryError as exc:  # pragma: no cover - reraise=True makes this rare
             raise PvsCommunicationError(str(exc)) from None
 
@@ -237,14 +338,15 @@ class PvsClient:
     def _budget_sleep(self, seconds: float) -> None:
         self._sleep(max(0.0, min(seconds, self._deadline - self._monotonic() - 1.0)))
 
-    def _get_once(self, path: str, headers: dict[str, str] | None) -> tuple[int, bytes]:
+    def _get_once(self, path: str, headers: dict[str, str] | None,
+                  timeout_s: float | None = None) -> tuple[int, bytes]:
         remaining = self._deadline - self._monotonic()
         if remaining < 1.0:
             if self._last_error is not None:
                 raise self._last_error  # the real cause says more than "out of time"
             raise PvsCommunicationError(f"poll budget of {self.budget_s:g} s used up")
         try:
-            return self._request(path, headers, remaining)
+            return self._request(path, headers, min(remaining, timeout_s or remaining))
         except PvsCommunicationError as exc:
             self._last_error = exc
             raise
@@ -252,23 +354,54 @@ class PvsClient:
     def _request(self, path: str, headers: dict[str, str] | None,
                  remaining: float) -> tuple[int, bytes]:
         read_timeout = min(self.request_timeout_s, remaining)
+        headers = dict(headers or {})
+        if self._token is not None:
+            # The real cookie is Secure (requests never sends it over http://), and any
+            # other cookie crashes the PVS's handler: send the token ourselves, alone.
+            headers["Cookie"] = f"session={self._token}"
         try:
-            response = self.session.get(
-                self.base_url + path, headers=headers, verify=self.verify_tls,
-                timeout=(min(CONNECT_TIMEOUT_S, read_timeout), read_timeout),
-                allow_redirects=False)
-            body = response.content
+            with warnings.catch_warnings():
+                # verify_tls: false is the norm (the PVS's certificate is self-signed);
+                # urllib3 would warn on stderr at every request of every cron run
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                response = self.session.get(
+                    self.base_url + path, headers=headers, verify=self.verify_tls,
+                    timeout=(min(CONNECT_TIMEOUT_S, read_timeout), read_timeout),
+                    allow_redirects=False)
+                body = response.content
         except requests.Timeout:
             raise PvsCommunicationError(
                 f"no answer from the PVS within {read_timeout:.0f} s ({_short(path)})") from None
         except requests.RequestException as exc:
             raise PvsCommunicationError(
                 f"cannot reach the PVS at {self._shown_url} ({_reason(exc)})") from None
+        finally:
+            self.session.cookies.clear()  # the jar never adds a cookie to our requests
         if response.status_code in TRANSIENT_STATUS:
             raise PvsCommunicationError(
                 f"the PVS (or its bridge) answered HTTP {response.status_code}",
                 http_status=response.status_code)
         return response.status_code, body
+
+
+def _redact(doc: dict[str, Any], body: bytes) -> bytes:
+    """`body` with the values of REDACTED_VARIABLES replaced (the one change an archived
+    answer gets); unchanged bytes when it holds none."""
+    if not any(name in doc for name in REDACTED_VARIABLES):
+        return body
+    return json.dumps({k: REDACTED if k in REDACTED_VARIABLES else v for k, v in doc.items()},
+                      ensure_ascii=False).encode("utf-8")
+
+
+def _session_from_login(body: bytes) -> str | None:
+    """The session token of a login answer (`{"session": "<token>"}`), or None."""
+    try:
+        doc = load_json(body)
+    except ParseError:
+        return None
+    token = doc.get("session") if isinstance(doc, dict) else None
+    return token if isinstance(token, str) and token and token.isprintable() \
+        and ";" not in token else None
 
 
 def _check_devicelist(status: int, body: bytes) -> None:

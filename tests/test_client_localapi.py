@@ -1,0 +1,212 @@
+"""The collector against an emulator that answers like a new-firmware PVS (Secure cookie,
+HTTPS, PVS5), over real HTTP and HTTPS on loopback: `run` works with pvs.url in http://
+and https:// form, for a PVS6 and a PVS5; lost sessions, refused plain http and a hanging
+flashwear read cost at most one retry, never the poll."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from solar_monitor.config import Config, config_from_dict
+from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
+from solar_monitor.emulation.sim import SimulatedSite
+from solar_monitor.pipeline import make_client, run_once
+from solar_monitor.pvs.client import PvsClient
+from solar_monitor.pvs.parse import parse
+from tests.test_emulator import Clock
+
+NOON = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
+
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOON)
+
+
+def make_emulator(clock: Clock, model: str = "PVS6", **kw: object) -> Emulator:
+    spec = default_spec(NOON, inverter_count=6, latitude=42.36, longitude=-71.06,
+                        timezone="America/New_York", seed=5, model=model)
+    return start_emulator(SimulatedSite(spec), firmware="varserver", model=model, clock=clock,
+                          tls=True, **kw)  # type: ignore[arg-type]
+
+
+def config_for(config_dict: dict, url: str, **pvs: object) -> Config:
+    config_dict["pvs"].update({"url": url, **pvs})
+    return config_from_dict(config_dict, env={})
+
+
+def client_for(config: Config, **attrs: object) -> PvsClient:
+    client = make_client(config)
+    client._sleep = lambda seconds: None  # noqa: SLF001 - retries do not really sleep
+    for key, value in attrs.items():
+        setattr(client, key, value)
+    return client
+
+
+def vars_requests(emu: Emulator) -> list:
+    return [r for r in emu.request_log if r.target.startswith("/vars")]
+
+
+@pytest.mark.parametrize("model", ["PVS6", "PVS5"])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_run_on_new_firmware(model: str, scheme: str, config_dict: dict, clock: Clock):
+    with make_emulator(clock, model) as emu:
+        url = emu.url if scheme == "http" else emu.tls_url
+        assert url is not None
+        report = run_once(config_for(config_dict, url), now=clock.now)
+        assert report.ok, report.error
+        assert report.totals is not None and report.totals.inverters_total == 6
+        assert report.totals.production_kw and report.totals.production_kw > 0.3
+        snapshot = parse(gzip.decompress(report.archive_file.read_bytes()))
+        assert snapshot.api == "varserver"
+        assert snapshot.supervisor is not None and snapshot.supervisor.model == model
+        logins = [r for r in emu.request_log if r.target.startswith("/auth")]
+        assert len(logins) == 1 and {r.scheme for r in emu.request_log} == {scheme}
+        reads = vars_requests(emu)
+        assert reads and all(r.method == "GET" for r in reads)
+        # only the session cookie, with the token the login answered, on every read
+        token = emu._tokens["127.0.0.1"]  # noqa: SLF001
+        assert {r.cookie for r in reads} == {f"session={token}"}
+        assert not emu.refused
+
+
+def test_the_pvs_wifi_key_is_never_kept(config_dict: dict, clock: Clock):
+    with make_emulator(clock) as emu:
+        key = emu.site.vars(NOON)["/sys/info/wpa_key"]
+        config = config_for(config_dict, emu.url)
+        report = run_once(config, now=clock.now)
+        assert report.ok, report.error
+    assert any("wpa_key" in r.target or r.target.startswith("/vars?match=/sys/info/")
+               for r in emu.request_log)  # it was served
+    files = [p for p in config.data_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".gz" for p in files) and any(p.suffix == ".db" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        data = gzip.decompress(data) if path.suffix == ".gz" else data
+        assert key.encode() not in data, path
+    envelope = json.loads(gzip.decompress(report.archive_file.read_bytes()))
+    info = json.loads(envelope["responses"][0]["body"])
+    assert info["/sys/info/wpa_key"] == "(redacted by solar-monitor)"
+    assert info["/sys/info/serialnum"] == emu.site.supervisor_serial
+
+
+def test_pvs5_is_identified_by_model_and_swver(config_dict: dict, clock: Clock):
+    with make_emulator(clock, "PVS5") as emu:
+        client = client_for(config_for(config_dict, emu.url))
+        raw = client.poll()
+        assert (client.model, client.build, raw.build, raw.api) == ("PVS5", 5412, 5412,
+                                                                  "varserver")
+        assert raw.url == emu.url
+        envelope = json.loads(raw.body)
+        pvs = [r for r in envelope["responses"] if "/sys/pvs/" in r["path"]]
+        assert pvs and pvs[0]["status"] == 400  # a PVS5 has no /sys/pvs/ names
+
+
+def test_expired_session_logs_in_again_once(config_dict: dict, clock: Clock,
+                                            caplog: pytest.LogCaptureFixture):
+    for answer in ("401", "500", "empty"):
+        with make_emulator(clock) as emu:
+            emu.faults.lost_session_answer(answer)  # type: ignore[arg-type]
+            client = client_for(config_for(config_dict, emu.url))
+            client.poll()
+            clock.now += timedelta(seconds=301)  # the session of the first poll is over
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="solar_monitor.pvs.client"):
+                raw = client.poll()
+            assert raw.api == "varserver", answer
+            relogins = [m for m in caplog.messages if "logging in again" in m]
+            assert len(relogins) == 1, (answer, caplog.messages)
+            assert len([r for r in emu.request_log if r.target.startswith("/auth")]) == 2
+            clock.now = NOON
+
+
+def test_plain_http_refused_switches_to_https_once(config_dict: dict, clock: Clock,
+                                                   caplog: pytest.LogCaptureFixture):
+    with make_emulator(clock, https_only=True) as emu:
+        config = config_for(config_dict, emu.url, https_port=emu.tls_port)
+        client = client_for(config)
+        with caplog.at_level(logging.WARNING, logger="solar_monitor.pvs.client"):
+            raw = client.poll()
+        assert raw.url == emu.tls_url and client.switched_to_https
+        switches = [m for m in caplog.messages if "switching to" in m]
+        assert switches == [f"the PVS refused plain http (login as ssm_owner failed (HTTP 301); "
+                            f"check pvs.serial / pvs.password); switching to {emu.tls_url} "
+                            f"(set pvs.url to it to skip this step)"]
+        # nothing but the refused login and supervisor/info went over plain http
+        http = [r.target for r in emu.request_log if r.scheme == "http"]
+        assert http == ["/cgi-bin/dl_cgi/supervisor/info", "/auth?login"]
+        assert all(r.scheme == "https" for r in vars_requests(emu))
+
+
+def test_a_refused_http_without_https_keeps_the_http_error(config_dict: dict, clock: Clock):
+    from solar_monitor.pvs.errors import PvsAuthError
+
+    with make_emulator(clock, https_only=True) as emu:
+        closed = emu.tls_port
+    with start_emulator(firmware="varserver", clock=clock, tls=True, https_only=True) as emu:
+        client = client_for(config_for(config_dict, emu.url, https_port=closed,
+                                       poll_budget_s=5))
+        with pytest.raises(PvsAuthError, match=r"HTTP 301.*https at https://127\.0\.0\.1:"
+                                               r"\d+ failed too \(cannot reach"):
+            client.poll()
+
+
+def test_a_hanging_flashwear_read_does_not_cost_the_poll(config_dict: dict, clock: Clock):
+    with make_emulator(clock) as emu:
+        emu.faults.pvs_hang(5)
+        config = config_for(config_dict, emu.url)
+        client = client_for(config, slow_read_timeout_s=0.5)
+        raw = client.poll()
+        envelope = json.loads(raw.body)
+        by_path = {r["path"].split("match=")[1].split("&")[0]: r for r in envelope["responses"]}
+        assert by_path["/sys/pvs/"]["status"] is None
+        assert "no answer from the PVS within" in by_path["/sys/pvs/"]["error"]
+        assert by_path["/sys/devices/"]["status"] == 200
+        assert len(parse(raw.body).inverters) == 6
+        # one try only for the hanging read: no retry loop on a known firmware hang
+        assert sum("/sys/pvs/" in r.target for r in emu.request_log) == 1
+
+
+# --------------------------------------------------------------------------- the real CLI
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "solar_monitor", *args], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ))
+
+
+def write_config(tmp_path: Path, config_dict: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_dict))
+    path.chmod(0o600)
+    return path
+
+
+def test_cli_run_and_check_report_the_scheme(tmp_path: Path, config_dict: dict) -> None:
+    with start_emulator(firmware="varserver", model="PVS5", tls=True) as emu:
+        config_dict["pvs"]["url"] = emu.tls_url
+        path = write_config(tmp_path, config_dict)
+        ok = run_cli("run", "--config", str(path))
+        assert ok.returncode == 0, ok.stderr
+        assert "poll stored" in ok.stderr and "Warning" not in ok.stderr  # no TLS warnings
+        check = run_cli("check", "--config", str(path))
+        assert check.returncode == 0, check.stdout
+        assert (f"PASS pvs: {emu.tls_url}: PVS5 build 5412, varserver API, 12 inverters, "
+                f"2 meters; https works") in check.stdout
+    with start_emulator(firmware="varserver", tls=True, https_only=True) as emu:
+        config_dict["pvs"].update({"url": emu.url, "https_port": emu.tls_port})
+        check = run_cli("check", "--config", str(write_config(tmp_path, config_dict)))
+        assert check.returncode == 0, check.stdout
+        assert f"plain http refused, https works: set pvs.url: {emu.tls_url}" in check.stdout
+
