@@ -154,11 +154,11 @@ dir "$DATA_DIR" 0750 "$USER_NAME:$USER_NAME"
 # cffi, and building cryptography needs Rust and hours on a Zero. Debian builds them
 # for armv6 (Raspberry Pi OS) and armel, in versions our dependency tree accepts
 # (docs/raspberry-pi.md has the table): apt installs them and the venv sees them
-# (--system-site-packages), so pip finds them satisfied. PyYAML (no armv6l wheel;
-# its sdist builds only slowly) and charset-normalizer (a pure-Python fallback wheel,
-# slower) come from Debian too. Everything else in the tree is pure Python.
+# (--system-site-packages), so pip finds them satisfied. PyYAML (no armv6l wheel
+# either) comes from Debian too, with its libyaml speedups. The rest of the tree is
+# pure Python or has a pure-Python wheel (charset-normalizer).
 # armv7l and aarch64 have wheels on PyPI: nothing changes there.
-DEBIAN_COMPILED=(python3-cryptography python3-cffi python3-yaml python3-charset-normalizer)
+DEBIAN_COMPILED=(python3-cryptography python3-cffi python3-yaml)
 # Should Debian's copy ever stop satisfying a pin, pip fails in seconds with the
 # package's name instead of compiling it for hours (a piwheels wheel still counts).
 DEBIAN_ONLY_BINARY=(--only-binary cryptography --only-binary cffi)
