@@ -9,9 +9,11 @@
 #   deploy/install.sh --root /tmp/x             # write every file under /tmp/x and only
 #                                               # print the commands (tests, review)
 #   deploy/install.sh --dry-run                 # write nothing, print what would happen
+#   deploy/install.sh --root /tmp/x --arch armv6l   # the Pi Zero W / Pi 1 path, anywhere
 #
 # What it does, in order: a system user `solar-monitor`; a venv in /opt/solar-monitor
-# with this checkout installed; /etc/solar-monitor/config.yaml (0600, from
+# with this checkout installed (on armv6l, its compiled dependencies from Debian);
+# /etc/solar-monitor/config.yaml (0600, from
 # config.example.yaml, only if absent); /var/lib/solar-monitor for data; the timer
 # or the crontab; logs that spare the SD card (journald in RAM, logrotate for
 # cron); the Pi network from the field guide (static 172.27.153.10/24 on eth0 with
@@ -42,6 +44,7 @@ SCHEDULER=systemd
 NETWORK=auto
 WITH_HAPROXY=yes
 PYTHON=python3
+ARCH="$(uname -m)"
 
 usage() {
     cat <<EOF
@@ -51,6 +54,8 @@ Usage: $0 [options]
                              configure eth0/Wi-Fi for the PVS (default: auto-detect)
   --no-haproxy               do not install the HAProxy bridge
   --python PATH              interpreter for the venv (Python >= 3.11; default python3)
+  --arch ARCH                the machine to install for (default: uname -m, here $ARCH);
+                             armv6l takes the compiled dependencies from Debian
   --root DIR                 write every file under DIR, print commands instead of running them
   --dry-run                  write nothing, print what would be done
   -h, --help                 this text
@@ -63,6 +68,7 @@ while [[ $# -gt 0 ]]; do
         --network) NETWORK="${2:?--network needs a value}"; shift 2 ;;
         --no-haproxy) WITH_HAPROXY=""; shift ;;
         --python) PYTHON="${2:?--python needs a path}"; shift 2 ;;
+        --arch) ARCH="${2:?--arch needs a machine name, e.g. armv6l}"; shift 2 ;;
         --root) ROOT="${2:?--root needs a directory}"; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -144,6 +150,27 @@ dir "$OPT_DIR" 0755
 dir "$ETC_DIR" 0750 "root:$USER_NAME"
 dir "$DATA_DIR" 0750 "$USER_NAME:$USER_NAME"
 
+# --- 1b. armv6l (Pi Zero W, Pi 1): the compiled dependencies from Debian ---------
+# PyPI has no armv6l wheels for cryptography (google-auth, so gspread, needs it) or
+# cffi, and building cryptography needs Rust and hours on a Zero. Debian builds them
+# for armv6 (Raspberry Pi OS) and armel, in versions our dependency tree accepts
+# (docs/raspberry-pi.md has the table): apt installs them and the venv sees them
+# (--system-site-packages), so pip finds them satisfied. PyYAML (no armv6l wheel
+# either) comes from Debian too, with its libyaml speedups. The rest of the tree is
+# pure Python or has a pure-Python wheel (charset-normalizer).
+# armv7l and aarch64 have wheels on PyPI: nothing changes there.
+DEBIAN_COMPILED=(python3-cryptography python3-cffi python3-yaml)
+# Should Debian's copy ever stop satisfying a pin, pip fails in seconds with the
+# package's name instead of compiling it for hours (a piwheels wheel still counts).
+DEBIAN_ONLY_BINARY=(--only-binary cryptography --only-binary cffi)
+
+debian_compiled_deps() { [[ "$ARCH" == armv6l ]]; }
+
+if debian_compiled_deps; then
+    say "$ARCH: compiled dependencies from Debian (${DEBIAN_COMPILED[*]})"
+    run apt-get install -y --no-install-recommends "${DEBIAN_COMPILED[@]}"
+fi
+
 # --- 2. The application in a venv -----------------------------------------------
 say "venv $VENV"
 if [[ -z "$SIMULATE" ]]; then
@@ -155,12 +182,23 @@ if [[ -z "$SIMULATE" ]]; then
         run apt-get install -y python3-venv
     fi
 fi
-if [[ -n "$SIMULATE" || ! -x "$VENV/bin/python" ]]; then
-    run "$PYTHON" -m venv "$VENV"
+venv_flags=()
+pip_flags=()
+if debian_compiled_deps; then
+    venv_flags=(--system-site-packages)
+    pip_flags=("${DEBIAN_ONLY_BINARY[@]}")
+fi
+# Rerunning venv over an existing one rewrites only its pyvenv.cfg: this is how a venv
+# made before the armv6l path (without system site packages) gets them.
+if [[ -n "$SIMULATE" || ! -x "$VENV/bin/python" ]] \
+        || { debian_compiled_deps && ! grep -qx 'include-system-site-packages = true' "$VENV/pyvenv.cfg"; }; then
+    run "$PYTHON" -m venv "${venv_flags[@]}" "$VENV"
 fi
 # A plain (not editable) install: the checkout can be moved or deleted afterwards.
+# --upgrade upgrades solar-monitor only: a dependency already satisfied (Debian's
+# cryptography on armv6l) is kept (pip's default upgrade strategy, only-if-needed).
 run "$VENV/bin/pip" install --quiet --upgrade pip
-run "$VENV/bin/pip" install --quiet --upgrade "$REPO"
+run "$VENV/bin/pip" install --quiet --upgrade "${pip_flags[@]}" "$REPO"
 put "$REPO/docs/raspberry-pi.md" "$OPT_DIR/docs/raspberry-pi.md" 0644
 
 # `sudo solar-monitor check` runs as the service user with the installed config,

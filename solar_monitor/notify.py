@@ -22,6 +22,7 @@ import json
 import logging
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -261,14 +262,21 @@ class _Collect(logging.Handler):
 @contextlib.contextmanager
 def _apprise_log() -> Iterator[list[str]]:
     """Keep apprise's own log lines (which may quote a URL) out of our log; yield its
-    warnings and errors so the caller can report the last one, redacted."""
+    warnings and errors so the caller can report the last one, redacted.
+
+    apprise's deprecation warnings are silenced here: on Python 3.11 and 3.12 it imports
+    the deprecated `imghdr` (removed in 3.13, where apprise brings a shim), which under
+    `-W error` or PYTHONWARNINGS=error would fail every alert for a library's housekeeping."""
     logger = logging.getLogger("apprise")
     handler = _Collect()
     propagate = logger.propagate
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        yield handler.lines
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            yield handler.lines
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate

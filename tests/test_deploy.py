@@ -261,3 +261,54 @@ def test_wifi_check_leaves_a_missing_interface_alone() -> None:
     # Safe on any machine: with no such interface the script changes nothing.
     result = _bash(DEPLOY / "wifi-check.sh", "smtest-no-if0")
     assert "no interface smtest-no-if0" in result.stderr
+
+
+# --- armv6l (Pi Zero W, Pi 1): compiled dependencies from Debian -------------------
+DEBIAN_COMPILED = ("python3-cryptography", "python3-cffi", "python3-yaml")
+VENV_COMMAND = "+ python3 -m venv"
+
+
+def _printed(output: str, prefix: str) -> list[str]:
+    """The printed commands (under --root) that start with `prefix`."""
+    return [line for line in output.splitlines() if line.startswith(prefix)]
+
+
+def test_armv6l_installs_the_compiled_dependencies_from_debian(pi: Path) -> None:
+    output = install(pi, "--arch", "armv6l")
+    apt = [line for line in _printed(output, "+ apt-get install") if "python3-" in line]
+    assert len(apt) == 1, output
+    for package in DEBIAN_COMPILED:
+        assert package in apt[0].split(), package
+    venv = _printed(output, VENV_COMMAND)
+    assert venv == [f"{VENV_COMMAND} --system-site-packages /opt/solar-monitor/venv"]
+    # Debian's packages are there before pip looks for them.
+    lines = output.splitlines()
+    assert lines.index(apt[0]) < lines.index(venv[0])
+    pip = _printed(output, "+ /opt/solar-monitor/venv/bin/pip install --quiet --upgrade --only")
+    assert len(pip) == 1 and pip[0].endswith(f" {REPO}"), output
+    # No source build of cryptography (Rust, hours on a Zero): a wheel or Debian's copy.
+    assert "--only-binary cryptography" in pip[0]
+
+
+@pytest.mark.parametrize("arch", ["armv7l", "aarch64", "x86_64"])
+def test_other_arches_take_wheels_from_pypi(pi: Path, arch: str) -> None:
+    output = install(pi, "--arch", arch)
+    assert "python3-cryptography" not in output
+    assert "--system-site-packages" not in output
+    assert _printed(output, VENV_COMMAND) == [f"{VENV_COMMAND} /opt/solar-monitor/venv"]
+    assert f"+ /opt/solar-monitor/venv/bin/pip install --quiet --upgrade {REPO}" in output
+
+
+def test_arch_defaults_to_the_machine_and_needs_a_value(tmp_path: Path) -> None:
+    machine = subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
+    pi = tmp_path / "pi"
+    detected = install(pi).replace(str(pi), "ROOT")
+    assert detected == install(tmp_path / "given", "--arch", machine).replace(
+        str(tmp_path / "given"), "ROOT"
+    )
+    result = subprocess.run(
+        ["bash", DEPLOY / "install.sh", "--root", pi, "--arch"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode != 0
+    assert "--arch needs a machine name" in result.stderr

@@ -293,6 +293,25 @@ assert "apprise" not in sys.modules, "apprise imported"
                    check=True)
 
 
+def test_apprises_deprecation_warnings_never_fail_a_message(
+        inbox: Inbox, config_dict: dict, tmp_path: Path) -> None:
+    """apprise imports `imghdr` on 3.11/3.12 (deprecated, removed in 3.13): a Python run
+    with warnings as errors (-W error, PYTHONWARNINGS) must still send. A fresh process,
+    because this one may have imported apprise already."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**config_dict, "notify": {"targets": [
+        {"url": inbox.url()}]}}), encoding="utf-8")
+    path.chmod(0o600)
+    result = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-W",
+         "error::PendingDeprecationWarning", "-m", "solar_monitor.cli", "test-alert",
+         "--config", str(path)],
+        capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("PASS mailto://")
+    assert len(inbox.messages) == 1
+
+
 # --- the CLI -------------------------------------------------------------------------------
 
 def test_test_alert_prints_one_line_per_target(
