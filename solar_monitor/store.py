@@ -233,10 +233,15 @@ class Store:
             if column in allowed:
                 self.db.execute(f"UPDATE polls SET {column}=? WHERE id=?", (value, poll_id))
 
-    def poll_times_since(self, start: datetime) -> set[str]:
-        """The stored poll times (store format) at or after `start`."""
-        rows = self.db.execute("SELECT polled_at FROM polls WHERE polled_at >= ?",
-                               (iso(start),))
+    def poll_times_since(self, start: datetime, until: datetime | None = None) -> set[str]:
+        """The stored poll times (store format) at or after `start` (and at or before
+        `until`: one day's, not the rest of a long history's)."""
+        if until is None:
+            rows = self.db.execute("SELECT polled_at FROM polls WHERE polled_at >= ?",
+                                   (iso(start),))
+        else:
+            rows = self.db.execute("SELECT polled_at FROM polls WHERE polled_at BETWEEN ? AND ?",
+                                   (iso(start), iso(until)))
         return {row[0] for row in rows}
 
     def set_state(self, key: str, value: str) -> None:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from solar_monitor.store import Store, from_iso
 
 TAIL_BYTES = 512 * 1024
-WRITE_ROWS = 5000  # rows per write: bounds the buffer, few system calls
+WRITE_BUFFER_BYTES = 256 * 1024  # a bounded buffer, and few system calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,32 +161,36 @@ def _truncate(handle: Any, offset: int, size: int) -> None:
 
 
 def _append(path: Path, columns: Sequence[Column], rows: Iterable[Any], tz: ZoneInfo) -> int:
-    """Append rows (header first for a new file) in chunks of WRITE_ROWS, then fsync.
+    """Append rows (header first for a new file) through a buffered file, then fsync.
 
-    A run killed between chunks leaves whole lines up to some poll, maybe a torn one:
-    the next export's _repair_and_watermark cuts back to whole polls and goes on."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if not path.exists() or path.stat().st_size == 0:
-        writer.writerow([c.header for c in columns])
+    The file is opened at the first row (or for a new file's header), so an export with
+    nothing new leaves it untouched. A run killed mid-way leaves whole lines up to some
+    poll, maybe a torn one: the next export's _repair_and_watermark cuts back to whole
+    polls and goes on."""
+    new_file = not path.exists() or path.stat().st_size == 0
     count = 0
     handle = None
     try:
         for row in rows:
+            if handle is None:
+                handle, writer = _open_for_append(path, columns, new_file)
             writer.writerow([c.value(row, tz) for c in columns])  # None -> empty cell
             count += 1
-            if count % WRITE_ROWS == 0:
-                handle = handle or path.open("a", encoding="utf-8", newline="")
-                handle.write(buffer.getvalue())
-                buffer.seek(0)
-                buffer.truncate()
-        if buffer.tell() == 0 and handle is None:
-            return 0  # nothing new, and no header to write
-        handle = handle or path.open("a", encoding="utf-8", newline="")
-        handle.write(buffer.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
+        if handle is None and new_file:
+            handle, writer = _open_for_append(path, columns, new_file)
+        if handle is not None:
+            handle.flush()
+            os.fsync(handle.fileno())
     finally:
         if handle is not None:
             handle.close()
     return count
+
+
+def _open_for_append(path: Path, columns: Sequence[Column], new_file: bool
+                     ) -> tuple[io.TextIOWrapper, Any]:
+    handle = path.open("a", encoding="utf-8", newline="", buffering=WRITE_BUFFER_BYTES)
+    writer = csv.writer(handle, lineterminator="\n")
+    if new_file:
+        writer.writerow([c.header for c in columns])
+    return handle, writer
