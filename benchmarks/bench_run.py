@@ -122,15 +122,21 @@ def bench_run(repeat: int, history: Path | None = None) -> dict[str, float]:
 
 
 def simulated_year(days: int) -> Path:
-    """A year of 15-minute DeviceList archive files (generated once, then reused)."""
+    """`days` of 15-minute DeviceList archive files ending at today's UTC midnight, so a
+    `run` after the import continues the history (generated once a day, then reused)."""
     from solar_monitor.archive import stamp
     from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    root = OUT / f"year-{days}d-{INVERTERS}inv" / "raw"
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days)
+    name = f"year-{start:%Y%m%d}-{days}d-{INVERTERS}inv"
+    root = OUT / name / "raw"
     done = root / ".complete"
     if done.exists():
         return root
+    for stale in OUT.glob("year-*"):  # an earlier day's archive
+        if stale.name != name:
+            shutil.rmtree(stale)
     shutil.rmtree(root, ignore_errors=True)
     site = SimulatedSite(SiteSpec(inverter_count=INVERTERS, epoch=start))
     t = start

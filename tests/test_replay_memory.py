@@ -14,9 +14,11 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from solar_monitor.archive import save_answer
+from solar_monitor.archive import pack_day, save_answer, save_error, scan_archive, write_atomic
 from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
+from solar_monitor.retention import archive_days
 
 START = datetime(2025, 6, 1, tzinfo=UTC)
 DAYS = 3  # replays of day 1, then days 1-3
@@ -72,3 +74,35 @@ def test_replay_memory_does_not_grow_with_the_history(tmp_path: Path) -> None:
     rss_grown = (long["rss_peak_kib"] - long["rss_before_kib"]) - (
         short["rss_peak_kib"] - short["rss_before_kib"])
     assert rss_grown < 8 * 1024, f"peak RSS grew {rss_grown / 1024:.1f} MiB for 2 more days"
+
+
+def test_the_streamed_scan_keeps_time_order_across_overlapping_sources(tmp_path: Path
+                                                                        ) -> None:
+    """Day folders, a compacted day, a day both loose and compacted, and a curl job's
+    flat folder of local-time names that crosses UTC days: one time-ordered stream, each
+    poll once, from a scan that holds one entry per folder or tar, not per file."""
+    raw = tmp_path / "raw"
+    made: list[datetime] = []
+    for hour in range(0, 24 * 4, 3):  # June 1-4, every 3 hours
+        at = START + timedelta(hours=hour)
+        (save_error(raw, at, "HTTP 503", 503) if hour % 9 == 0
+         else save_answer(raw, at, b"{}"))
+        made.append(at)
+    days = archive_days(raw)
+    write_atomic(days[1].folder.parent / "20250602.tar.gz", pack_day(days[1].records()))
+    shutil.rmtree(days[1].folder)  # June 2: compacted
+    write_atomic(days[2].folder.parent / "20250603.tar.gz", pack_day(days[2].records()[:3]))
+    # June 3: compaction killed before it removed the folder (both hold its first polls)
+    curl = raw / "curl"  # New York time: 20:10 local on June 2 is 00:10 UTC on June 3
+    curl.mkdir()
+    for local in ("20250602_201000", "20250601_221000", "20250603_231000"):
+        (curl / f"{local}.json").write_bytes(b"{}")
+        naive = datetime.strptime(local, "%Y%m%d_%H%M%S")
+        made.append(naive.replace(tzinfo=ZoneInfo("America/New_York")).astimezone(UTC))
+    scan = scan_archive(raw, ZoneInfo("America/New_York"))
+    assert sum(len(g) for g in scan.groups) == 6  # 3 folders, 2 tars, the curl folder
+    assert len(scan.groups) < 6  # the curl folder overlaps, so those are read together
+    assert [p.polled_at for p in scan] == sorted(made)
+    later = scan_archive(raw, ZoneInfo("America/New_York"), since=START + timedelta(days=3))
+    assert [p.polled_at for p in later] == sorted(t for t in made
+                                                  if t > START + timedelta(days=3))
