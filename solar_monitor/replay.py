@@ -74,7 +74,7 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
     first: ArchivedPoll | None = None
     last: ArchivedPoll | None = None
     seen = stored = failed = skipped = 0
-    errors: list[str] = []
+    errors: dict[str, None] = {}  # each distinct stage error once, not once a poll
     each_poll = [s for s in STAGES if s.when == "each_poll"]
     last_report = time.monotonic()
     with run_lock(data / LOCK_NAME), open_store(config) as store:
@@ -96,7 +96,7 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
                     ctx.snapshot, ctx.error = ingest(ctx, archived)
                     stored += ctx.snapshot is not None
                     failed += ctx.snapshot is None
-                    errors += run_stages(ctx, each_poll)
+                    errors.update(dict.fromkeys(run_stages(ctx, each_poll)))
                     if progress and span and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                         progress(seen, _fraction(span, archived.polled_at))
                         last_report = time.monotonic()
@@ -106,11 +106,12 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
                          # the alerts_export stage writes the events of this replay
                          notes={"events_out": events_out,
                                 "replay_from": first.polled_at if first else None})
-        errors += run_stages(end, [s for s in STAGES if s.when == "end_of_run"])
+        errors.update(dict.fromkeys(run_stages(end, [s for s in STAGES
+                                                     if s.when == "end_of_run"])))
     if progress and seen:
         progress(seen, 1.0)
     return ReplayReport(seen, stored, failed, skipped, time.monotonic() - started,
-                        tuple(dict.fromkeys(errors)))
+                        tuple(errors))
 
 
 def _import(config: Config, archived: ArchivedPoll) -> ArchivedPoll:
