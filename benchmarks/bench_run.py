@@ -73,7 +73,8 @@ def write_config(work: Path, url: str) -> Path:
     config = work / "config.yaml"
     config.write_text(json.dumps({
         "site": {"latitude": 37.77, "longitude": -122.42, "timezone": "America/Los_Angeles"},
-        "pvs": {"url": url}, "data_dir": str(work / "data")}))
+        "pvs": {"url": url}, "data_dir": str(work / "data"),
+        "weather": {"enabled": False}}))  # loopback only: no Open-Meteo
     config.chmod(0o600)
     return config
 
@@ -151,16 +152,27 @@ def simulated_year(days: int) -> Path:
     return root
 
 
+def simulated_year_in_child(days: int) -> Path:
+    """simulated_year() in a child process. A child's ru_maxrss starts at its parent's
+    peak RSS (the kernel carries it over fork and exec), so this process must stay small
+    for the replays and runs it starts to be measured alone."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import bench_run; print(bench_run.simulated_year({days}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def bench_replay(days: int, keep: bool = False) -> tuple[dict[str, float], Path]:
     """`solar-monitor replay` of the year's first `days` days, already in the data folder
     (no import copy), in a child process; returns its figures and the work folder (removed
     unless `keep`)."""
-    source = simulated_year(YEAR_DAYS)
+    source = simulated_year_in_child(YEAR_DAYS)
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     raw = work / "data" / "raw"
     for folder in sorted(source.glob("[0-9]*/[0-9]*/[0-9]*"))[:days]:
         shutil.copytree(folder, raw / folder.relative_to(source))
-    polls = sum(1 for _ in raw.rglob("*.json.gz"))
+    polls = sum(len(names) for _d, _s, names in os.walk(raw))
     config = write_config(work, "http://127.0.0.1:9")  # replay never polls
     exe = Path(sys.executable).with_name("solar-monitor")
     cpu, rss, code, seconds = child_measure([str(exe), "replay", str(raw), "--quiet",

@@ -63,8 +63,8 @@ def test_compaction_keeps_every_record_readable(tmp_path: Path, config_dict: dic
     _upkeep(config, DAY0 + timedelta(days=12))
     days = archive_days(raw)
     packed = [d for d in days if d.tar is not None]
-    assert len(packed) == 3  # COMPACT_PER_RUN: a run's time stays bounded
-    for _ in range(3):
+    assert len(packed) == COMPACT_PER_RUN  # a run's time stays bounded
+    for _ in range(5):
         _upkeep(config, DAY0 + timedelta(days=12))
     days = archive_days(raw)
     assert [d.folder is None for d in days] == [True] * 5 + [False] * 5  # last 7 days loose
@@ -139,7 +139,8 @@ def test_after_a_large_import_upkeep_is_spread_over_runs_oldest_first(
     days = archive_days(raw)
     assert len(days) == 40 - RETIRE_PER_RUN  # June 1..30 gone, capped at 30 this run
     assert (days[0].day.month, days[0].day.day) == (7, 1)
-    assert [d.day.day for d in days if d.tar] == [1, 2, 3]  # July 1-3: not before cutoff
+    # July 1 on: days before the cutoff were not packed first
+    assert [d.day.day for d in days if d.tar] == list(range(1, COMPACT_PER_RUN + 1))
     _upkeep(config, now, retention_days=12)  # cutoff June 29: nothing more to delete
     assert len(archive_days(raw)) == 40 - RETIRE_PER_RUN
     left = {r.polled_at for r in iter_archive(raw, UTC)}
