@@ -30,6 +30,7 @@ from solar_monitor.pipeline import (
     run_stages,
 )
 from solar_monitor.runlock import run_lock
+from solar_monitor.store import iso
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,13 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
         # One transaction per batch, not per poll: a killed replay redoes its last batch
         # (ingestion is idempotent by poll time), and replays run several times faster.
         while batch := list(itertools.islice(polls, BATCH)):
+            # the batch's stored poll times: one query, and a set no bigger than a batch
+            known = store.poll_times_since(batch[0].polled_at, batch[-1].polled_at)
             with store.transaction():
                 for archived in batch:
                     seen += 1
                     first, last = first or archived, archived
-                    if store.has_poll(archived.polled_at):
+                    if iso(archived.polled_at) in known:
                         skipped += 1
                         continue
                     if copy:
