@@ -1,14 +1,20 @@
-"""Footprint of one `solar-monitor run`, and replay throughput over a simulated year.
+"""Footprint of `solar-monitor run` (on an empty store and on a year of history) and of
+`replay` over 30, 90 and 365 simulated days, each measured in a fresh child process.
 
-1. Starts the emulator (30 inverters) in its own process, then measures, each in a fresh
-   child process, CPU time (user + sys) and peak RSS of:
+1. Starts the emulator (30 inverters) in its own process, then measures CPU time
+   (user + sys) and peak RSS of:
    - the baseline: `python -c "import requests; requests.get(URL)"`;
-   - one `solar-monitor run` against the same emulator.
+   - one `solar-monitor run` against the same emulator, on an empty data folder.
    Median of --repeat runs. Targets: run <= 3x baseline CPU, <= 60 MB RSS.
 2. Writes a simulated year of archive files (35,040 polls of 30 inverters; cached in
-   benchmarks/out/) and times `replay` of it into an empty data folder. Target: >= 500/s.
+   benchmarks/out/) and, for each of --replay-days, copies its first N days into an empty
+   data folder and runs `solar-monitor replay` on it. Targets: >= 500 polls/s; peak RSS
+   flat in the history's length: a year <= 150 MiB and <= 1.2x the 90-day peak.
+3. `run` --repeat times on the data folder the year's replay left (a year of history in
+   the store, loose raw days to compact): the first run after the import, and the median
+   and worst of the others.
 
-    python benchmarks/bench_run.py [--repeat 5] [--days 365] [--skip-replay]
+    python benchmarks/bench_run.py [--repeat 5] [--replay-days 30,90,365] [--skip-replay]
 """
 
 from __future__ import annotations
@@ -29,16 +35,18 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
 INVERTERS = 30
+YEAR_DAYS = 365
 
 
-def child_usage(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
-    """Run `cmd`; return (CPU seconds, peak RSS in MB, exit code) of that child alone."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+def child_measure(cmd: list[str], env: dict[str, str] | None = None
+                  ) -> tuple[float, float, int, float]:
+    """Run `cmd`; (CPU seconds, peak RSS in MiB, exit code, wall seconds) of that child."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})
     _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.stderr.close()  # type: ignore[union-attr]
     return (usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-            os.waitstatus_to_exitcode(status))
+            os.waitstatus_to_exitcode(status), time.perf_counter() - started)
 
 
 def free_port() -> int:
@@ -60,7 +68,20 @@ def wait_for(url: str, seconds: float = 30) -> None:
     raise SystemExit(f"emulator did not start at {url}")
 
 
-def bench_run(repeat: int) -> dict[str, float]:
+def write_config(work: Path, url: str) -> Path:
+    """A config for the emulator at `url`, with its data folder `work/data`."""
+    config = work / "config.yaml"
+    config.write_text(json.dumps({
+        "site": {"latitude": 37.77, "longitude": -122.42, "timezone": "America/Los_Angeles"},
+        "pvs": {"url": url}, "data_dir": str(work / "data"),
+        "weather": {"enabled": False}}))  # loopback only: no Open-Meteo
+    config.chmod(0o600)
+    return config
+
+
+def bench_run(repeat: int, history: Path | None = None) -> dict[str, float]:
+    """`run` --repeat times on an empty data folder (with the baseline beside it), or on
+    the data folder `history` (then the first run, after the import, is also given)."""
     exe = Path(sys.executable).with_name("solar-monitor")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -69,41 +90,54 @@ def bench_run(repeat: int) -> dict[str, float]:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(url + "/cgi-bin/dl_cgi/supervisor/info")
-        work = Path(tempfile.mkdtemp(prefix="bench-run-"))
-        config = work / "config.yaml"
-        config.write_text(json.dumps({
-            "site": {"latitude": 37.77, "longitude": -122.42, "timezone": "America/Los_Angeles"},
-            "pvs": {"url": url}, "data_dir": str(work / "data")}))
-        config.chmod(0o600)
+        work = history or Path(tempfile.mkdtemp(prefix="bench-run-"))
+        config = write_config(work, url)
         device_list = url + "/cgi-bin/dl_cgi?Command=DeviceList"
-        baseline = [child_usage([sys.executable, "-c",
-                                 f"import requests; requests.get({device_list!r})"])
-                    for _ in range(repeat)]
-        runs = [child_usage([str(exe), "run", "--config", str(config)]) for _ in range(repeat)]
-        if any(code != 0 for *_x, code in runs):
+        baseline = [] if history else [
+            child_measure([sys.executable, "-c",
+                           f"import requests; requests.get({device_list!r})"])
+            for _ in range(repeat)]
+        runs = [child_measure([str(exe), "run", "--config", str(config)])
+                for _ in range(repeat + (history is not None))]
+        if any(code != 0 for *_x, code, _w in runs):
             raise SystemExit("a benchmark run failed")
-        shutil.rmtree(work)
+        if history is None:
+            shutil.rmtree(work)
     finally:
         emulator.terminate()
         emulator.wait()
-    base_cpu = statistics.median(c for c, _r, _e in baseline)
-    run_cpu = statistics.median(c for c, _r, _e in runs)
-    return {"baseline_cpu_s": base_cpu, "baseline_rss_mb": statistics.median(
-        r for _c, r, _e in baseline), "run_cpu_s": run_cpu,
-        "run_rss_mb": statistics.median(r for _c, r, _e in runs),
-        "cpu_ratio": run_cpu / base_cpu}
+    figures: dict[str, float] = {}
+    if history is not None:
+        first = runs.pop(0)
+        figures |= {"first_cpu_s": first[0], "first_rss_mb": first[1], "first_wall_s": first[3],
+                    "max_cpu_s": max(c for c, *_x in runs)}
+    else:
+        figures |= {"baseline_cpu_s": statistics.median(c for c, *_x in baseline),
+                    "baseline_rss_mb": statistics.median(r for _c, r, *_x in baseline)}
+    figures |= {"run_cpu_s": statistics.median(c for c, *_x in runs),
+                "run_rss_mb": statistics.median(r for _c, r, *_x in runs),
+                "run_wall_s": statistics.median(w for *_x, w in runs)}
+    if "baseline_cpu_s" in figures:
+        figures["cpu_ratio"] = figures["run_cpu_s"] / figures["baseline_cpu_s"]
+    return figures
 
 
 def simulated_year(days: int) -> Path:
-    """A year of 15-minute DeviceList archive files (generated once, then reused)."""
+    """`days` of 15-minute DeviceList archive files ending at today's UTC midnight, so a
+    `run` after the import continues the history (generated once a day, then reused)."""
     from solar_monitor.archive import stamp
     from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    root = OUT / f"year-{days}d-{INVERTERS}inv" / "raw"
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days)
+    name = f"year-{start:%Y%m%d}-{days}d-{INVERTERS}inv"
+    root = OUT / name / "raw"
     done = root / ".complete"
     if done.exists():
         return root
+    for stale in OUT.glob("year-*"):  # an earlier day's archive
+        if stale.name != name:
+            shutil.rmtree(stale)
     shutil.rmtree(root, ignore_errors=True)
     site = SimulatedSite(SiteSpec(inverter_count=INVERTERS, epoch=start))
     t = start
@@ -118,41 +152,77 @@ def simulated_year(days: int) -> Path:
     return root
 
 
-def bench_replay(days: int) -> dict[str, float]:
-    from solar_monitor.config import config_from_dict
-    from solar_monitor.replay import replay
+def simulated_year_in_child(days: int) -> Path:
+    """simulated_year() in a child process. A child's ru_maxrss starts at its parent's
+    peak RSS (the kernel carries it over fork and exec), so this process must stay small
+    for the replays and runs it starts to be measured alone."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import bench_run; print(bench_run.simulated_year({days}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    return Path(done.stdout.strip().splitlines()[-1])
 
-    source = simulated_year(days)
+
+def bench_replay(days: int, keep: bool = False) -> tuple[dict[str, float], Path]:
+    """`solar-monitor replay` of the year's first `days` days, already in the data folder
+    (no import copy), in a child process; returns its figures and the work folder (removed
+    unless `keep`)."""
+    source = simulated_year_in_child(YEAR_DAYS)
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
-    shutil.copytree(source, work / "raw")  # an archive already in place: no import copy
-    config = config_from_dict({
-        "site": {"latitude": 37.77, "longitude": -122.42, "timezone": "America/Los_Angeles"},
-        "pvs": {"url": "http://127.0.0.1:9"}, "data_dir": str(work)}, env={})
-    started, cpu_started = time.perf_counter(), time.process_time()
-    report = replay(config, work / "raw")
-    seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
-    shutil.rmtree(work)
-    return {"polls": report.stored, "seconds": seconds, "polls_per_s": report.stored / seconds,
-            "cpu_s": cpu, "polls_per_cpu_s": report.stored / cpu}
+    raw = work / "data" / "raw"
+    for folder in sorted(source.glob("[0-9]*/[0-9]*/[0-9]*"))[:days]:
+        shutil.copytree(folder, raw / folder.relative_to(source))
+    polls = sum(len(names) for _d, _s, names in os.walk(raw))
+    config = write_config(work, "http://127.0.0.1:9")  # replay never polls
+    exe = Path(sys.executable).with_name("solar-monitor")
+    cpu, rss, code, seconds = child_measure([str(exe), "replay", str(raw), "--quiet",
+                                             "--config", str(config)])
+    if code != 0:
+        raise SystemExit(f"the replay of {days} days failed (exit {code})")
+    if not keep:
+        shutil.rmtree(work)
+    return {"days": days, "polls": polls, "seconds": seconds, "polls_per_s": polls / seconds,
+            "cpu_s": cpu, "polls_per_cpu_s": polls / cpu, "rss_mb": rss}, work
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--replay-days", default="30,90,365", metavar="N,N,...",
+                        help="replays of the simulated year's first N days (N <= 365)")
     parser.add_argument("--skip-replay", action="store_true")
     args = parser.parse_args()
     run = bench_run(args.repeat)
     print(f"baseline (import requests; GET DeviceList): {run['baseline_cpu_s']:.3f} s CPU, "
-          f"{run['baseline_rss_mb']:.1f} MB peak RSS")
-    print(f"solar-monitor run ({INVERTERS} inverters):        {run['run_cpu_s']:.3f} s CPU, "
-          f"{run['run_rss_mb']:.1f} MB peak RSS  ({run['cpu_ratio']:.2f}x baseline CPU)")
-    if not args.skip_replay:
-        rep = bench_replay(args.days)
-        print(f"replay: {rep['polls']:.0f} polls in {rep['seconds']:.1f} s = "
+          f"{run['baseline_rss_mb']:.1f} MiB peak RSS")
+    print(f"solar-monitor run ({INVERTERS} inverters), empty store: {run['run_cpu_s']:.3f} s "
+          f"CPU, {run['run_rss_mb']:.1f} MiB peak RSS  ({run['cpu_ratio']:.2f}x baseline CPU)")
+    if args.skip_replay:
+        return
+    days_list = sorted(int(d) for d in args.replay_days.split(","))
+    if not all(1 <= d <= YEAR_DAYS for d in days_list):
+        raise SystemExit(f"--replay-days: each N must be 1 to {YEAR_DAYS}")
+    peaks: dict[int, float] = {}
+    history: Path | None = None
+    for days in days_list:
+        rep, work = bench_replay(days, keep=days == days_list[-1])
+        peaks[days] = rep["rss_mb"]
+        history = work
+        print(f"replay {days:>3} days: {rep['polls']:.0f} polls in {rep['seconds']:.1f} s = "
               f"{rep['polls_per_s']:.0f} polls/s (CPU {rep['cpu_s']:.1f} s = "
-              f"{rep['polls_per_cpu_s']:.0f} polls per CPU-second)")
+              f"{rep['polls_per_cpu_s']:.0f} polls per CPU-second), "
+              f"{rep['rss_mb']:.1f} MiB peak RSS")
+    if 90 in peaks and YEAR_DAYS in peaks:
+        print(f"replay peak RSS, a year / 90 days: {peaks[YEAR_DAYS] / peaks[90]:.2f}x")
+    assert history is not None
+    try:
+        hist = bench_run(args.repeat, history=history)
+    finally:
+        shutil.rmtree(history)
+    print(f"solar-monitor run, {days_list[-1]} days of history: first run after the import "
+          f"{hist['first_cpu_s']:.3f} s CPU ({hist['first_wall_s']:.2f} s), "
+          f"{hist['first_rss_mb']:.1f} MiB peak RSS; then {hist['run_cpu_s']:.3f} s CPU "
+          f"(worst {hist['max_cpu_s']:.3f} s), {hist['run_rss_mb']:.1f} MiB peak RSS")
 
 
 if __name__ == "__main__":

@@ -133,23 +133,106 @@ def classify(path: Path, local_tz: tzinfo) -> ArchivedPoll | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """One folder's loose files, or one compacted day, and the time span it covers."""
+
+    first: datetime
+    last: datetime
+    path: Path
+    loose: bool  # a folder's loose files, else a compacted day's tar
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveScan:
+    """An archive's sources in time order, grouped where their spans overlap; iterate
+    it for the records. Holds one entry per folder or day tar, never one per record."""
+
+    groups: tuple[tuple[_Source, ...], ...]
+    local_tz: tzinfo
+    since: datetime | None
+
+    @property
+    def span(self) -> tuple[datetime, datetime] | None:
+        """(first, last) time the sources cover; None for an empty archive."""
+        if not self.groups:
+            return None
+        return self.groups[0][0].first, max(s.last for s in self.groups[-1])
+
+    def __iter__(self) -> Iterator[ArchivedPoll]:
+        for group in self.groups:
+            found: dict[datetime, ArchivedPoll] = {}
+            for source in group:
+                items = (_loose_files(source.path, self.local_tz) if source.loose
+                         else day_polls(source.path))
+                for item in items:
+                    if item and (self.since is None or item.polled_at > self.since):
+                        # a day both loose and compacted (compaction killed before it
+                        # removed the folder): one record per poll time
+                        found.setdefault(item.polled_at, item)
+            yield from sorted(found.values(), key=lambda p: (p.polled_at, p.path.name))
+
+
 def iter_archive(root: Path, local_tz: tzinfo, since: datetime | None = None
                  ) -> Iterator[ArchivedPoll]:
     """Archive files under `root` in time order (optionally only after `since`)."""
-    found: dict[datetime, ArchivedPoll] = {}
+    return iter(scan_archive(root, local_tz, since))
+
+
+def scan_archive(root: Path, local_tz: tzinfo, since: datetime | None = None) -> ArchiveScan:
+    """Walk `root` once, noting only each folder's and each day tar's time span; the
+    records are read when the scan is iterated, a source (or a few whose spans overlap)
+    at a time, so a replay of years holds a day's records, not the whole archive's."""
+    return ArchiveScan(tuple(tuple(g) for g in _source_groups(root, local_tz, since)),
+                       local_tz, since)
+
+
+def _loose_files(folder: Path, local_tz: tzinfo) -> Iterator[ArchivedPoll | None]:
+    """The loose archive files of one folder (listed again: the walk kept no names)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if (not entry.name.startswith(".") and day_tar_date(Path(entry.name)) is None
+                    and not entry.is_dir()):
+                yield classify(Path(entry.path), local_tz)
+
+
+def _source_groups(root: Path, local_tz: tzinfo, since: datetime | None
+                   ) -> Iterator[list[_Source]]:
+    """The archive's sources in walk order, grouped where their time spans overlap
+    (a flat curl folder is one source; a day both loose and compacted, two in a group)."""
+    sources: list[_Source] = []
     for dirpath, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d != UNPLACED]
+        folder = Path(dirpath)
+        first = last = None
         for name in names:
             if name.startswith("."):
                 continue  # temp files of an interrupted write
-            path = Path(dirpath) / name
-            items = day_polls(path) if _DAY_TAR.match(name) else [classify(path, local_tz)]
-            for item in items:
-                if item and (since is None or item.polled_at > since):
-                    # a day both loose and compacted (compaction killed before it
-                    # removed the folder): one record per poll time
-                    found.setdefault(item.polled_at, item)
-    yield from sorted(found.values(), key=lambda p: (p.polled_at, p.path.name))
+            if (day := day_tar_date(Path(name))) is not None:
+                try:
+                    start = datetime.strptime(day, "%Y%m%d").replace(tzinfo=UTC)
+                except ValueError:
+                    continue
+                end = start + timedelta(days=1) - timedelta(microseconds=1)
+                sources.append(_Source(start, end, folder / name, loose=False))
+            elif item := classify(folder / name, local_tz):
+                first = item.polled_at if first is None else min(first, item.polled_at)
+                last = item.polled_at if last is None else max(last, item.polled_at)
+        if first is not None and last is not None:
+            sources.append(_Source(first, last, folder, loose=True))
+    if since is not None:
+        sources = [s for s in sources if s.last > since]
+    group: list[_Source] = []
+    group_last: datetime | None = None
+    # sorted() is stable: sources that start together keep their walk order
+    for source in sorted(sources, key=lambda s: s.first):
+        if group_last is not None and source.first > group_last:
+            yield group
+            group = []
+        group.append(source)
+        group_last = source.last if group_last is None else max(group_last, source.last)
+    if group:
+        yield group
 
 
 def day_tar_date(path: Path) -> str | None:

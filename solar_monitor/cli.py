@@ -385,8 +385,9 @@ def _complain(message: str) -> None:
     print(f"solar-monitor: {scrub(message)}", file=sys.stderr)
 
 
-def _progress(done: int, total: int) -> None:
-    print(f"replay: {done}/{total} files ({100 * done // max(total, 1)}%)", file=sys.stderr)
+def _progress(done: int, fraction: float) -> None:
+    print(f"replay: {done} files ({int(100 * fraction)}% of the archive's time span)",
+          file=sys.stderr)
 
 
 def _disk_full(exc: BaseException) -> bool:

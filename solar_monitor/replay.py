@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import logging
 import time
 import zlib
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from solar_monitor.archive import ArchivedPoll, iter_archive, read_error, save_answer, save_error
+from solar_monitor.archive import ArchivedPoll, read_error, save_answer, save_error, scan_archive
 from solar_monitor.config import Config
 from solar_monitor.pipeline import (
     LOCK_NAME,
@@ -48,12 +49,17 @@ class ReplayReport:
 
 
 def replay(config: Config, source: Path, *, notify: bool = False, events_out: Path | None = None,
-           progress: Callable[[int, int], None] | None = None,
+           progress: Callable[[int, float], None] | None = None,
            weather: Path | None = None) -> ReplayReport:
     """Ingest every archive file under `source` in time order; run the stages.
 
     `weather` is a `time,cloud_cover` CSV (see weather.CsvWeather); without it cloud cover
     stays empty, as a replay never calls the network. Raises WeatherError for a bad CSV.
+    `progress(files so far, fraction of the archive's time span)` every few seconds.
+
+    Streams, and saves and forgets: files are read a day at a time (scan_archive), each
+    poll is stored and judged, and nothing of it is kept, so memory stays flat
+    whatever the archive's length (a year of 30 inverters peaks near that of a month).
     """
     started = time.monotonic()
     from solar_monitor.weather import NOTES_KEY, CsvWeather
@@ -63,18 +69,25 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
     data.mkdir(parents=True, exist_ok=True)
     archive_root = raw_dir(config).resolve()
     copy = not _inside(source.resolve(), archive_root)
-    files = list(iter_archive(source, config.tz))
-    stored = failed = skipped = 0
-    errors: list[str] = []
+    scan = scan_archive(source, config.tz)
+    span = scan.span
+    polls = iter(scan)
+    first: ArchivedPoll | None = None
+    last: ArchivedPoll | None = None
+    seen = stored = failed = skipped = 0
+    errors: dict[str, None] = {}  # each distinct stage error once, not once a poll
     each_poll = [s for s in STAGES if s.when == "each_poll"]
     last_report = time.monotonic()
     with run_lock(data / LOCK_NAME), open_store(config) as store:
-        known = store.poll_times_since(files[0].polled_at) if files else set()
         # One transaction per batch, not per poll: a killed replay redoes its last batch
         # (ingestion is idempotent by poll time), and replays run several times faster.
-        for first in range(0, len(files), BATCH):
+        while batch := list(itertools.islice(polls, BATCH)):
+            # the batch's stored poll times: one query, and a set no bigger than a batch
+            known = store.poll_times_since(batch[0].polled_at, batch[-1].polled_at)
             with store.transaction():
-                for done, archived in enumerate(files[first:first + BATCH], start=first + 1):
+                for archived in batch:
+                    seen += 1
+                    first, last = first or archived, archived
                     if iso(archived.polled_at) in known:
                         skipped += 1
                         continue
@@ -86,21 +99,22 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
                     ctx.snapshot, ctx.error = ingest(ctx, archived)
                     stored += ctx.snapshot is not None
                     failed += ctx.snapshot is None
-                    errors += run_stages(ctx, each_poll)
-                    if progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
-                        progress(done, len(files))
+                    errors.update(dict.fromkeys(run_stages(ctx, each_poll)))
+                    if progress and span and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                        progress(seen, _fraction(span, archived.polled_at))
                         last_report = time.monotonic()
         end = RunContext(config=config, store=store,
-                         now=files[-1].polled_at if files else datetime.now(UTC),
+                         now=last.polled_at if last else datetime.now(UTC),
                          replay=True, notify=notify,
                          # the alerts_export stage writes the events of this replay
                          notes={"events_out": events_out,
-                                "replay_from": files[0].polled_at if files else None})
-        errors += run_stages(end, [s for s in STAGES if s.when == "end_of_run"])
-    if progress and files:
-        progress(len(files), len(files))
-    return ReplayReport(len(files), stored, failed, skipped, time.monotonic() - started,
-                        tuple(dict.fromkeys(errors)))
+                                "replay_from": first.polled_at if first else None})
+        errors.update(dict.fromkeys(run_stages(end, [s for s in STAGES
+                                                     if s.when == "end_of_run"])))
+    if progress and seen:
+        progress(seen, 1.0)
+    return ReplayReport(seen, stored, failed, skipped, time.monotonic() - started,
+                        tuple(errors))
 
 
 def _import(config: Config, archived: ArchivedPoll) -> ArchivedPoll:
@@ -114,6 +128,12 @@ def _import(config: Config, archived: ArchivedPoll) -> ArchivedPoll:
         with contextlib.suppress(OSError, EOFError, zlib.error):
             body = gzip.decompress(body)
     return save_answer(raw_dir(config), archived.polled_at, body)
+
+
+def _fraction(span: tuple[datetime, datetime], at: datetime) -> float:
+    """How far `at` is through the archive's time span, 0.0 to 1.0."""
+    whole = (span[1] - span[0]).total_seconds()
+    return min(1.0, max(0.0, (at - span[0]).total_seconds() / whole)) if whole > 0 else 1.0
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -36,7 +36,14 @@ from solar_monitor.store import Store, iso
 
 log = logging.getLogger(__name__)
 
-COMPACT_PER_RUN = 3  # bounds a run's time when a year of loose days is first compacted
+# After an import of years, the first runs would compact or delete hundreds of days at
+# once; these caps spread that over the next runs, oldest days first (the free-space
+# floor is not capped: it acts at once). A run's own day is one more at most.
+# One compaction (~0.25 s for a 30-inverter day on the dev VM) keeps a run near its usual
+# time; a day becomes due each day, so the steady state needs no more, and a year's
+# backlog after an import is gone in ~360 runs (under 4 days of 15-minute runs).
+COMPACT_PER_RUN = 1
+RETIRE_PER_RUN = 30  # retention deletions a run (each reads the day to check it is stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +78,25 @@ def upkeep(store: Store, raw: Path, now: datetime, *, compact_after_days: int | 
     """Compact, apply retention, then keep `min_free_mb` free. Never raises for a day
     it cannot handle: it logs and moves on (the next run retries)."""
     today = now.astimezone(UTC).date()
+    cutoff = today - timedelta(days=retention_days) if retention_days else None
     if compact_after_days:
         compacted = 0
         newest = today - timedelta(days=compact_after_days)
         for day in archive_days(raw):
             if compacted >= COMPACT_PER_RUN or day.day >= newest:
                 break
+            if cutoff is not None and day.day < cutoff:
+                continue  # retention deletes it: packing it first would be wasted work
             if day.folder is not None and _all_stored(store, day):
                 compact(day)
                 compacted += 1
-    if retention_days:
-        cutoff = today - timedelta(days=retention_days)
-        removed = [d for d in archive_days(raw) if d.day < cutoff and _delete(store, d)]
+    if cutoff is not None:
+        removed: list[Day] = []
+        for day in archive_days(raw):
+            if len(removed) >= RETIRE_PER_RUN or day.day >= cutoff:
+                break
+            if _delete(store, day):
+                removed.append(day)
         if removed:
             log.info("retention: deleted the raw answers of %d day(s) before %s",
                      len(removed), cutoff)
@@ -149,7 +163,7 @@ def _all_stored(store: Store, day: Day) -> bool:
     records = day.records()
     if not records:
         return True
-    stored = store.poll_times_since(records[0].polled_at)
+    stored = store.poll_times_since(records[0].polled_at, records[-1].polled_at)
     missing = [p for p in records if iso(p.polled_at) not in stored]
     if missing:
         where = day.folder or day.tar

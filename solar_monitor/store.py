@@ -245,10 +245,15 @@ class Store:
             if column in allowed:
                 self.db.execute(f"UPDATE polls SET {column}=? WHERE id=?", (value, poll_id))
 
-    def poll_times_since(self, start: datetime) -> set[str]:
-        """The stored poll times (store format) at or after `start`."""
-        rows = self.db.execute("SELECT polled_at FROM polls WHERE polled_at >= ?",
-                               (iso(start),))
+    def poll_times_since(self, start: datetime, until: datetime | None = None) -> set[str]:
+        """The stored poll times (store format) at or after `start` (and at or before
+        `until`: one day's, not the rest of a long history's)."""
+        if until is None:
+            rows = self.db.execute("SELECT polled_at FROM polls WHERE polled_at >= ?",
+                                   (iso(start),))
+        else:
+            rows = self.db.execute("SELECT polled_at FROM polls WHERE polled_at BETWEEN ? AND ?",
+                                   (iso(start), iso(until)))
         return {row[0] for row in rows}
 
     def set_state(self, key: str, value: str) -> None:
@@ -265,20 +270,22 @@ class Store:
             "SELECT id, polled_at, ok FROM polls ORDER BY polled_at DESC LIMIT 1").fetchone()
         return None if row is None else StoredPoll(row[0], from_iso(row[1]), bool(row[2]))
 
-    def polls_from(self, start: str | None, limit: int | None = None) -> list[sqlite3.Row]:
-        """Poll rows (with totals) at or after the ISO time `start`, oldest first."""
+    def polls_from(self, start: str | None, limit: int | None = None) -> Iterator[sqlite3.Row]:
+        """Poll rows (with totals) at or after the ISO time `start`, oldest first; a
+        cursor, read as it is consumed (a year is 35,040 rows)."""
         sql = "SELECT * FROM polls WHERE polled_at >= ? ORDER BY polled_at"
         args: list[Any] = [start or ""]
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
-        return self.db.execute(sql, args).fetchall()
+        return self.db.execute(sql, args)
 
-    def inverter_rows_from(self, start: str | None) -> list[sqlite3.Row]:
-        """Per-inverter readings of polls at or after `start`, oldest poll first."""
+    def inverter_rows_from(self, start: str | None) -> Iterator[sqlite3.Row]:
+        """Per-inverter readings of polls at or after `start`, oldest poll first; a
+        cursor, read as it is consumed (a year of 30 inverters is a million rows)."""
         return self.db.execute(
             "SELECT p.polled_at, r.* FROM inverter_readings r JOIN polls p ON p.id = r.poll_id "
-            "WHERE p.polled_at >= ? ORDER BY p.polled_at, r.serial", (start or "",)).fetchall()
+            "WHERE p.polled_at >= ? ORDER BY p.polled_at, r.serial", (start or "",))
 
     def devices(self, device_type: str | None = None) -> Sequence[sqlite3.Row]:
         sql = "SELECT * FROM devices"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from solar_monitor.archive import write_atomic
 from solar_monitor.store import Store, from_iso
 
 TAIL_BYTES = 512 * 1024
+WRITE_BUFFER_BYTES = 256 * 1024  # a bounded buffer, and few system calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,28 +92,27 @@ INVERTER_COLUMNS: tuple[Column, ...] = (
 
 
 def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo) -> int:
-    """Append every stored poll the CSV files do not have yet. Returns rows written."""
+    """Append every stored poll the CSV files do not have yet. Returns rows written.
+
+    Rows stream from the store to the files (a replay of a year ends with about a
+    million inverter rows): memory stays flat whatever the history's length."""
     csv_dir.mkdir(parents=True, exist_ok=True)
     readings = csv_dir / "readings.csv"
-    written = 0
     mark = _repair_and_watermark(readings)
     _widen(readings, READINGS_COLUMNS)  # after the repair: a torn line must not be kept
-    rows = store.polls_from(mark)
-    written += _append(readings, READINGS_COLUMNS, rows, tz)
+    written = _append(readings, READINGS_COLUMNS, store.polls_from(mark), tz)
 
     marks: dict[Path, str | None] = {}  # each file is repaired once per export
     inverter_since = _latest_inverter_watermark(csv_dir, marks)
-    by_file: dict[Path, list[Any]] = {}
-    months: dict[str, Path] = {}
-    for row in store.inverter_rows_from(inverter_since):
-        month = _local_text(row["polled_at"], tz)[:7]  # YYYY-MM
-        if month not in months:
-            months[month] = csv_dir / f"inverters-{month}.csv"
-            by_file[months[month]] = []
-        by_file[months[month]].append(row)
-    for path, file_rows in sorted(by_file.items()):
-        mark = marks[path] if path in marks else _repair_and_watermark(path)
-        fresh = [r for r in file_rows if mark is None or r["polled_at"] >= mark]
+    rows = store.inverter_rows_from(inverter_since)
+    # the rows come oldest first, so each local month's rows are one run of the stream
+    for month, month_rows in itertools.groupby(
+            rows, key=lambda row: _local_text(row["polled_at"], tz)[:7]):  # YYYY-MM
+        path = csv_dir / f"inverters-{month}.csv"
+        if path not in marks:
+            marks[path] = _repair_and_watermark(path)
+        mark = marks[path]
+        fresh = (r for r in month_rows if mark is None or r["polled_at"] >= mark)
         written += _append(path, INVERTER_COLUMNS, fresh, tz)
     return written
 
@@ -192,20 +193,36 @@ def _truncate(handle: Any, offset: int, size: int) -> None:
 
 
 def _append(path: Path, columns: Sequence[Column], rows: Iterable[Any], tz: ZoneInfo) -> int:
-    """Append rows in one write (header first for a new file), then fsync."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    """Append rows (header first for a new file) through a buffered file, then fsync.
+
+    The file is opened at the first row (or for a new file's header), so an export with
+    nothing new leaves it untouched. A run killed mid-way leaves whole lines up to some
+    poll, maybe a torn one: the next export's _repair_and_watermark cuts back to whole
+    polls and goes on."""
     new_file = not path.exists() or path.stat().st_size == 0
+    count = 0
+    handle = None
+    try:
+        for row in rows:
+            if handle is None:
+                handle, writer = _open_for_append(path, columns, new_file)
+            writer.writerow([c.value(row, tz) for c in columns])  # None -> empty cell
+            count += 1
+        if handle is None and new_file:
+            handle, writer = _open_for_append(path, columns, new_file)
+        if handle is not None:
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        if handle is not None:
+            handle.close()
+    return count
+
+
+def _open_for_append(path: Path, columns: Sequence[Column], new_file: bool
+                     ) -> tuple[io.TextIOWrapper, Any]:
+    handle = path.open("a", encoding="utf-8", newline="", buffering=WRITE_BUFFER_BYTES)
+    writer = csv.writer(handle, lineterminator="\n")
     if new_file:
         writer.writerow([c.header for c in columns])
-    count = 0
-    for row in rows:
-        writer.writerow([c.value(row, tz) for c in columns])  # None -> empty cell
-        count += 1
-    if count == 0 and not new_file:
-        return 0
-    with path.open("a", encoding="utf-8", newline="") as handle:
-        handle.write(buffer.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
-    return count
+    return handle, writer

@@ -171,6 +171,15 @@ def mark_sent(store: Store, ids: list[int], now: datetime) -> None:
                              [(iso(now), i) for i in ids])
 
 
+def mark_all_sent(store: Store, now: datetime) -> int:
+    """Record every queued row as delivered, in one statement (no row is loaded: after
+    a replay of a year there are 35,000). Returns how many."""
+    with _atomic(store):
+        cur = store.db.execute("UPDATE sheet_outbox SET sent_at=? WHERE sent_at IS NULL",
+                               (iso(now),))
+    return cur.rowcount
+
+
 def prune(store: Store, now: datetime) -> int:
     """Delete rows sent more than a month ago; returns how many."""
     with _atomic(store):
@@ -188,5 +197,5 @@ def recent(store: Store, layout: Layout, limit: int) -> list[Cells]:
 
 
 __all__ = ["DAILY", "QueuedRow", "count_open_alerts", "enqueue", "enqueue_alert_event",
-           "enqueue_completed_days", "enqueue_poll", "inverter_numbers", "mark_sent",
-           "pending", "pending_count", "prune", "recent"]
+           "enqueue_completed_days", "enqueue_poll", "inverter_numbers", "mark_all_sent",
+           "mark_sent", "pending", "pending_count", "prune", "recent"]

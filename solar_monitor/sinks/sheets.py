@@ -397,11 +397,10 @@ def _add_headers(sheet: Sheet, props: dict[str, Any], title: str, header: list[s
 
 def dry_run(store: Store, now: datetime) -> int:
     """No sheet configured: mark queued rows as handled (the demo prints them)."""
-    ids = [r.id for r in outbox.pending(store)]
-    if ids:
-        outbox.mark_sent(store, ids, now)
-        log.debug("Google Sheet: not configured; %d row(s) not sent (dry run)", len(ids))
-    return len(ids)
+    count = outbox.mark_all_sent(store, now)
+    if count:
+        log.debug("Google Sheet: not configured; %d row(s) not sent (dry run)", count)
+    return count
 
 
 def flush_and_log(store: Store, settings: GoogleSheetsConfig, tz: ZoneInfo,

@@ -19,7 +19,13 @@ from solar_monitor.cli import main
 from solar_monitor.config import Config, config_from_dict
 from solar_monitor.emulation.emulator import start_emulator
 from solar_monitor.replay import replay
-from solar_monitor.retention import archive_days, free_mb, upkeep
+from solar_monitor.retention import (
+    COMPACT_PER_RUN,
+    RETIRE_PER_RUN,
+    archive_days,
+    free_mb,
+    upkeep,
+)
 from solar_monitor.store import Store
 
 from ..conftest import real
@@ -57,8 +63,8 @@ def test_compaction_keeps_every_record_readable(tmp_path: Path, config_dict: dic
     _upkeep(config, DAY0 + timedelta(days=12))
     days = archive_days(raw)
     packed = [d for d in days if d.tar is not None]
-    assert len(packed) == 3  # COMPACT_PER_RUN: a run's time stays bounded
-    for _ in range(3):
+    assert len(packed) == COMPACT_PER_RUN  # a run's time stays bounded
+    for _ in range(5):
         _upkeep(config, DAY0 + timedelta(days=12))
     days = archive_days(raw)
     assert [d.folder is None for d in days] == [True] * 5 + [False] * 5  # last 7 days loose
@@ -115,6 +121,58 @@ def test_retention_deletes_compacted_days_too(config_dict: dict) -> None:
         _upkeep(config, DAY0 + timedelta(days=12))
     _upkeep(config, DAY0 + timedelta(days=12), retention_days=5)
     assert [d.day.day for d in archive_days(raw)] == [8, 9, 10]  # cutoff: June 8
+
+
+def test_after_a_large_import_upkeep_is_spread_over_runs_oldest_first(
+        config_dict: dict) -> None:
+    """40 imported loose days: each run compacts COMPACT_PER_RUN of them and deletes at
+    most RETIRE_PER_RUN, oldest first, so no run does the whole backlog; a day that
+    retention is about to delete is not packed first."""
+    config = config_from_dict(config_dict, env={})
+    raw = config.data_path / "raw"
+    made = _archive_days(raw, 40, per_day=2)
+    replay(config, raw)
+    now = DAY0 + timedelta(days=40, hours=1)  # June 1 + 40 days: July 11
+    _upkeep(config, now)  # compaction only
+    assert [d.day.day for d in archive_days(raw) if d.tar] == list(range(1, COMPACT_PER_RUN + 1))
+    _upkeep(config, now, retention_days=10)  # cutoff July 1: 30 days before it
+    days = archive_days(raw)
+    assert len(days) == 40 - RETIRE_PER_RUN  # June 1..30 gone, capped at 30 this run
+    assert (days[0].day.month, days[0].day.day) == (7, 1)
+    # July 1 on: days before the cutoff were not packed first
+    assert [d.day.day for d in days if d.tar] == list(range(1, COMPACT_PER_RUN + 1))
+    _upkeep(config, now, retention_days=12)  # cutoff June 29: nothing more to delete
+    assert len(archive_days(raw)) == 40 - RETIRE_PER_RUN
+    left = {r.polled_at for r in iter_archive(raw, UTC)}
+    assert left == {at for at, _failed in made if at.date() >= DAY0.date().replace(month=7)}
+
+
+def test_retention_skips_packing_days_it_will_delete(config_dict: dict) -> None:
+    config = config_from_dict(config_dict, env={})
+    raw = config.data_path / "raw"
+    _archive_days(raw, 12, per_day=2)
+    replay(config, raw)
+    _upkeep(config, DAY0 + timedelta(days=12, hours=1), retention_days=8)  # cutoff June 5
+    days = archive_days(raw)
+    assert [d.day.day for d in days] == list(range(5, 13))
+    assert [d.day.day for d in days if d.tar] == [5]  # June 5: the oldest kept, packed
+
+
+def test_free_space_floor_acts_at_once_whatever_the_caps(config_dict: dict,
+                                                         caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    """After a large import on a short disk the floor does not wait for the per-run caps:
+    one run deletes every raw day but the last `compact_after_days`."""
+    config = config_from_dict(config_dict, env={})
+    raw = config.data_path / "raw"
+    _archive_days(raw, 40, per_day=2)
+    replay(config, raw)
+    # a floor no disk here meets: the filesystem is always "short"
+    _upkeep(config, DAY0 + timedelta(days=40, hours=1), min_free_mb=10_000_000)
+    days = archive_days(raw)
+    assert [(d.day.month, d.day.day) for d in days] == [(7, n) for n in range(4, 11)]
+    assert 40 - len(days) > RETIRE_PER_RUN  # more than a capped run would delete
+    assert "33 day(s)" in caplog.text and "no old raw answers are left" in caplog.text
 
 
 # --- a real small filesystem -------------------------------------------------------------
