@@ -128,7 +128,7 @@ def test_first_run_creates_worksheets_with_headers_and_typed_rows(fake, sheet_co
     assert fake.sheet(SID, "Daily").values()[0] == DAILY.headers
     assert fake.sheet(SID, "Alerts").values()[0] == ALERTS.headers
     # sized to fit: no unused grid cells counting against the 10-million-cell cap
-    assert (readings.rows, readings.cols, readings.frozen) == (2, 10, 1)
+    assert (readings.rows, readings.cols, readings.frozen) == (2, 12, 1)
     (row,) = data_rows(fake, "Readings")
     local = START.astimezone(TZ)
     assert row[0] == pytest.approx(serial(local), abs=1e-6)  # a date, in local time

@@ -64,6 +64,9 @@ READINGS_COLUMNS: tuple[Column, ...] = (
     Column("sun_elevation_deg", _field("sun_elevation_deg")),
     Column("firmware", _field("firmware")),
     Column("api", _field("api")),
+    # appended later (issue 15): an older file's header is widened, its rows stay as written
+    Column("snow_depth_m", _field("snow_depth_m")),
+    Column("snowfall_cm", _field("snowfall_cm")),
 )
 INVERTER_COLUMNS: tuple[Column, ...] = (
     Column("time_utc", _field("polled_at")),
@@ -87,6 +90,7 @@ def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo) -> int:
     csv_dir.mkdir(parents=True, exist_ok=True)
     readings = csv_dir / "readings.csv"
     written = 0
+    _widen_header(readings, READINGS_COLUMNS)
     rows = store.polls_from(_repair_and_watermark(readings))
     written += _append(readings, READINGS_COLUMNS, rows, tz)
 
@@ -115,6 +119,33 @@ def _latest_inverter_watermark(csv_dir: Path, marks: dict[Path, str | None]) -> 
         if mark is not None:
             return mark
     return None
+
+
+def _widen_header(path: Path, columns: Sequence[Column]) -> None:
+    """Give a file written before columns were appended the current header, once.
+
+    Only a header that is a prefix of today's is widened (the old rows keep their
+    cells, the new columns are empty there, as a spreadsheet shows them); the file is
+    rewritten to a temporary name and renamed over, so a kill leaves one or the other.
+    """
+    header = ",".join(c.header for c in columns).encode()
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline()
+    except FileNotFoundError:
+        return
+    old = first.rstrip(b"\r\n")
+    if old == header or not first.endswith(b"\n") or not header.startswith(old + b","):
+        return
+    temp = path.with_name(path.name + ".widen")
+    with path.open("rb") as src, temp.open("wb") as out:
+        src.readline()
+        out.write(header + b"\n")
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
 
 
 def _repair_and_watermark(path: Path) -> str | None:
