@@ -345,8 +345,9 @@ class Emulator:
         return _json(404, {"status": 404, "error": "Not Found"})
 
     def _weather(self, now: datetime) -> dict[str, object]:
-        """An Open-Meteo-shaped answer (timezone=UTC) from the site's own cloud truth,
-        so the demo's weather enrichment is real HTTP and matches the simulated sky."""
+        """An Open-Meteo-shaped answer (timezone=UTC) from the site's own cloud and snow
+        truth, so the demo's weather enrichment is real HTTP and matches the simulated sky
+        (snow_depth in m and the past hour's snowfall in cm, hourly, as Open-Meteo gives)."""
         from solar_monitor.sun import sun_elevation_deg
 
         spec = self.site.spec
@@ -369,7 +370,9 @@ class Emulator:
             "hourly": {"time": [t.strftime("%Y-%m-%dT%H:%M") for t in hours],
                        "cloud_cover": clouds,
                        "shortwave_radiation": [radiation(t, c) for t, c in zip(hours, clouds,
-                                                                                strict=True)]},
+                                                                                strict=True)],
+                       "snow_depth": [self.site.snow_depth_m(t) for t in hours],
+                       "snowfall": [self.site.snowfall_cm(t) for t in hours]},
         }
 
     def _refuse(self, method: str, target: str, status: int, payload: object) -> _Answer:
