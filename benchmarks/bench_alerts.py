@@ -209,6 +209,21 @@ NEW_SERIAL = "E00999999999999"
 SNOW_DAYS = (8, 20, 33, 45, 57, 68, 79, 318, 333, 348)  # Jan-Mar, Nov-Dec: 10 snowfalls
 
 
+SNOW_MIN_DEPTH_M = 0.01  # alerts.snow.min_depth_m's default
+
+
+def _snow_gone(snow: SnowCover) -> datetime:
+    """When the snow leaves the weather data: the first poll whose nearest hourly sample
+    has less than 1 cm on the ground (15 minutes before that hour), once it stopped
+    falling (a snowfall holds 24 h more, but these fall for 6 h and lie for days)."""
+    assert snow.start is not None
+    h = snow.start.replace(minute=0, second=0, microsecond=0) + timedelta(
+        hours=snow.snowfall_h + 1)
+    while snow.snow_depth_m(h) >= SNOW_MIN_DEPTH_M:
+        h += timedelta(hours=1)
+    return max(h - timedelta(minutes=15), snow.start + timedelta(hours=snow.snowfall_h + 24))
+
+
 def build_snowy_site(name: str, *, seed: int, days: int) -> Site:
     """A snowy year in the northeast: 12 panels in two rows of 6 on a south roof; after
     each of 10 evening snowfalls the array is buried (nothing at all, and on alternate
@@ -238,7 +253,7 @@ def build_snowy_site(name: str, *, seed: int, days: int) -> Site:
     def add(rule: str, fault: Any, subject: str, snow: SnowCover | None, **kw: Any) -> None:
         faults.append(fault)
         inj.append(Injected(rule, subject, fault.start, fault.end, fault,
-                            snow_gone=snow.end if snow else None, **kw))
+                            snow_gone=_snow_gone(snow) if snow else None, **kw))
 
     s = snows
     dusk = _local(tz, YEAR_START, SNOW_DAYS[1], 16.75)  # just before the snowfall, sun < 15°
@@ -464,7 +479,8 @@ def snow_table(result: dict[str, Any]) -> str:
              "|---|---|---|---|---:|---:|"]
     for f in result["faults"]:
         after = f["after_snow_h"]
-        lines.append(f"| `{f['rule']}` {f['subject'][-5:]} | {f['start'][:16]} | "
+        who = f["subject"] if f["subject"] == "system" else "…" + f["subject"][-5:]
+        lines.append(f"| `{f['rule']}` {who} | {f['start'][:16]} | "
                      f"{(f['snow_gone'] or '-')[:16]} | {'yes' if f['detected'] else 'NO'} | "
                      f"{_hours(f['latency_h']) if f['latency_h'] is not None else '-'} | "
                      f"{_hours(after) if after is not None else '-'} |")
