@@ -254,6 +254,23 @@ def test_new_inverter_adds_a_column_at_the_end(fake, sheet_config):
     assert day1[6] == pytest.approx(13 / 24)  # peak time, a time of day
 
 
+def test_a_readings_tab_from_before_the_snow_columns_gets_them_at_the_end(fake, sheet_config):
+    from tests.fake_sheets import Worksheet
+
+    old = READINGS.headers[:-2]  # the tab an earlier version created: 10 columns
+    assert READINGS.headers[-2:] == ["Snow depth m", "Snowfall cm"]
+    tab = Worksheet(7, "Readings", rows=2, cols=len(old), frozen=1)  # as the sender makes it
+    for c, header in enumerate(old, start=1):
+        tab.cells[(1, c)] = header
+    fake.spreadsheets[SID]["sheets"].append(tab)
+    config = sheet_config()
+    run(config, START)
+    header, row = fake.sheet(SID, "Readings").values()
+    assert header == old + ["Snow depth m", "Snowfall cm"]
+    assert row[len(old) - 1] == pytest.approx(serial(START), abs=1e-6)  # UTC key in place
+    assert len(row) <= len(header)  # no snow data in this poll: the new cells stay empty
+
+
 @pytest.mark.parametrize(("setup", "expected"), [
     ({"token_error": "invalid_grant"}, "create a new JSON key for " + EMAIL),
     ({"shared": False}, f"click Share and add {EMAIL} as Editor"),
