@@ -285,8 +285,8 @@ class Engine:
             mem.snowfall_ts = v.ts
         weather_snow = (depth_m is not None and depth_m >= snow.min_depth_m) or (
             mem.snowfall_ts is not None and v.ts - mem.snowfall_ts < snow.after_snowfall_h * 3600)
-        if not weather_snow and mem.snow_ts is None:
-            return  # no snow seen yet: nothing to follow (the common case)
+        if not weather_snow and not mem.snow_dark:
+            return  # no snow, and no panel left dark under the last one (the common case)
         dark: set[str] = set()
         back: set[str] = set()
         p = self.params["inverter_offline"]
