@@ -238,3 +238,21 @@ def test_snow_switched_off_judges_darkness_as_before(store: Store, config_dict: 
     events = feed(engine, start, start + timedelta(hours=2), dark=lambda at: BOTTOM,
                   depth_m=lambda at: 0.3)
     assert sorted(opens(events)) == [("inverter_offline", s) for s in BOTTOM]
+
+
+def test_snow_days_do_not_age_what_a_panel_taught_about_its_shade() -> None:
+    """After five days under snow, a panel's own best power in a slot (learned on a dull
+    day before it) must not have decayed into "normally dark here": its failure would
+    then wait for a bright day to be judged."""
+    from solar_monitor.rules.learn import Memory
+
+    day = 20_000 * 86400.0 + 15 * 3600  # 15:00 UTC
+    before, after = Memory(), Memory()
+    for mem in (before, after):
+        mem.learn_own("A", day, 0.03)  # 30 W in this slot on an overcast day
+        mem.learn_own("A", day - 3600, 0.06)
+    after.observe_snow(day + 0.2 * 86400, True, 72 * 3600, {"A"}, set())
+    after.observe_snow(day + 5 * 86400, False, 72 * 3600, set(), set())
+    later = day + 5 * 86400
+    assert before.dark("A", later)  # five ordinary days: 0.8**5 of 30 W is under 15 W
+    assert not after.dark("A", later)  # the snow days did not count
