@@ -78,6 +78,7 @@ class Injected:
     fault: SiteFault | None = None  # a simulator fault, else a payload edit below
     grace: timedelta = timedelta(hours=3)
     from_daylight: bool = False
+    snow_gone: datetime | None = None  # overlaps snow: latency also from the snow's end
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Site:
     edits: PayloadEdits
     varserver_from: datetime | None  # firmware >= 61845: answers are varserver /vars
     start: datetime = YEAR_START
+    snow_weather: bool = False  # the weather CSV has Open-Meteo's snow columns
 
 
 def _local(tz: ZoneInfo, first: datetime, day: int, hour: float) -> datetime:
@@ -208,6 +210,86 @@ def build_site(name: str, *, seed: int, latitude: float, longitude: float, timez
 
 
 NEW_SERIAL = "E00999999999999"
+SNOW_DAYS = (8, 20, 33, 45, 57, 68, 79, 318, 333, 348)  # Jan-Mar, Nov-Dec: 10 snowfalls
+
+
+SNOW_MIN_DEPTH_M = 0.01  # alerts.snow.min_depth_m's default
+
+
+def _snow_gone(snow: SnowCover) -> datetime:
+    """When the snow leaves the weather data: the first poll whose nearest hourly sample
+    has less than 1 cm on the ground (15 minutes before that hour), once it stopped
+    falling (a snowfall holds 24 h more, but these fall for 6 h and lie for days)."""
+    assert snow.start is not None
+    h = snow.start.replace(minute=0, second=0, microsecond=0) + timedelta(
+        hours=snow.snowfall_h + 1)
+    while snow.snow_depth_m(h) >= SNOW_MIN_DEPTH_M:
+        h += timedelta(hours=1)
+    return max(h - timedelta(minutes=15), snow.start + timedelta(hours=snow.snowfall_h + 24))
+
+
+def build_snowy_site(name: str, *, seed: int, days: int) -> Site:
+    """A snowy year in the northeast: 12 panels in two rows of 6 on a south roof; after
+    each of 10 evening snowfalls the array is buried (nothing at all, and on alternate
+    snowfalls a production meter at 0: it looks tripped), the top row sheds its snow
+    the next day or the one after, the bottom row a day later, and the ground's snow
+    (in the weather CSV) melts a day or two after that. Faults start just before, during
+    and under the snow; one summer fault is the control.
+    """
+    latitude, longitude, timezone = 42.36, -71.06, "America/New_York"
+    tz = ZoneInfo(timezone)
+    face = (RoofFace(180.0, 30.0, 12),)
+    probe = SimulatedSite(SiteSpec(inverter_count=12, seed=seed, roof_faces=face))
+    serial = probe.inverter_serials
+    top, bottom = tuple(range(6)), tuple(range(6, 12))
+    snows: list[SnowCover] = []
+    for k, day in enumerate(SNOW_DAYS):
+        start = _local(tz, YEAR_START, day, 19.0 + k % 3)
+        heavy = k % 3 == 0  # a whole day buried: the digest's "hours lost to snow"
+        top_clear = _local(tz, YEAR_START, day + (2 if heavy else 1), 11.0 + k % 3)
+        bottom_clear = top_clear + timedelta(days=1, hours=k % 4)
+        snows.append(SnowCover(start=start, end=bottom_clear + timedelta(hours=20 + 24 * (k % 2)),
+                               factor=0.0, rows=(top, bottom), clears_at=(top_clear, bottom_clear),
+                               depth_m=0.06 + 0.04 * (k % 5), meter_zero=k % 2 == 0))
+    inj: list[Injected] = []
+    faults: list[SiteFault] = []
+
+    def add(rule: str, fault: Any, subject: str, snow: SnowCover | None, **kw: Any) -> None:
+        faults.append(fault)
+        inj.append(Injected(rule, subject, fault.start, fault.end, fault,
+                            snow_gone=_snow_gone(snow) if snow else None, **kw))
+
+    s = snows
+    dusk = _local(tz, YEAR_START, SNOW_DAYS[1], 16.75)  # just before the snowfall, sun < 15°
+    add("inverter_offline", DeadInverter(inverter=8, start=dusk, end=s[1].end + timedelta(days=3)),
+        serial[8], s[1], from_daylight=True)
+    died = s[3].clears_at[0] + timedelta(hours=2)  # under snow, its top-row peers producing
+    add("inverter_offline", DeadInverter(inverter=2, start=died, end=s[3].end + timedelta(days=3)),
+        serial[2], s[3], from_daylight=True)
+    buried = s[5].start + timedelta(hours=3)  # at night, under the snow
+    add("inverter_offline", DeadInverter(inverter=10, start=buried,
+                                         end=s[5].end + timedelta(days=3)),
+        serial[10], s[5], from_daylight=True)
+    gone = s[7].start + timedelta(hours=10)
+    add("inverter_missing", MissingInverter(inverter=4, start=gone,
+                                            end=s[7].end + timedelta(days=2)),
+        serial[4], s[7], from_daylight=True)
+    trip = s[8].start + timedelta(hours=14)  # the breaker trips under a buried array
+    add("production_low", ProductionTripped(start=trip, end=s[8].end + timedelta(days=2)),
+        "system", s[8])
+    summer = _local(tz, YEAR_START, 180, 10.35)  # the control, far from any snow
+    add("inverter_offline", DeadInverter(inverter=7, start=summer,
+                                         end=summer + timedelta(days=2)),
+        serial[7], None, from_daylight=True)
+    end = YEAR_START + timedelta(days=days) - timedelta(hours=12)
+    inj = [i for i in inj if i.start < end]
+    traps: list[SiteFault] = [
+        ShadedInverters(inverters=(0,), from_hour=14.5, to_hour=17.0, factor=0.25),
+        *[f for f in snows if f.start is not None and f.start < end]]
+    spec = SiteSpec(inverter_count=12, seed=seed, roof_faces=face, latitude=latitude,
+                    longitude=longitude, timezone=timezone, epoch=YEAR_START,
+                    faults=tuple(traps) + tuple(i.fault for i in inj if i.fault is not None))
+    return Site(name, spec, inj, PayloadEdits(), None, YEAR_START, snow_weather=True)
 
 
 def _next_poll(t: datetime) -> datetime:
@@ -264,10 +346,17 @@ def write_archive(s: Site, days: int, data: Path) -> tuple[int, Path]:
     count = 0
     weather = data.parent / f"{s.name}-weather.csv"
     with weather.open("w") as w:
-        w.write("time,cloud_cover\n")
+        if s.snow_weather:  # as Open-Meteo's CSV export writes it: metadata lines first
+            w.write("latitude,longitude,elevation,utc_offset_seconds,timezone,"
+                    f"timezone_abbreviation\n{s.spec.latitude},{s.spec.longitude},14.0,0,"
+                    "GMT,GMT\n\ntime,cloud_cover (%),snow_depth (m),snowfall (cm)\n")
+        else:
+            w.write("time,cloud_cover\n")
         h = s.start
         while h < end:
-            w.write(f"{h:%Y-%m-%dT%H:%M:%SZ},{site.cloud_cover_pct(h)}\n")
+            snow = f",{site.snow_depth_m(h)},{site.snowfall_cm(h)}" if s.snow_weather else ""
+            stamp_ = f"{h:%Y-%m-%dT%H:%M}" if s.snow_weather else f"{h:%Y-%m-%dT%H:%M:%SZ}"
+            w.write(f"{stamp_},{site.cloud_cover_pct(h)}{snow}\n")
             h += timedelta(hours=1)
     while t < end:
         folder = raw / f"{t:%Y}" / f"{t:%m}" / f"{t:%d}"
@@ -295,7 +384,10 @@ def replay_site(s: Site, days: int, workdir: Path) -> dict[str, Any]:
         "site": {"latitude": s.spec.latitude, "longitude": s.spec.longitude,
                  "timezone": s.spec.timezone, "name": s.name},
         "pvs": {"url": "http://127.0.0.1:9"}, "data_dir": str(data),
-        "csv": {"enabled": False}, "weather": {"enabled": False}}))
+        "csv": {"enabled": False},
+        # replay reads --weather FILE only with weather on (it never calls the URL); the
+        # two first sites have always run with it off, so their figures stay comparable
+        "weather": {"enabled": s.snow_weather, "url": "http://127.0.0.1:9/v1/forecast"}}))
     config.chmod(0o600)
     events = workdir / s.name / "events.jsonl"
     started = time.monotonic()
@@ -323,6 +415,7 @@ def score(s: Site, events: list[dict[str, Any]], days: int) -> dict[str, Any]:
     per_fault = []
     for f in s.faults:
         ref = _first_daylight(s, f.start) if f.from_daylight else f.start
+        after_snow = _first_daylight(s, max(f.start, f.snow_gone)) if f.snow_gone else None
         hit = None
         mine = 0
         for k, e in enumerate(opens):
@@ -336,13 +429,16 @@ def score(s: Site, events: list[dict[str, Any]], days: int) -> dict[str, Any]:
         latency = (hit[1] - ref).total_seconds() / 3600 if hit else None
         per_fault.append({"rule": f.rule, "subject": f.subject, "start": f.start.isoformat(),
                           "detected": hit is not None, "latency_h": latency,
-                          "flaps": max(0, mine - 1)})
+                          "flaps": max(0, mine - 1),
+                          "snow_gone": f.snow_gone.isoformat() if f.snow_gone else None,
+                          "after_snow_h": (hit[1] - after_snow).total_seconds() / 3600
+                          if hit and after_snow else None})
     false = [opens[k] for k in range(len(opens)) if k not in used]
     return {"faults": per_fault, "false_alarms": false, "days": days,
             "events": len(events)}
 
 
-def sites(days: int) -> list[Site]:
+def sites(days: int, snowy: bool = True) -> list[Site]:
     return [
         build_site("boston-12", seed=7, latitude=42.36, longitude=-71.06,
                    timezone="America/New_York", days=days,
@@ -350,7 +446,7 @@ def sites(days: int) -> list[Site]:
         build_site("sacramento-30", seed=11, latitude=38.58, longitude=-121.49,
                    timezone="America/Los_Angeles", days=days,
                    faces=(RoofFace(90.0, 20.0, 12), RoofFace(180.0, 20.0, 18))),
-    ]
+    ] + ([build_snowy_site("snowy-boston-12", seed=13, days=days)] if snowy else [])
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -380,6 +476,27 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def snow_table(result: dict[str, Any]) -> str:
+    """The snowy year: every fault, how long after the snow left the weather data it was
+    caught, and the false alarms (the target: none)."""
+    lines = ["| fault | starts (UTC) | snow gone (UTC) | detected | latency | after the snow |",
+             "|---|---|---|---|---:|---:|"]
+    for f in result["faults"]:
+        after = f["after_snow_h"]
+        who = f["subject"] if f["subject"] == "system" else "…" + f["subject"][-5:]
+        lines.append(f"| `{f['rule']}` {who} | {f['start'][:16]} | "
+                     f"{(f['snow_gone'] or '-')[:16]} | {'yes' if f['detected'] else 'NO'} | "
+                     f"{_hours(f['latency_h']) if f['latency_h'] is not None else '-'} | "
+                     f"{_hours(after) if after is not None else '-'} |")
+    false = result["false_alarms"]
+    lines.append("")
+    lines.append(f"False alarms: **{len(false)}** in {result['days']} days with "
+                 f"{sum(1 for d in SNOW_DAYS if d < result['days'])} snowfalls"
+                 + ("" if not false else " (" + "; ".join(
+                     f"{e['rule']} {e['subject']} at {e['time']}" for e in false[:5]) + ")"))
+    return "\n".join(lines)
+
+
 def _hours(h: float) -> str:
     return f"{h * 60:.0f} min" if h < 2 else (f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} d")
 
@@ -402,7 +519,11 @@ def run(days: int, jobs: int, echo: Callable[[str], None] = print,
                  + (f"  ({f['flaps']} re-open)" if f["flaps"] else ""))
         for e in r["false_alarms"]:
             echo(f"  FALSE ALARM {e['time']} {e['rule']} {e['subject']}: {e['message'][:90]}")
-    return results, table(results)
+    snowy = [r for r in results if r["site"].startswith("snowy")]
+    text = table([r for r in results if r not in snowy])
+    for r in snowy:
+        text += f"\n\n{r['site']}, a snowy year:\n\n" + snow_table(r)
+    return results, text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events-out", type=Path, metavar="FILE",
                    help="write every alert event of the replay as JSON lines (backtest)")
     p.add_argument("--weather", type=Path, metavar="FILE",
-                   help="hourly cloud cover CSV (time,cloud_cover in UTC, %%) for the replay")
+                   help="hourly weather CSV for the replay (time,cloud_cover in UTC, %%; "
+                   "optional snow_depth (m), snowfall (cm), as Open-Meteo exports it)")
 
     p = sub.add_parser("emulator", parents=[common],
                        help="serve a simulated PVS6 or PVS5 over HTTP (and HTTPS)")

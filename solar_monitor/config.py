@@ -232,6 +232,24 @@ def _rule_ids(value: list[str]) -> str | None:
 
 
 @dataclass(frozen=True)
+class SnowConfig:
+    """Snow in the weather data: inverter darkness is then not judged a failure (issue 15)."""
+
+    enabled: bool = _f(True, hint="true or false")
+    min_depth_m: float = _f(0.01, check=_range(0.001, 10),
+                            hint="snow on the ground (m, Open-Meteo's snow_depth) from which "
+                                 "dark panels are put down to snow")
+    after_snowfall_h: float = _f(24.0, check=_range(0, 240),
+                                 hint="hours after a snowfall that dark panels are put down "
+                                      "to snow, even with no depth on the ground")
+    min_snowfall_cm: float = _f(0.5, check=_range(0.01, 100),
+                                hint="an hour's snowfall (cm) that counts as a snowfall")
+    shed_max_h: float = _f(72.0, check=_range(0, 720),
+                           hint="after the weather's snow is gone, panels that went dark "
+                                "together under it may stay dark together this long")
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     """Alert rules and their e-mails (docs: solar_monitor/rules/catalog.py lists the rules)."""
 
@@ -246,6 +264,7 @@ class AlertsConfig:
     rules: dict[str, dict[str, float]] = _f(
         {}, check=_rule_overrides,
         hint="per-rule thresholds, e.g. {inverter_offline: {open_after_min: 45}}")
+    snow: SnowConfig = _f(SnowConfig)
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,9 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
            weather: Path | None = None) -> ReplayReport:
     """Ingest every archive file under `source` in time order; run the stages.
 
-    `weather` is a `time,cloud_cover` CSV (see weather.CsvWeather); without it cloud cover
-    stays empty, as a replay never calls the network. Raises WeatherError for a bad CSV.
+    `weather` is a `time,cloud_cover[,snow_depth,snowfall]` CSV (see weather.CsvWeather);
+    without it cloud cover and snow stay empty, as a replay never calls the network.
+    Raises WeatherError for a bad CSV.
     `progress(files so far, fraction of the archive's time span)` every few seconds.
 
     Streams, and saves and forgets: files are read a day at a time (scan_archive), each

@@ -240,10 +240,12 @@ class Store:
 
     def enrich_poll(self, poll_id: int, values: dict[str, float | None]) -> None:
         """Set enrichment columns (cloud_cover_pct, sun_elevation_deg) of a stored poll."""
-        allowed = {"cloud_cover_pct", "sun_elevation_deg", "shortwave_w_m2"}
-        for column, value in values.items():
-            if column in allowed:
-                self.db.execute(f"UPDATE polls SET {column}=? WHERE id=?", (value, poll_id))
+        allowed = {"cloud_cover_pct", "sun_elevation_deg", "shortwave_w_m2", "snow_depth_m",
+                   "snowfall_cm"}
+        columns = [c for c in values if c in allowed]
+        if columns:  # one statement: a replay enriches every poll
+            self.db.execute(f"UPDATE polls SET {', '.join(f'{c}=?' for c in columns)} "
+                            "WHERE id=?", [*(values[c] for c in columns), poll_id])
 
     def poll_times_since(self, start: datetime, until: datetime | None = None) -> set[str]:
         """The stored poll times (store format) at or after `start` (and at or before

@@ -1,10 +1,13 @@
-"""Cloud cover (%) and shortwave radiation (W/m2) near each poll, from Open-Meteo or a CSV.
+"""Cloud cover (%), shortwave radiation (W/m2) and snow near each poll, from Open-Meteo or
+a CSV.
 
 Live runs fetch Open-Meteo (free, no key) at most every `weather.refresh_minutes`, once per
 run at most, with a timeout; the samples are cached in the `weather` table and a poll takes
 the nearest one within 45 minutes. A failure leaves the values empty and logs one warning:
 weather never fails or slows a run more than one timeout. Replays never use the network:
-they read a `time,cloud_cover[,shortwave_radiation]` CSV given by `replay --weather FILE`.
+they read a `time,cloud_cover[,shortwave_radiation][,snow_depth][,snowfall]` CSV given by
+`replay --weather FILE`. Snow (depth on the ground in m, snowfall of the past hour in cm)
+lets the rules tell a snow-covered panel from a dead one.
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ class WeatherError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class WeatherSample:
-    """Conditions at one instant (UTC): cloud cover in %, global horizontal W/m2."""
+    """Conditions at one instant (UTC): cloud cover in %, global horizontal W/m2, snow
+    depth on the ground in m, snowfall of the preceding hour in cm."""
 
     at: datetime
     cloud_cover_pct: float | None
     shortwave_w_m2: float | None = None
+    snow_depth_m: float | None = None
+    snowfall_cm: float | None = None
 
 
 # --- Open-Meteo ----------------------------------------------------------------------------
@@ -58,7 +64,7 @@ def fetch_open_meteo(url: str, latitude: float, longitude: float, *,
     params: dict[str, str | float | int] = {
         "latitude": latitude, "longitude": longitude,
         "current": "cloud_cover,shortwave_radiation",
-        "hourly": "cloud_cover,shortwave_radiation",
+        "hourly": "cloud_cover,shortwave_radiation,snow_depth,snowfall",
         # forecast_days=2: the cache still covers the first hour after midnight UTC
         "past_days": 1, "forecast_days": 2, "timezone": "UTC"}
     try:
@@ -79,7 +85,8 @@ def fetch_open_meteo(url: str, latitude: float, longitude: float, *,
 
 
 def parse_open_meteo(payload: Any) -> list[WeatherSample]:
-    """Open-Meteo JSON (timezone=UTC) -> samples, hourly then current. Raises WeatherError."""
+    """Open-Meteo JSON (timezone=UTC) -> samples, hourly then current (which takes its
+    hour's snow: snow is hourly only). Raises WeatherError."""
     if not isinstance(payload, dict) or not isinstance(payload.get("hourly"), dict):
         raise WeatherError("Open-Meteo answer has no hourly data")
     hourly = payload["hourly"]
@@ -88,12 +95,19 @@ def parse_open_meteo(payload: Any) -> list[WeatherSample]:
         raise WeatherError("Open-Meteo answer has no hourly times")
     clouds = _column(hourly, "cloud_cover", len(times))
     radiation = _column(hourly, "shortwave_radiation", len(times))
-    samples = [WeatherSample(_utc(t), c, r) for t, c, r in zip(times, clouds, radiation,
-                                                                strict=True)]
+    depth = _column(hourly, "snow_depth", len(times))
+    snowfall = _column(hourly, "snowfall", len(times))
+    samples = [WeatherSample(_utc(t), c, r, d, f)
+               for t, c, r, d, f in zip(times, clouds, radiation, depth, snowfall, strict=True)]
     current = payload.get("current")
     if isinstance(current, dict) and current.get("time"):
-        samples.append(WeatherSample(_utc(current["time"]), _number(current.get("cloud_cover")),
-                                     _number(current.get("shortwave_radiation"))))
+        at = _utc(current["time"])
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        same = next((s for s in samples if s.at == hour), None)
+        samples.append(WeatherSample(at, _number(current.get("cloud_cover")),
+                                     _number(current.get("shortwave_radiation")),
+                                     same.snow_depth_m if same else None,
+                                     same.snowfall_cm if same else None))
     return samples
 
 
@@ -151,29 +165,33 @@ def refresh(config: Config, store: Store, now: datetime) -> bool:
 def save_samples(store: Store, samples: Iterable[WeatherSample], now: datetime) -> None:
     """Cache samples (newer fetches overwrite) and drop those older than three days."""
     store.db.executemany(
-        "INSERT OR REPLACE INTO weather (at, cloud_cover_pct, shortwave_w_m2, fetched_at) "
-        "VALUES (?, ?, ?, ?)",
-        [(iso(s.at), s.cloud_cover_pct, s.shortwave_w_m2, iso(now)) for s in samples])
+        "INSERT OR REPLACE INTO weather (at, cloud_cover_pct, shortwave_w_m2, snow_depth_m, "
+        "snowfall_cm, fetched_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [(iso(s.at), s.cloud_cover_pct, s.shortwave_w_m2, s.snow_depth_m, s.snowfall_cm,
+          iso(now)) for s in samples])
     store.db.execute("DELETE FROM weather WHERE at < ?", (iso(now - KEEP),))
 
 
 def cached_sample(store: Store, at: datetime) -> WeatherSample | None:
     """The cached sample nearest to `at`, if one lies within 45 minutes."""
     row = store.db.execute(
-        "SELECT at, cloud_cover_pct, shortwave_w_m2 FROM weather WHERE at BETWEEN ? AND ? "
+        "SELECT at, cloud_cover_pct, shortwave_w_m2, snow_depth_m, snowfall_cm FROM weather "
+        "WHERE at BETWEEN ? AND ? "
         "ORDER BY abs(julianday(at) - julianday(?)) LIMIT 1",
         (iso(at - MATCH_WINDOW), iso(at + MATCH_WINDOW), iso(at))).fetchone()
     if row is None:
         return None
-    return WeatherSample(from_iso(row[0]) or at, row[1], row[2])
+    return WeatherSample(from_iso(row[0]) or at, row[1], row[2], row[3], row[4])
 
 
 # --- replay: a CSV file --------------------------------------------------------------------
 
 class CsvWeather:
     """Weather for a replay, from a CSV with columns `time,cloud_cover` (UTC ISO-8601, %)
-    and optionally `shortwave_radiation` (W/m2). Lines before the `time` header (as in an
-    Open-Meteo CSV download) are skipped; header units such as `cloud_cover (%)` are fine."""
+    and optionally `shortwave_radiation` (W/m2), `snow_depth` (m) and `snowfall` (cm).
+    Lines before the `time` header (an Open-Meteo CSV download starts with the site's
+    metadata) are skipped; header units as Open-Meteo writes them (`snow_depth (m)`) are
+    fine, and other units for snow are refused (a depth in cm read as m would be 100x)."""
 
     def __init__(self, samples: Iterable[WeatherSample]) -> None:
         self.samples = sorted(samples, key=lambda s: s.at)
@@ -186,8 +204,8 @@ class CsvWeather:
             lines = path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise WeatherError(f"cannot read {path}: {exc.__class__.__name__}") from None
-        start = next((i for i, line in enumerate(lines) if line.lower().startswith("time")),
-                     None)
+        start = next((i for i, line in enumerate(lines)
+                      if line.lower().split(",")[0].strip() == "time"), None)
         if start is None:
             raise WeatherError(f"{path}: no header line starting with 'time'")
         rows = csv.reader(lines[start:])
@@ -196,13 +214,16 @@ class CsvWeather:
         if cloud is None:
             raise WeatherError(f"{path}: no cloud_cover column")
         radiation = _find(header, "shortwave_radiation")
+        depth = _find(header, "snow_depth", "(m)", path)
+        snowfall = _find(header, "snowfall", "(cm)", path)
         samples = []
         for number, row in enumerate(rows, start=start + 2):
             if not row or not row[0].strip():
                 continue
             try:
                 samples.append(WeatherSample(_utc(row[0]), _cell(row, cloud),
-                                             _cell(row, radiation)))
+                                             _cell(row, radiation), _cell(row, depth),
+                                             _cell(row, snowfall)))
             except (WeatherError, ValueError) as exc:
                 raise WeatherError(f"{path} line {number}: {exc}") from None
         return cls(samples)
@@ -215,8 +236,17 @@ class CsvWeather:
         return min(near, key=lambda s: abs(s.at - when), default=None)
 
 
-def _find(header: list[str], name: str) -> int | None:
-    return next((i for i, h in enumerate(header) if h.split(" ")[0] == name), None)
+def _find(header: list[str], name: str, unit: str | None = None,
+          path: Path | None = None) -> int | None:
+    """The column named `name` (units after a space are allowed); with `unit`, a unit
+    other than that one is a WeatherError."""
+    index = next((i for i, h in enumerate(header) if h.split(" ")[0] == name), None)
+    if index is not None and unit is not None:
+        given = header[index][len(name):].strip()
+        if given and given != unit:
+            raise WeatherError(f"{path}: column {header[index]!r} must be in {unit[1:-1]} "
+                               f"(as Open-Meteo writes it: '{name} {unit}')")
+    return index
 
 
 def _cell(row: list[str], index: int | None) -> float | None:
@@ -228,8 +258,9 @@ def _cell(row: list[str], index: int | None) -> float | None:
 # --- the enricher --------------------------------------------------------------------------
 
 def enrich(ctx: RunContext, at: datetime) -> dict[str, float | None]:
-    """pipeline.ENRICHERS entry: cloud_cover_pct (%) and shortwave_w_m2 (W/m2) near `at`,
-    or None. A replay reads `ctx.notes["weather"]` (a CsvWeather) and never the network."""
+    """pipeline.ENRICHERS entry: cloud_cover_pct (%), shortwave_w_m2 (W/m2), snow_depth_m
+    (m) and snowfall_cm (cm) near `at`, or None. A replay reads `ctx.notes["weather"]` (a
+    CsvWeather) and never the network."""
     sample: WeatherSample | None = None
     if ctx.config.weather.enabled:
         if ctx.replay:
@@ -239,7 +270,9 @@ def enrich(ctx: RunContext, at: datetime) -> dict[str, float | None]:
             refresh(ctx.config, ctx.store, ctx.now)
             sample = cached_sample(ctx.store, at)
     return {"cloud_cover_pct": sample.cloud_cover_pct if sample else None,
-            "shortwave_w_m2": sample.shortwave_w_m2 if sample else None}
+            "shortwave_w_m2": sample.shortwave_w_m2 if sample else None,
+            "snow_depth_m": sample.snow_depth_m if sample else None,
+            "snowfall_cm": sample.snowfall_cm if sample else None}
 
 
 def check_weather(config: Config, now: datetime | None = None) -> tuple[bool | None, str]:

@@ -41,3 +41,22 @@ def test_short_backtest_detects_every_fault_without_false_alarms(tmp_path: Path)
     assert max(by_rule["inverter_offline"]) <= 1.0  # within an hour of daylight
     assert max(by_rule["pvs_unreachable"]) <= 1.0
     assert max(by_rule["inverter_underperforming"]) <= 72.0
+
+
+def test_short_snowy_backtest_no_false_alarm_and_the_fault_under_snow_caught(
+        tmp_path: Path) -> None:
+    """Two snowfalls in January (rows clearing on different days, the whole array buried
+    a day with its meter at 0, snow depth in an Open-Meteo style CSV) and an inverter
+    dying at dusk just before the second: no false alarm, and the dead one is caught
+    within a daylight hour of the snow leaving the weather data."""
+    bench = _bench()
+    site = bench.build_snowy_site("test-snowy", seed=13, days=26)
+    assert [f.rule for f in site.faults] == ["inverter_offline"]
+    assert sum(1 for f in site.spec.faults if type(f).__name__ == "SnowCover") == 2
+    result = bench.replay_site(site, 26, tmp_path)
+    assert result["false_alarms"] == []
+    (fault,) = result["faults"]
+    assert fault["detected"] and fault["after_snow_h"] is not None
+    assert 0 <= fault["after_snow_h"] <= 1.0
+    weather = (tmp_path / "test-snowy" / "test-snowy-weather.csv").read_text().splitlines()
+    assert weather[3] == "time,cloud_cover (%),snow_depth (m),snowfall (cm)"

@@ -128,7 +128,7 @@ def test_first_run_creates_worksheets_with_headers_and_typed_rows(fake, sheet_co
     assert fake.sheet(SID, "Daily").values()[0] == DAILY.headers
     assert fake.sheet(SID, "Alerts").values()[0] == ALERTS.headers
     # sized to fit: no unused grid cells counting against the 10-million-cell cap
-    assert (readings.rows, readings.cols, readings.frozen) == (2, 10, 1)
+    assert (readings.rows, readings.cols, readings.frozen) == (2, 12, 1)
     (row,) = data_rows(fake, "Readings")
     local = START.astimezone(TZ)
     assert row[0] == pytest.approx(serial(local), abs=1e-6)  # a date, in local time
@@ -252,6 +252,23 @@ def test_new_inverter_adds_a_column_at_the_end(fake, sheet_config):
     assert day2[-3:] == [2.0, 2.25, 0.5]
     assert daily.cols == len(header)
     assert day1[6] == pytest.approx(13 / 24)  # peak time, a time of day
+
+
+def test_a_readings_tab_from_before_the_snow_columns_gets_them_at_the_end(fake, sheet_config):
+    from tests.fake_sheets import Worksheet
+
+    old = READINGS.headers[:-2]  # the tab an earlier version created: 10 columns
+    assert READINGS.headers[-2:] == ["Snow depth m", "Snowfall cm"]
+    tab = Worksheet(7, "Readings", rows=2, cols=len(old), frozen=1)  # as the sender makes it
+    for c, header in enumerate(old, start=1):
+        tab.cells[(1, c)] = header
+    fake.spreadsheets[SID]["sheets"].append(tab)
+    config = sheet_config()
+    run(config, START)
+    header, row = fake.sheet(SID, "Readings").values()
+    assert header == old + ["Snow depth m", "Snowfall cm"]
+    assert row[len(old) - 1] == pytest.approx(serial(START), abs=1e-6)  # UTC key in place
+    assert len(row) <= len(header)  # no snow data in this poll: the new cells stay empty
 
 
 @pytest.mark.parametrize(("setup", "expected"), [

@@ -28,7 +28,8 @@ NOW = datetime(2025, 6, 21, 18, 7, tzinfo=UTC)  # 14:07 in Boston: daylight
 
 def open_meteo_payload(day: datetime) -> dict:
     """The shape Open-Meteo answers for current+hourly, timezone=UTC (values made up:
-    cloud cover = the hour of day, radiation = 10 x hour)."""
+    cloud cover = the hour of day, radiation = 10 x hour, snow depth = hour / 100 m,
+    snowfall = hour / 10 cm; snow is hourly only, as Open-Meteo gives it)."""
     start = day.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     times = [start + timedelta(hours=h) for h in range(72)]
     return {
@@ -39,10 +40,13 @@ def open_meteo_payload(day: datetime) -> dict:
                           "shortwave_radiation": "W/m²"},
         "current": {"time": "2025-06-21T18:00", "interval": 900, "cloud_cover": 55,
                     "shortwave_radiation": 612.0},
-        "hourly_units": {"time": "iso8601", "cloud_cover": "%", "shortwave_radiation": "W/m²"},
+        "hourly_units": {"time": "iso8601", "cloud_cover": "%", "shortwave_radiation": "W/m²",
+                         "snow_depth": "m", "snowfall": "cm"},
         "hourly": {"time": [t.strftime("%Y-%m-%dT%H:%M") for t in times],
                    "cloud_cover": [t.hour if t.hour != 3 else None for t in times],
-                   "shortwave_radiation": [10.0 * t.hour for t in times]},
+                   "shortwave_radiation": [10.0 * t.hour for t in times],
+                   "snow_depth": [t.hour / 100 for t in times],
+                   "snowfall": [t.hour / 10 for t in times]},
     }
 
 
@@ -132,6 +136,17 @@ def test_parse_keeps_hourly_and_current_values_in_utc() -> None:
     assert current.at == datetime(2025, 6, 21, 18, 0, tzinfo=UTC)
     assert (current.cloud_cover_pct, current.shortwave_w_m2) == (55.0, 612.0)
     assert samples[3].cloud_cover_pct is None  # a null in the series stays empty
+    assert (first.snow_depth_m, samples[5].snow_depth_m, samples[5].snowfall_cm) == \
+        (0.0, 0.05, 0.5)
+    # the 15-minute current value has no snow of its own: it takes its hour's
+    assert (current.snow_depth_m, current.snowfall_cm) == (0.18, 1.8)
+
+
+def test_an_answer_without_snow_leaves_it_empty() -> None:
+    payload = open_meteo_payload(NOW)
+    del payload["hourly"]["snow_depth"], payload["hourly"]["snowfall"]
+    samples = parse_open_meteo(payload)
+    assert {(s.snow_depth_m, s.snowfall_cm) for s in samples} == {(None, None)}
 
 
 @pytest.mark.parametrize("payload", [None, {}, {"hourly": {"time": "x"}},
@@ -154,6 +169,7 @@ def test_a_run_stores_cloud_cover_and_two_runs_in_an_hour_make_one_request(
     query = meteo.requests[0]
     assert query["latitude"] == ["42.36"] and query["timezone"] == ["UTC"]
     assert query["current"] == ["cloud_cover,shortwave_radiation"]
+    assert query["hourly"] == ["cloud_cover,shortwave_radiation,snow_depth,snowfall"]
     # 18:07 takes the current value (18:00); 18:22 also, the nearest sample within 45 min
     assert stored(config) == [("2025-06-21T18:07:00Z", 55.0, 612.0),
                               ("2025-06-21T18:22:00Z", 55.0, 612.0)]
@@ -206,6 +222,53 @@ def test_csv_provider_takes_the_nearest_hour_within_45_minutes(tmp_path: Path) -
     assert weather.at(NOW + timedelta(hours=3)) is None
 
 
+def test_snow_is_stored_with_each_poll_and_written_to_the_csv(
+        meteo: FakeOpenMeteo, emulator: str, config_dict: dict,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from solar_monitor.sinks import csv_files
+
+    config = make_config(config_dict, emulator, meteo.url)
+    csv_path = config.data_path / "csv" / "readings.csv"
+    columns = csv_files.READINGS_COLUMNS
+    # two runs of a version from before the snow columns: a 14-column readings.csv
+    monkeypatch.setattr(csv_files, "READINGS_COLUMNS", columns[:-2])
+    for minutes in (0, 15):
+        assert run_at(config, NOW + timedelta(minutes=minutes)).ok
+    old = csv_path.read_text(encoding="utf-8").splitlines()
+    monkeypatch.setattr(csv_files, "READINGS_COLUMNS", columns)
+    assert run_at(config, NOW + timedelta(minutes=30)).ok
+    with open_store(config) as store:
+        assert [(p["snow_depth_m"], p["snowfall_cm"]) for p in store.polls_from(None)] == \
+            [(0.18, 1.8), (0.18, 1.8), (0.19, 1.9)]  # 18:37 is nearest to 19:00
+    lines = csv_path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == old[0] + ",snow_depth_m,snowfall_cm"  # widened once, in place
+    assert lines[1] == old[1]  # an earlier row as written
+    # the file's last poll is rewritten by the watermark repair, then the new poll
+    assert [line[:20] for line in lines[2:]] == ["2025-06-21T18:22:00Z", "2025-06-21T18:37:00Z"]
+    assert lines[2].endswith(",0.18,1.8") and lines[3].endswith(",0.19,1.9")
+
+
+def test_the_emulators_open_meteo_answers_the_simulated_snow() -> None:
+    import requests
+
+    from solar_monitor.emulation.emulator import WEATHER_PATH
+    from solar_monitor.emulation.sim import SnowCover
+
+    start = NOW - timedelta(hours=20)
+    snow = SnowCover(start=start, end=start + timedelta(days=2), depth_m=0.2, snowfall_h=4)
+    site = SimulatedSite(SiteSpec(epoch=NOW.replace(hour=0, minute=0), faults=(snow,)))
+    with start_emulator(site, clock=lambda: NOW) as emu:
+        answer = requests.get(f"{emu.url}{WEATHER_PATH}", timeout=10).json()
+    samples = {s.at: s for s in parse_open_meteo(answer)}
+    hour = start.replace(minute=0)
+    assert samples[hour - timedelta(hours=1)].snow_depth_m == 0.0
+    assert samples[hour + timedelta(hours=2)].snowfall_cm == pytest.approx(5.0, abs=0.5)
+    assert samples[hour + timedelta(hours=6)].snow_depth_m == pytest.approx(0.2, abs=0.015)
+    assert samples[hour + timedelta(hours=6)].snowfall_cm == 0.0
+    assert samples[hour + timedelta(hours=26)].snow_depth_m == pytest.approx(0.1, abs=0.01)
+    assert samples[hour + timedelta(hours=49)].snow_depth_m == 0.0  # melted at `end`
+
+
 def test_csv_provider_reads_an_open_meteo_download(tmp_path: Path) -> None:
     path = tmp_path / "open-meteo.csv"
     path.write_text("latitude,longitude,elevation,utc_offset_seconds,timezone\n"
@@ -214,6 +277,30 @@ def test_csv_provider_reads_an_open_meteo_download(tmp_path: Path) -> None:
                     "2025-06-21T18:00,35,700.5\n", encoding="utf-8")
     sample = CsvWeather.load(path).at(NOW)
     assert sample is not None and (sample.cloud_cover_pct, sample.shortwave_w_m2) == (35, 700.5)
+    assert (sample.snow_depth_m, sample.snowfall_cm) == (None, None)  # no snow columns
+
+
+def test_csv_provider_reads_snow_as_open_meteo_exports_it(tmp_path: Path) -> None:
+    path = tmp_path / "open-meteo.csv"
+    path.write_text("latitude,longitude,elevation,utc_offset_seconds,timezone,"
+                    "timezone_abbreviation\n42.36,-71.06,14.0,0,GMT,GMT\n\n"
+                    "time,cloud_cover (%),snow_depth (m),snowfall (cm)\n"
+                    "2025-01-21T17:00,100,0.12,1.40\n2025-01-21T18:00,90,0.00,\n",
+                    encoding="utf-8")
+    weather = CsvWeather.load(path)
+    first = weather.at(datetime(2025, 1, 21, 17, 10, tzinfo=UTC))
+    assert first is not None and (first.cloud_cover_pct, first.snow_depth_m,
+                                  first.snowfall_cm) == (100, 0.12, 1.4)
+    second = weather.at(datetime(2025, 1, 21, 18, 0, tzinfo=UTC))
+    assert second is not None and (second.snow_depth_m, second.snowfall_cm) == (0.0, None)
+
+
+def test_csv_snow_in_other_units_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.csv"
+    path.write_text("time,cloud_cover (%),snow_depth (cm)\n2025-01-21T17:00,100,12\n",
+                    encoding="utf-8")
+    with pytest.raises(WeatherError, match=r"'snow_depth \(cm\)' must be in m"):
+        CsvWeather.load(path)
 
 
 @pytest.mark.parametrize("text, problem", [

@@ -124,6 +124,10 @@ class DigestData:
     cloud_cover_pct: float | None
     notes: tuple[str, ...]
     watchdog: WatchdogMonth | None = None  # how the watchdog itself did (digest/watchdog.py)
+    # days the whole array stayed dark under snow, and the daylight hours it lost (h):
+    # told to the owner here, quietly; no alert goes out for snow
+    snow_days: tuple[date, ...] = ()
+    snow_hours_lost: float = 0.0
 
     @property
     def completeness_pct(self) -> float:
@@ -240,6 +244,7 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
     if not clouds and polls_ok:
         notes.append("No cloud cover was recorded this month.")
     alerts = _alerts(store, start, end)
+    snow_days, snow_hours = _snow_buried(store, tz, start, end, interval_s)
     return DigestData(
         site_name=site_name, month=month, tz_name=str(tz.key), generated_at=now,
         days=tuple(days), catch_up_days=frozenset(catch_up), monitored_from=monitored_day,
@@ -253,7 +258,32 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
         polls_ok=polls_ok, expected_polls=expected, interval_s=interval_s,
         days_without_data=missing, health=_health(store, tz, start, end), alerts=alerts,
         cloud_cover_pct=round(statistics.fmean(clouds), 1) if clouds else None,
-        notes=tuple(notes), watchdog=watchdog_month(store, start, end, interval_s))
+        notes=tuple(notes), watchdog=watchdog_month(store, start, end, interval_s),
+        snow_days=snow_days, snow_hours_lost=snow_hours)
+
+
+SNOW_MIN_ELEVATION_DEG = 10.0  # "daylight" for snow: the sun high enough to produce
+SNOW_MIN_DEPTH_M = 0.01
+SNOW_DARK_KW = 0.005  # production at or below this (a meter's standby reads negative)
+
+
+def _snow_buried(store: Store, tz: ZoneInfo, start: datetime, end: datetime,
+                 interval_s: float) -> tuple[tuple[date, ...], float]:
+    """Local days whose every good daylight poll (sun >= 10°) saw the whole array dark
+    with snow in the weather (depth >= 1 cm or snow falling), and the daylight hours
+    those days lost (h). Days without snow data never count."""
+    rows = store.db.execute(
+        "SELECT polled_at, production_kw, snow_depth_m, snowfall_cm FROM polls "
+        "WHERE polled_at >= ? AND polled_at < ? AND ok = 1 AND sun_elevation_deg >= ? "
+        "ORDER BY polled_at", (iso(start), iso(end), SNOW_MIN_ELEVATION_DEG))
+    per_day: dict[date, list[bool]] = {}
+    for at, kw, depth, snowfall in rows:
+        buried = ((depth is not None and depth >= SNOW_MIN_DEPTH_M)
+                  or (snowfall is not None and snowfall > 0)) and (kw or 0.0) <= SNOW_DARK_KW
+        per_day.setdefault(from_iso(at).astimezone(tz).date(), []).append(buried)
+    days = tuple(d for d, polls in per_day.items() if len(polls) >= 4 and all(polls))
+    hours = sum(len(per_day[d]) for d in days) * interval_s / 3600
+    return days, round(hours, 1)
 
 
 def _sum(values: object) -> float | None:

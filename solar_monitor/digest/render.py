@@ -180,6 +180,8 @@ def _energy(data: DigestData) -> str:
         rows.append(("Worst day", _day_line(data.worst_day)))
     rows.append(("Average cloud cover", _pct(data.cloud_cover_pct) if
                  data.cloud_cover_pct is not None else "not recorded"))
+    if data.snow_days:
+        rows.append(("Lost to snow", _snow_line(data)))
     html = _table(f"<tr style=\"border-bottom:1px solid #f3f4f6\">{_cell(escape(k))}"
                   f"{_cell(escape(v), right=True, bold=True)}</tr>" for k, v in rows)
     return _section("Energy", html)
@@ -314,6 +316,13 @@ def _alerts(data: DigestData) -> str:
     return _section("Alerts", text)
 
 
+def _snow_line(data: DigestData) -> str:
+    """Days the whole array stayed buried: said here, never as an alert."""
+    days = ", ".join(f"{d:%d %b}" for d in data.snow_days)
+    return (f"{data.snow_hours_lost:g} daylight hours on {len(data.snow_days)} day(s) the "
+            f"whole array was under snow ({days}); it clears by itself, no alert was sent")
+
+
 def _notes(data: DigestData) -> str:
     if not data.notes:
         return ""
@@ -354,6 +363,8 @@ def render_text(data: DigestData) -> str:
         out.append(f"  Worst day: {_day_line(data.worst_day)}")
     out.append(f"  Average cloud cover: {_pct(data.cloud_cover_pct)}"
                if data.cloud_cover_pct is not None else "  Average cloud cover: not recorded")
+    if data.snow_days:
+        out.append(f"  Lost to snow: {_snow_line(data)}")
     out += ["", "Production per day (kWh)"]
     top = _chart_top(data)
     for d in data.days:

@@ -506,8 +506,9 @@ class Emulator:
         return _local_api_error(400, "Bad Request")
 
     def _weather(self, now: datetime) -> dict[str, object]:
-        """An Open-Meteo-shaped answer (timezone=UTC) from the site's own cloud truth,
-        so the demo's weather enrichment is real HTTP and matches the simulated sky."""
+        """An Open-Meteo-shaped answer (timezone=UTC) from the site's own cloud and snow
+        truth, so the demo's weather enrichment is real HTTP and matches the simulated sky
+        (snow_depth in m and the past hour's snowfall in cm, hourly, as Open-Meteo gives)."""
         from solar_monitor.sun import sun_elevation_deg
 
         spec = self.site.spec
@@ -530,7 +531,9 @@ class Emulator:
             "hourly": {"time": [t.strftime("%Y-%m-%dT%H:%M") for t in hours],
                        "cloud_cover": clouds,
                        "shortwave_radiation": [radiation(t, c) for t, c in zip(hours, clouds,
-                                                                                strict=True)]},
+                                                                                strict=True)],
+                       "snow_depth": [self.site.snow_depth_m(t) for t in hours],
+                       "snowfall": [self.site.snowfall_cm(t) for t in hours]},
         }
 
     def _refuse(self, method: str, target: str, status: int, payload: object) -> _Answer:

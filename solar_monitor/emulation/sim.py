@@ -108,9 +108,49 @@ class ShadedInverters(_Window):
 
 @dataclass(frozen=True, kw_only=True)
 class SnowCover(_Window):
-    """Snow on the whole array: every inverter produces `factor` of normal."""
+    """Snow on the array from `start`: a covered inverter produces `factor` of normal.
+
+    Snow does not leave a roof all at once: `rows` groups inverters (a row of panels),
+    and row k clears at `clears_at[k]` (the bottom row last); an inverter in no row
+    clears at `end`. `depth_m` is the snow on the ground that the weather reports: it
+    falls over the first `snowfall_h` hours and melts linearly to 0 at `end` (0: a snow
+    the weather never saw). `meter_zero`: while the whole array is dark the production
+    meter reads 0 instead of its standby draw (a buried array then looks tripped).
+    """
 
     factor: float = 0.02
+    rows: tuple[tuple[InverterRef, ...], ...] = ()
+    clears_at: tuple[datetime, ...] = ()
+    depth_m: float = 0.0
+    snowfall_h: float = 6.0
+    meter_zero: bool = False
+
+    def covers(self, row: int | None, t: datetime) -> bool:
+        """Whether row `row` (None: no row) is still under snow at `t`."""
+        if not self.active(t):
+            return False
+        clear = self.clears_at[row] if row is not None and row < len(self.clears_at) else None
+        return clear is None or t < clear
+
+    def snow_depth_m(self, t: datetime) -> float:
+        """Snow on the ground (m) at `t`: falling, then melting to 0 at `end`."""
+        if self.depth_m <= 0 or self.start is None or not self.active(t):
+            return 0.0
+        peak = self.start + timedelta(hours=self.snowfall_h)
+        if t < peak:
+            return self.depth_m * (t - self.start) / (peak - self.start)
+        if self.end is None or self.end <= peak:
+            return self.depth_m
+        return self.depth_m * (self.end - t) / (self.end - peak)
+
+    def snowfall_cm(self, t: datetime) -> float:
+        """Snowfall (cm) in the hour before `t`: depth_m spread over `snowfall_h` hours."""
+        if self.depth_m <= 0 or self.start is None:
+            return 0.0
+        lo, hi = max(self.start, t - timedelta(hours=1)), \
+            min(t, self.start + timedelta(hours=self.snowfall_h))
+        hours = max(0.0, (hi - lo).total_seconds() / 3600.0)
+        return 100.0 * self.depth_m * hours / max(self.snowfall_h, 1e-9)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -534,7 +574,8 @@ class SimulatedSite:
         return v, hz
 
     def _array_factor(self, t: datetime) -> float:
-        """Site-wide multiplier: 0 when tripped or the grid is out of range, snow factor."""
+        """Site-wide multiplier: 0 when tripped or the grid is out of range (snow is per
+        inverter: rows clear on different days)."""
         if self._active(ProductionTripped, t):
             return 0.0
         v, hz = self._grid(t)
@@ -542,16 +583,33 @@ class SimulatedSite:
             _GRID_HZ_LIMITS[0] <= hz <= _GRID_HZ_LIMITS[1]
         ):
             return 0.0
-        factor = 1.0
-        for f in self._active(SnowCover, t):
-            assert isinstance(f, SnowCover)
-            factor *= f.factor
-        return factor
+        return 1.0
+
+    def _snow_row(self, f: SnowCover, i: int) -> int | None:
+        return next((k for k, row in enumerate(f.rows) if i in {self._index(r) for r in row}),
+                    None)
+
+    def snow_covered(self, i: int, t: datetime) -> bool:
+        """Truth for tests: whether inverter `i` (0-based) is under snow at `t`."""
+        return any(isinstance(f, SnowCover) and f.covers(self._snow_row(f, i), t)
+                   for f in self._active(SnowCover, t))
+
+    def snow_depth_m(self, t: datetime) -> float:
+        """Snow on the ground (m) at `t`, as a weather service reports it."""
+        return round(sum(f.snow_depth_m(t) for f in self.faults if isinstance(f, SnowCover)), 3)
+
+    def snowfall_cm(self, t: datetime) -> float:
+        """Snowfall (cm) in the hour before `t`, as a weather service reports it."""
+        return round(sum(f.snowfall_cm(t) for f in self.faults if isinstance(f, SnowCover)), 2)
 
     def _inverter_factor(self, i: int, t: datetime, local_h: float) -> float:
         if self._inverter_faulted(DeadInverter, i, t):
             return 0.0
         factor = 1.0
+        for snow in self._active(SnowCover, t):
+            assert isinstance(snow, SnowCover)
+            if snow.covers(self._snow_row(snow, i), t):
+                factor *= snow.factor
         weak = self._inverter_faulted(WeakInverter, i, t)
         if isinstance(weak, WeakInverter):
             factor *= weak.factor
@@ -926,6 +984,9 @@ def _meters(site: SimulatedSite, st: SiteState) -> tuple[_MeterValues, _MeterVal
     pv_any = any(inv.power_kw > 0 for inv in st.inverters)
     prod_kw = st.production_kw if pv_any else -_NIGHT_DRAW_KW
     if site._active(ProductionTripped, st.data_time):
+        prod_kw = 0.0
+    if not pv_any and any(isinstance(f, SnowCover) and f.meter_zero
+                          for f in site._active(SnowCover, st.data_time)):
         prod_kw = 0.0
     prod = _MeterValues(prod_kw, st.production_kwh, st.production_kwh, 0.0, 0.4 if pv_any else 0.44)
     sub = site.spec.consumption_subtype

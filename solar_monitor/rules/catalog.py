@@ -61,6 +61,9 @@ class PollView:
     active: Callable[[str, str], bool] = field(default=lambda rule, subject: False)
     dark: Callable[[str], bool] = field(default=lambda serial: False)  # normally dark now
     pi: PiHealth | None = None  # the Pi's own health, this run (None: replay, recovery)
+    snowy: bool = False  # the weather has snow at the site now (on the ground, or falling)
+    # this inverter's darkness is put down to snow now (the weather's, or its row's)
+    snow: Callable[[str], bool] = field(default=lambda serial: False)
 
     @property
     def supervisor(self) -> Supervisor | None:
@@ -113,7 +116,7 @@ def inverter_offline(v: PollView, p: Params) -> Iterator[Verdict]:
         kw = inv.power_kw or 0.0
         if inv.producing and kw >= p["peer_fraction"] * med:
             yield serial, False, {}
-        elif gate and not v.dark(serial):
+        elif gate and not v.dark(serial) and not v.snow(serial):
             yield serial, True, {"peer_kw": med, "kw": kw, "state": inv.state or "no state"}
 
 
@@ -127,7 +130,8 @@ def inverter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
             continue
         if serial in v.inverters:
             yield serial, False, {}
-        elif gate and not v.active("inverter_offline", serial) and not v.dark(serial):
+        elif (gate and not v.active("inverter_offline", serial) and not v.dark(serial)
+              and not v.snow(serial)):
             yield serial, True, {"present": len(v.inverters)}
 
 
@@ -266,7 +270,10 @@ def production_low(v: PollView, p: Params) -> Iterator[Verdict]:
         alive = any((i.power_kw or 0.0) > 0.0 for i in v.inverters.values())
         meter = v.snapshot.meter("production") if v.snapshot else None
         standby = meter is not None and (meter.power_kw or 0.0) <= -p["standby_kw"]
-        if not alive and not standby:
+        # Under the weather's snow a buried array reads exactly like this; the hardware
+        # signs (grid, a frozen or silent PVS) have rules of their own that snow never
+        # holds. Judged again once the snow is gone from the weather data.
+        if not alive and not standby and not v.snowy:
             yield SYSTEM, True, details
 
 

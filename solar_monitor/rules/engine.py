@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from solar_monitor.config import Config
+from solar_monitor.config import Config, SnowConfig
 from solar_monitor.pi_health import PiHealth
 from solar_monitor.pvs.models import Snapshot, totals
 from solar_monitor.rules.catalog import BY_ID, RULES, SYSTEM, PollView, Rule, params_for
@@ -49,6 +49,7 @@ REPLAY_SAVE_EVERY = 96  # a day of 15-minute polls
 _FLAG_RULES = frozenset({"inverter_offline", "inverter_missing"})
 _LEVEL = {"critical": "failure", "warning": "warning", "info": "info"}
 _LEARN_MAX_CLOUD_PCT = 50.0
+SNOW_BACK_SHARE = 0.5  # an inverter making half the median again has shed its snow
 INVERTER_WARMUP_S = 86400
 
 
@@ -88,6 +89,7 @@ class AlertSettings:
     disabled_rules: frozenset[str] = frozenset()
     ignore_inverters: frozenset[str] = frozenset()
     overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    snow: SnowConfig = field(default_factory=SnowConfig)
 
     @classmethod
     def from_config(cls, config: Config) -> AlertSettings:
@@ -97,7 +99,7 @@ class AlertSettings:
         return cls(enabled=section.enabled, reminder_hours=section.reminder_hours,
                    tags=tuple(section.tags), disabled_rules=frozenset(section.disabled_rules),
                    ignore_inverters=frozenset(section.ignore_inverters),
-                   overrides=dict(section.rules))
+                   overrides=dict(section.rules), snow=section.snow)
 
 
 class _Details(dict[str, Any]):
@@ -167,24 +169,33 @@ class Engine:
 
     def cloud_cover_pct(self, at: datetime) -> float | None:
         """The weather enricher's cloud cover stored with this poll, if any."""
-        row = self.store.db.execute("SELECT cloud_cover_pct FROM polls WHERE polled_at=?",
-                                    (iso(at),)).fetchone()
-        return None if row is None else row[0]
+        return self.weather(at)[0]
+
+    def weather(self, at: datetime) -> tuple[float | None, float | None, float | None]:
+        """The weather stored with this poll: cloud cover (%), snow depth (m), the past
+        hour's snowfall (cm); None where unknown."""
+        row = self.store.db.execute(
+            "SELECT cloud_cover_pct, snow_depth_m, snowfall_cm FROM polls WHERE polled_at=?",
+            (iso(at),)).fetchone()
+        return (None, None, None) if row is None else (row[0], row[1], row[2])
 
     # ------------------------------------------------------------------ one poll
 
     def evaluate(self, at: datetime, snapshot: Snapshot | None, error: str | None,
                  cloud_cover_pct: float | None = None, *, notify: bool = True,
+                 snow_depth_m: float | None = None, snowfall_cm: float | None = None,
                  pi: PiHealth | None = None) -> list[AlertEvent]:
         """Judge one poll (in time order; an older or repeated poll is ignored) and record
-        the transitions it causes; `pi` is this run's reading of the Pi itself. Raises
-        sqlite3.Error when the store cannot be written."""
+        the transitions it causes. Snow depth (m) and the past hour's snowfall (cm) come
+        from the weather; None (unknown) is no snow. `pi` is this run's reading of the Pi
+        itself. Raises sqlite3.Error when the store cannot be written."""
         ts = at.timestamp()
         mem = self.memory
         if mem.last_ts is not None and ts <= mem.last_ts:
             return []
         view = self._view(at, ts, snapshot, error, cloud_cover_pct)
         view.pi = pi
+        self._snow(view, snow_depth_m, snowfall_cm)
         pending: list[tuple[EventKind, Rule, str, str, float]] = []
         for rule in self.rules:
             params = self.params[rule.id]
@@ -263,6 +274,39 @@ class Engine:
             day_scores=day_scores, ignored=self.settings.ignore_inverters,
             inverters_warm=mem.first_ts is not None and ts - mem.first_ts >= INVERTER_WARMUP_S,
             active=self._active, dark=lambda serial: mem.dark(serial, ts))
+
+    def _snow(self, v: PollView, depth_m: float | None, snowfall_cm: float | None) -> None:
+        """Set the view's snow facts: whether the weather has snow at the site now (snow on
+        the ground, or a snowfall in the last `after_snowfall_h`), and which inverters'
+        darkness is put down to it (all of them then; afterwards, those of a row of
+        panels that went dark together under it and are still shedding it)."""
+        snow, mem = self.settings.snow, self.memory
+        if not snow.enabled:
+            return
+        if snowfall_cm is not None and snowfall_cm >= snow.min_snowfall_cm:
+            mem.snowfall_ts = v.ts
+        weather_snow = (depth_m is not None and depth_m >= snow.min_depth_m) or (
+            mem.snowfall_ts is not None and v.ts - mem.snowfall_ts < snow.after_snowfall_h * 3600)
+        if not weather_snow and not mem.snow_dark:
+            return  # no snow, and no panel left dark under the last one (the common case)
+        dark: set[str] = set()
+        back: set[str] = set()
+        p = self.params["inverter_offline"]
+        if v.ok and v.elevation_deg >= p["min_elevation_deg"]:
+            med = v.median_inverter_kw or 0.0
+            for serial, inv in v.inverters.items():
+                kw = inv.power_kw or 0.0
+                if inv.producing and med >= p["min_peer_kw"] and kw >= SNOW_BACK_SHARE * med:
+                    back.add(serial)
+                elif (kw < p["peer_fraction"] * med or med < p["min_peer_kw"]) \
+                        and not v.dark(serial):
+                    dark.add(serial)
+            if v.inverters:  # a PVS restart lists none: not every inverter went dark
+                dark |= {s for s in v.known_inverters if s not in v.inverters}
+        if not mem.observe_snow(v.ts, weather_snow, snow.shed_max_h * 3600, dark, back):
+            return
+        v.snowy = weather_snow
+        v.snow = (lambda serial: True) if weather_snow else mem.snow_shedding
 
     def _observe_devices(self, snapshot: Snapshot, ts: float, local: datetime) -> None:
         mem = self.memory
@@ -421,6 +465,8 @@ class Engine:
             if inv.power_kw:
                 mem.learn_own(serial, v.ts, inv.power_kw)
         med = v.median_inverter_kw
+        if v.snowy or mem.snow_dark:
+            return  # a panel under snow would teach (and score) a weak ratio
         if (not clear or med is None or med < LEARN_MIN_MEDIAN_KW
                 or v.elevation_deg < LEARN_MIN_ELEVATION_DEG or len(v.inverters) < 3):
             return

@@ -98,6 +98,12 @@ class Memory:
     day_scores: dict[str, list[float]] = field(default_factory=dict)  # n, low, high, sum
     flagged_today: set[str] = field(default_factory=set)
     streaks: dict[tuple[str, str], Streak] = field(default_factory=dict)
+    # snow (issue 15): the last snowfall, the last poll the weather had snow, and the
+    # inverters that went dark under that snow and have not produced since (serial -> ts)
+    snowfall_ts: float | None = None
+    snow_since: float | None = None  # the first poll of the weather's current snow
+    snow_ts: float | None = None
+    snow_dark: dict[str, float] = field(default_factory=dict)
     # learned
     envelope: dict[str, list[float]] = field(default_factory=dict)  # key -> [kw, day]
     ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # [ratio, n]
@@ -116,6 +122,9 @@ class Memory:
             "day": self.day, "day_scores": self.day_scores,
             "flagged_today": sorted(self.flagged_today),
             "streaks": {f"{r}|{s}": st.to_json() for (r, s), st in self.streaks.items()},
+            "snowfall_ts": self.snowfall_ts, "snow_ts": self.snow_ts,
+            "snow_since": self.snow_since,
+            "snow_dark": self.snow_dark,
         }
 
     def learned_json(self) -> dict[str, Any]:
@@ -128,7 +137,8 @@ class Memory:
         if rolling:
             for name in ("first_ts", "last_ts", "known_inverters", "known_meters",
                          "new_inverters", "fingerprint", "boot_ts", "boots", "rebooted_at",
-                         "firmware", "firmware_change", "day", "day_scores"):
+                         "firmware", "firmware_change", "day", "day_scores",
+                         "snowfall_ts", "snow_ts", "snow_dark", "snow_since"):
                 if name in rolling:
                     setattr(mem, name, rolling[name])
             mem.flagged_today = set(rolling.get("flagged_today", []))
@@ -207,6 +217,51 @@ class Memory:
             entry[0] = round((learned * n + ratio) / (n + 1), 5)
         entry[1] = n + 1
         self.learned_dirty = True
+
+    # ------------------------------------------------------------------ snow
+
+    def observe_snow(self, ts: float, weather_snow: bool, shed_max_s: float,
+                     dark: set[str], back: set[str]) -> bool:
+        """Follow a snow episode; True while it lasts (the weather's snow, then up to
+        `shed_max_s` more while panels that went dark under it are still dark).
+
+        `dark`: inverters dark now (daylight, not their normal shade); `back`: inverters
+        clearly producing again. What the site teaches: panels that go dark together
+        under snow and come back one by one are snow, so an inverter stays in
+        `snow_dark` from the moment it goes dark under the weather's snow until it
+        produces again, and the episode ends early once none is left dark.
+        """
+        for serial in back:
+            self.snow_dark.pop(serial, None)
+        if weather_snow:
+            if self.snow_since is None:
+                self.snow_since = ts
+            self.snow_ts = ts
+            for serial in dark:
+                self.snow_dark.setdefault(serial, ts)
+            return True
+        if self.snow_since is not None:
+            self._skip_snow_days(ts - self.snow_since)
+            self.snow_since = None
+        if self.snow_ts is None or ts - self.snow_ts >= shed_max_s or not self.snow_dark:
+            self.snow_dark.clear()
+            return False
+        return True
+
+    def _skip_snow_days(self, seconds: float) -> None:
+        """Snow days teach nothing about shade: age each inverter's own best powers as if
+        they had not passed, or a panel would look "normally dark" in every slot after a
+        week of snow (and its failure would wait for a bright day to be judged)."""
+        shift = seconds / 86400
+        for own in self.own.values():
+            for entry in own.values():
+                entry[1] = round(entry[1] + shift, 3)
+        self.learned_dirty = True
+
+    def snow_shedding(self, serial: str) -> bool:
+        """After the weather's snow: `serial` went dark under it and so did another
+        inverter that is still dark (a row still shedding its snow), not a lone failure."""
+        return serial in self.snow_dark and len(self.snow_dark) >= 2
 
     # ------------------------------------------------------------------ PVS restarts
 

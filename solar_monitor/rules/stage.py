@@ -28,8 +28,9 @@ def rules_stage(ctx: RunContext) -> None:
     engine = engine_for(ctx.store, ctx.config, replay=ctx.replay)
     at = ctx.poll.polled_at if ctx.poll is not None else ctx.now
     pi = ctx.notes.get(PI_HEALTH_KEY)
-    events = engine.evaluate(at, ctx.snapshot, ctx.error, engine.cloud_cover_pct(at),
-                             notify=ctx.notify,
+    cloud, snow_depth_m, snowfall_cm = engine.weather(at)
+    events = engine.evaluate(at, ctx.snapshot, ctx.error, cloud, notify=ctx.notify,
+                             snow_depth_m=snow_depth_m, snowfall_cm=snowfall_cm,
                              pi=pi if isinstance(pi, PiHealth) and not ctx.replay else None)
     for event in events:
         log.info("alert %s: %s %s", event.event, event.rule, event.subject)

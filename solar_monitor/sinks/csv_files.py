@@ -73,6 +73,9 @@ READINGS_COLUMNS: tuple[Column, ...] = (
     Column("api", _field("api")),
     Column("battery_kw", _field("battery_kw")),  # + discharging, - charging
     Column("battery_soc_pct", _field("battery_soc_pct")),
+    # appended later (issue 15): an older file's header is widened, its rows stay as written
+    Column("snow_depth_m", _field("snow_depth_m")),
+    Column("snowfall_cm", _field("snowfall_cm")),
 )
 INVERTER_COLUMNS: tuple[Column, ...] = (
     Column("time_utc", _field("polled_at")),

@@ -68,6 +68,8 @@ READINGS = Layout("readings", (
     Column("Cloud cover %", "number"),
     Column("Open alerts", "number"),
     Column("Time (UTC)", "utc_dt"),  # the key: local time repeats an hour each autumn
+    Column("Snow depth m", "number"),  # issue 15: new columns go at the right end
+    Column("Snowfall cm", "number"),
 ), key=("Time (UTC)",))
 
 DAILY = Layout("daily", (
@@ -193,6 +195,8 @@ def readings_cells(poll: Mapping[str, Any], open_alerts: int | None) -> Cells:
         ("Cloud cover %", _r(poll["cloud_cover_pct"], 0)),
         ("Open alerts", open_alerts),
         ("Time (UTC)", poll["polled_at"]),
+        ("Snow depth m", _r(poll["snow_depth_m"], 3)),
+        ("Snowfall cm", _r(poll["snowfall_cm"], 1)),
     ] + _battery_cells(poll)
 
 
