@@ -242,7 +242,7 @@ def test_snow_is_stored_with_each_poll_and_written_to_the_csv(
             [(0.18, 1.8), (0.18, 1.8), (0.19, 1.9)]  # 18:37 is nearest to 19:00
     lines = csv_path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == old[0] + ",snow_depth_m,snowfall_cm"  # widened once, in place
-    assert lines[1] == old[1]  # an earlier row as written
+    assert lines[1] == old[1] + ",,"  # an earlier row keeps its cells, padded to the width
     # the file's last poll is rewritten by the watermark repair, then the new poll
     assert [line[:20] for line in lines[2:]] == ["2025-06-21T18:22:00Z", "2025-06-21T18:37:00Z"]
     assert lines[2].endswith(",0.18,1.8") and lines[3].endswith(",0.19,1.9")
