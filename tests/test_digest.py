@@ -284,15 +284,17 @@ def test_daily_csv_matches_the_daily_figures(june: DigestData) -> None:
 
 
 def test_a_30_inverter_month_builds_in_under_a_second(tmp_path: Path) -> None:
+    """CPU time, not wall time: a loaded CI machine (two suites side by side) stretches
+    the wall clock, not the work. benchmarks/bench_digest.py measures the real figure."""
     db = tmp_path / DB_NAME
     fill_synthetic(db, inverters=30)
     with Store(db) as s:
-        began = time.perf_counter()
+        began = time.process_time()
         data = build_digest_data(s, TZ, JUNE, now=AFTER)
         render_html(data), render_text(data), daily_csv(data)
-        elapsed = time.perf_counter() - began
+        elapsed = time.process_time() - began
     assert len(data.inverters) == 30 and data.polls == 30 * 96
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    assert elapsed < 1.0, f"{elapsed:.2f} s of CPU"
 
 
 def fill_synthetic(db: Path, inverters: int) -> None:
