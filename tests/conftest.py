@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from solar_monitor.config import Config, config_from_dict
+from solar_monitor.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 # Copies of ../shared/fixtures/real, byte for byte (SOURCES.md credits each): a clone
@@ -59,3 +63,16 @@ def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
         return client
 
     monkeypatch.setattr(pipeline, "make_client", fast)
+
+
+@pytest.fixture
+def config(config_dict: dict) -> Config:
+    """The test config, validated (env-free)."""
+    return config_from_dict(config_dict, env={})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh store in a temporary folder (modules may define their own)."""
+    with Store(tmp_path / "db.sqlite") as s:
+        yield s

@@ -134,11 +134,6 @@ def test_storage_write_failing_with_an_io_error(tmp_path: Path,
 # --- the rules, through the engine ----------------------------------------------------------
 
 @pytest.fixture
-def config(config_dict: dict) -> Config:
-    return config_from_dict(config_dict, env={})
-
-
-@pytest.fixture
 def engine(tmp_path: Path, config: Config) -> Iterator[Engine]:
     with Store(tmp_path / "db.sqlite") as store:
         yield Engine(store, config)

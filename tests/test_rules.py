@@ -10,8 +10,6 @@ import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from solar_monitor.config import Config, config_from_dict
 from solar_monitor.pvs.models import Inverter, Meter, Snapshot, Supervisor
 from solar_monitor.rules.catalog import BY_ID, RULES, check_overrides
@@ -23,17 +21,6 @@ STEP = timedelta(minutes=15)
 DAY1 = datetime(2025, 6, 14, 4, 0, tzinfo=UTC)  # local midnight, Boston, June
 NOON = datetime(2025, 6, 15, 16, 0, tzinfo=UTC)  # local noon of the next day
 SERIALS = [f"E00{i:012d}" for i in range(8)]
-
-
-@pytest.fixture
-def config(config_dict: dict) -> Config:
-    return config_from_dict(config_dict, env={})
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "db.sqlite") as s:
-        yield s
 
 
 def elevation(at: datetime) -> float:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from solar_monitor.config import Config, config_from_dict
 from solar_monitor.rules.engine import AlertEvent, Engine
@@ -19,17 +16,6 @@ from solar_monitor.store import Store
 from tests.test_rules import NOON, SERIALS, STEP, elevation, snap, warm
 
 TOP, BOTTOM = tuple(SERIALS[:4]), tuple(SERIALS[4:])
-
-
-@pytest.fixture
-def config(config_dict: dict) -> Config:
-    return config_from_dict(config_dict, env={})
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "db.sqlite") as s:
-        yield s
 
 
 Dark = Callable[[datetime], tuple[str, ...]]
