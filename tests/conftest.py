@@ -12,7 +12,7 @@ from solar_monitor.config import Config, config_from_dict
 from solar_monitor.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-# Copies of ../shared/fixtures/real, byte for byte (SOURCES.md credits each): a clone
+# Copies of the project's real-payload collection, byte for byte (SOURCES.md credits each): a clone
 # must test on its own.
 REAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
 
