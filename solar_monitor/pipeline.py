@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from solar_monitor import pi_health
 from solar_monitor.archive import (
     UNPLACED,
     ArchivedPoll,
@@ -33,6 +32,7 @@ from solar_monitor.clock import (
     read_clocks,
 )
 from solar_monitor.config import Config
+from solar_monitor.pi_health import ROOT as PI_ROOT
 from solar_monitor.pi_health import PiHealth, read_pi_health
 from solar_monitor.pvs.client import PvsClient
 from solar_monitor.pvs.errors import ParseError, PvsError
@@ -211,8 +211,9 @@ def run_once(config: Config, *, now: datetime | None = None,
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True)
     with run_lock(data / LOCK_NAME), open_store(config) as store:
-        root = pi_root if pi_root is not None else None if now is not None else pi_health.ROOT
-        pi = read_pi_health(data, root) if root is not None else None
+        if pi_root is None and now is None:
+            pi_root = PI_ROOT  # a real run reads this Pi; simulated time reads none
+        pi = read_pi_health(data, pi_root) if pi_root is not None else None
         recovered = ingest_pending(config, store, clocks.wall)
         collected = collect(config, client or make_client(config), clocks, store)
         archived, placement = collected.archived, collected.placement
