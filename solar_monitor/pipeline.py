@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 from solar_monitor.archive import (
     UNPLACED,
@@ -32,6 +31,7 @@ from solar_monitor.clock import (
     read_clocks,
 )
 from solar_monitor.config import Config
+from solar_monitor.context import PI_HEALTH_KEY, RunContext, Stage
 from solar_monitor.pi_health import ROOT as PI_ROOT
 from solar_monitor.pi_health import PiHealth, read_pi_health
 from solar_monitor.pvs.client import PvsClient
@@ -45,32 +45,6 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "solar-monitor.db"
 LOCK_NAME = "run.lock"
-PI_HEALTH_KEY = "pi_health"  # ctx.notes: this run's PiHealth, for the pi_* rules
-
-
-@dataclass
-class RunContext:
-    """What the stages of one run (or one replayed poll) see."""
-
-    config: Config
-    store: Store
-    now: datetime
-    poll: ArchivedPoll | None = None
-    snapshot: Snapshot | None = None
-    error: str | None = None
-    replay: bool = False
-    notify: bool = True
-    notes: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Stage:
-    """A step after the poll is stored. `each_poll` stages see every replayed poll in
-    order (rules); `end_of_run` stages run once per run or replay (exports, flushes)."""
-
-    name: str
-    run: Callable[[RunContext], None]
-    when: Literal["each_poll", "end_of_run"] = "end_of_run"
 
 
 @dataclass(frozen=True, slots=True)

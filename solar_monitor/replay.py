@@ -20,10 +20,10 @@ from pathlib import Path
 
 from solar_monitor.archive import ArchivedPoll, read_error, save_answer, save_error, scan_archive
 from solar_monitor.config import Config
+from solar_monitor.context import RunContext
 from solar_monitor.pipeline import (
     LOCK_NAME,
     STAGES,
-    RunContext,
     ingest,
     open_store,
     raw_dir,

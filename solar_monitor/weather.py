@@ -25,7 +25,7 @@ from solar_monitor.config import Config
 from solar_monitor.store import Store, from_iso, iso
 
 if TYPE_CHECKING:
-    from solar_monitor.pipeline import RunContext
+    from solar_monitor.context import RunContext
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,14 @@ import pytest
 
 from solar_monitor.cli import main
 from solar_monitor.config import Config, config_from_dict
+from solar_monitor.context import RunContext
 from solar_monitor.daily import summarize_days
 from solar_monitor.digest import build_digest_data, daily_csv, render_html, render_text
 from solar_monitor.digest.data import DigestData, parse_month
 from solar_monitor.digest.render import BAR, BAR_BEST, WEAK, attention
 from solar_monitor.digest.send import record
 from solar_monitor.emulation.sim import MissingInverter, SimulatedSite, SiteSpec, WeakInverter
-from solar_monitor.pipeline import DB_NAME, STAGES, RunContext, run_stages
+from solar_monitor.pipeline import DB_NAME, STAGES, run_stages
 from solar_monitor.pvs.parse import parse
 from solar_monitor.store import Store, iso
 from tests.conftest import real

@@ -23,9 +23,9 @@ from solar_monitor.digest.months import previous_month
 from solar_monitor.store import Store, iso
 
 if TYPE_CHECKING:
+    from solar_monitor.context import RunContext
     from solar_monitor.digest.data import DigestData
     from solar_monitor.notify import SendResult
-    from solar_monitor.pipeline import RunContext
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import logging
 from datetime import datetime, tzinfo
 from pathlib import Path
 
+from solar_monitor.context import PI_HEALTH_KEY, RunContext
 from solar_monitor.pi_health import PiHealth
-from solar_monitor.pipeline import PI_HEALTH_KEY, RunContext
 from solar_monitor.rules.engine import (
     AlertSettings,
     cached_engine,
