@@ -102,21 +102,23 @@ def test_sessions_last_300_s_from_login_even_in_use(emu: Emulator, clock: Clock)
     r = vars_get(emu.url, "name=/sys/info/uptime", token)
     assert (r.status_code, r.json()) == (
         401, {"status": 401, "description": "Unauthorized", "errorcode": "0x0012"})
-    r = vars_get(emu.url, "name=/sys/info/uptime", None)
-    assert (r.status_code, r.json()["errorcode"]) == (401, "0x0011")
+    r = vars_get(emu.url, "name=/sys/info/uptime", None)  # pvsguest may not read it
+    assert (r.status_code, r.json()["errorcode"]) == (400, "0x0100")
     assert vars_get(emu.url, "name=/sys/info/uptime", "0" * 64).json()["errorcode"] == "0x0012"
-    assert token_of(emu, emu.url) == token  # a new login revives the address's token
-    assert vars_get(emu.url, "name=/sys/info/uptime", token).status_code == 200
+    fresh = token_of(emu, emu.url)  # after the end, a new token: the old one stays dead
+    assert fresh != token and vars_get(emu.url, "name=/sys/info/uptime", token).status_code == 401
+    assert vars_get(emu.url, "name=/sys/info/uptime", fresh).status_code == 200
 
 
 def test_a_secure_cookie_in_a_jar_never_reaches_plain_http(emu: Emulator) -> None:
-    """The old client's way (requests' jar) fails over http:// exactly as on a PVS."""
+    """The old client's way (requests' jar) fails over http:// exactly as on a PVS: the
+    read goes without a session, as pvsguest, who may not read the model."""
     assert emu.tls_url
-    for base, status in ((emu.url, 401), (emu.tls_url, 200)):
+    for base, status in ((emu.url, 400), (emu.tls_url, 200)):
         s = requests.Session()
         s.get(base + "/auth?login", headers=basic(emu), timeout=5, verify=False)
         assert "session" in s.cookies
-        assert s.get(base + "/vars?match=/sys/info/&fmt=obj", timeout=5,
+        assert s.get(base + "/vars?name=/sys/info/model&fmt=obj", timeout=5,
                      verify=False).status_code == status
     http_read, https_read = (r for r in emu.request_log if r.target.startswith("/vars"))
     assert (http_read.scheme, http_read.cookie) == ("http", None)
@@ -151,14 +153,25 @@ def test_vars_get_and_post_formats_and_limits(emu: Emulator) -> None:
         "/sys/info/model": "PVS6"}
 
 
-def test_set_is_refused_and_a_foreign_cookie_crashes(emu: Emulator) -> None:
+def test_set_writes_and_a_foreign_cookie_crashes(emu: Emulator) -> None:
+    """set= writes what ssm_owner may write, as the real server does, and nothing else."""
     token = token_of(emu, emu.url)
-    r = requests.post(emu.url + "/vars", data="set=/sys/telemetryws/enable=1",
+    r = requests.post(emu.url + "/vars", data="set=/sys/telemetryws/enable=0",
                       headers={"Cookie": f"session={token}"}, timeout=5)
-    assert r.status_code == 401
-    assert emu.refused == [("POST", "/vars")]
+    assert (r.status_code, r.json()["values"]) == (
+        200, [{"name": "/sys/telemetryws/enable", "value": "0"}])
     assert emu.request_log[-1] == RequestRecord(
-        "POST", "/vars", "http", b"set=/sys/telemetryws/enable=1", f"session={token}")
+        "POST", "/vars", "http", b"set=/sys/telemetryws/enable=0", f"session={token}")
+    r = vars_get(emu.url, "set=/ess/config/dcm/control_param/min_customer_soc=0.5", token)
+    assert r.json()["values"][0]["value"] == "0.500000"  # stored as the float it is
+    assert vars_get(emu.url, "set=/sys/info/model=X", token).status_code == 401
+    assert vars_get(emu.url, "set=/sys/telemetryws/enable=on", token).status_code == 400
+    assert vars_get(emu.url, "match=telemetryws/enable&fmt=obj", token).json() == {
+        "/sys/telemetryws/enable": "0"}
+    assert emu.writes == [("/sys/telemetryws/enable", "0"),
+                          ("/ess/config/dcm/control_param/min_customer_soc", "0.500000")]
+    assert [t for _, t in emu.refused] == ["/vars?set=/sys/info/model=X",
+                                            "/vars?set=/sys/telemetryws/enable=on"]
     r = requests.get(emu.url + "/vars?name=/sys/info/model", headers={"Cookie": "lang=en"},
                      timeout=5)
     assert r.status_code == 500
@@ -187,8 +200,11 @@ def test_a_few_names_answer_before_login(emu: Emulator) -> None:
     """pypvs reads the serial, ssid and lmac before it can log in."""
     r = vars_get(emu.url, "name=/sys/info/serialnum,/sys/info/ssid,/sys/info/lmac", None)
     assert r.status_code == 200 and r.json()["count"] == 3
-    assert vars_get(emu.url, "name=/sys/info/serialnum,/sys/info/uptime",
-                    None).status_code == 401
+    r = vars_get(emu.url, "name=/sys/info/serialnum,/sys/info/uptime", None)
+    assert (r.status_code, r.json()["errorcode"]) == (400, "0x0100")  # pvsguest's answer
+    with start_emulator(site(), firmware="varserver", auth="strict") as strict:
+        r = vars_get(strict.url, "name=/sys/info/serialnum", None)
+        assert (r.status_code, r.json()["errorcode"]) == (401, "0x0011")
 
 
 def test_pvs5_answers_like_a_pvs5(clock: Clock) -> None:
