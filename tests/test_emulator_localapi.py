@@ -5,7 +5,11 @@ old emulator (a `Path=/` cookie without Secure, 403s) fails here as it fails on 
 from __future__ import annotations
 
 import base64
+import json
 import re
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -15,7 +19,12 @@ import pytest
 import requests
 import urllib3
 
-from solar_monitor.emulation.emulator import Emulator, RequestRecord, start_emulator
+from solar_monitor.emulation.emulator import (
+    Emulator,
+    RequestRecord,
+    start_emulator,
+    wifi_variables,
+)
 from solar_monitor.emulation.sim import SimulatedSite, SiteSpec, _float32, public_variables
 from tests.test_emulator import Clock
 
@@ -239,3 +248,61 @@ def test_a_hanging_flashwear_read(emu: Emulator) -> None:
     with pytest.raises(requests.ReadTimeout):
         requests.get(emu.url + "/vars?match=/sys/pvs/&fmt=obj", timeout=0.2,
                      headers={"Cookie": f"session={token}"})
+
+
+# --------------------------------------------------------------------------- hostile strings
+
+OBSERVED_SSID = 'My "Home" \\ net{x}'  # the fixtures README's example, and its answer:
+OBSERVED_SSID_ANSWER = b'{ "/sys/info/ssid":"My "Home" \\ net{x}"}\n'
+
+
+def raw_vars(base: str, query: str, token: str | None) -> bytes:
+    """The body as sent: it is not JSON when a string holds a quote."""
+    return vars_get(base, query, token).content
+
+
+def test_strings_are_printed_unescaped_as_the_real_server_does(clock: Clock) -> None:
+    with start_emulator(site(), firmware="varserver", clock=clock,
+                        variables={"/sys/info/ssid": OBSERVED_SSID}) as emu:
+        assert raw_vars(emu.url, "name=/sys/info/ssid&fmt=obj", None) == OBSERVED_SSID_ANSWER
+    with start_emulator(site(), firmware="varserver", clock=clock,
+                        variables=wifi_variables(None, None, hostile=True)) as emu:
+        token = token_of(emu, emu.url)
+        body = raw_vars(emu.url, "match=/sys/info/&fmt=obj", token)
+        assert b'"/sys/info/ssid":"Our "Home" \\ {net}\n\xff",' in body
+        assert b'"/sys/info/wpa_key":"p\\a"ss{}\tw\xfe",' in body
+        with pytest.raises(ValueError):
+            json.loads(body)  # as from a PVS: one quote breaks the whole answer
+        assert raw_vars(emu.url, "name=/sys/info/ssid", None) == (
+            b'{"values" : [ { "name": "/sys/info/ssid", "value" : "Our "Home" \\ {net}\n\xff" }]'
+            b',"count": 1 }\n')
+        # fcgi_vars prints a value that looks like JSON (braces or brackets) unquoted
+        r = requests.post(emu.url + "/vars", timeout=5, headers={"Cookie": f"session={token}"},
+                          data='set=/ess/config/dcm/mode_param/control_mode={"m": 1}')
+        assert r.content.endswith(b'"value" : {"m": 1} }],"count": 1 }\n')
+
+
+def test_the_cli_options_reach_the_answers() -> None:
+    """`solar-monitor emulator --auth strict --ssid ... --wpa-key ...`, with a byte that
+    is not UTF-8 in argv, as a user would start it."""
+    key = b'k\xffey"\\'
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "solar_monitor", "emulator", "--port", "0", "--firmware",
+         "varserver", "--auth", "strict", "--ssid", OBSERVED_SSID.encode(), "--wpa-key", key],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        base = re.search(r"http://[\d.]+:\d+", banner)
+        serial = re.search(r"serial (\w+)", banner)
+        assert base and serial and "auth strict" in banner, banner
+        assert vars_get(base[0], "name=/sys/info/ssid", None).status_code == 401
+        password = base64.b64encode(f"ssm_owner:{serial[1][-5:]}".encode()).decode()
+        r = requests.get(base[0] + "/auth?login", timeout=5,
+                         headers={"Authorization": f"basic {password}"})
+        body = raw_vars(base[0], "name=/sys/info/ssid,/sys/info/wpa_key&fmt=obj",
+                        r.json()["session"])
+        assert body == OBSERVED_SSID_ANSWER[:-2] + b',"/sys/info/wpa_key":"' + key + b'"}\n'
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
