@@ -91,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-port", type=int, default=8443, metavar="N")
     p.add_argument("--livedata-ms", action="store_true",
                    help="send /sys/livedata/time in milliseconds, as some firmware does")
+    p.add_argument("--auth", choices=("guest", "strict"), default="guest",
+                   help="guest (default, as units in the field likely run): the serial, "
+                   "SSID and MAC are readable without a session; strict: nothing is")
+    p.add_argument("--ssid", metavar="TEXT",
+                   help="the Wi-Fi name in /sys/info/ssid, printed unescaped as the PVS does")
+    p.add_argument("--wpa-key", metavar="TEXT",
+                   help="the Wi-Fi key in /sys/info/wpa_key, printed unescaped")
+    p.add_argument("--hostile-strings", action="store_true",
+                   help='an SSID and Wi-Fi key with ", \\, braces, a newline and a '
+                   "non-UTF-8 byte (unless --ssid / --wpa-key give them)")
     p.add_argument("--inverters", type=int, default=12)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -283,7 +293,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     try:
         serve(args.host, args.port, args.firmware, args.inverters, args.seed, args.fault,
               model=args.model, tls=args.tls, tls_port=args.tls_port,
-              livedata_ms=args.livedata_ms)
+              livedata_ms=args.livedata_ms, auth=args.auth, ssid=args.ssid,
+              wpa_key=args.wpa_key, hostile_strings=args.hostile_strings)
     except ValueError as exc:
         print(f"solar-monitor emulator: {exc}", file=sys.stderr)
         return Exit.CONFIG

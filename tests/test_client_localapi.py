@@ -76,7 +76,7 @@ def test_run_on_new_firmware(model: str, scheme: str, config_dict: dict, clock: 
         reads = vars_requests(emu)
         assert reads and all(r.method == "GET" for r in reads)
         # only the session cookie, with the token the login answered, on every read
-        token = emu._tokens["127.0.0.1"]  # noqa: SLF001
+        token = emu.sessions.login("ssm_owner", "127.0.0.1")  # the live one, not a new one
         assert {r.cookie for r in reads} == {f"session={token}"}
         assert not emu.refused
 

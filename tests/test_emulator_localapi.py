@@ -5,7 +5,11 @@ old emulator (a `Path=/` cookie without Secure, 403s) fails here as it fails on 
 from __future__ import annotations
 
 import base64
+import json
 import re
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -15,7 +19,12 @@ import pytest
 import requests
 import urllib3
 
-from solar_monitor.emulation.emulator import Emulator, RequestRecord, start_emulator
+from solar_monitor.emulation.emulator import (
+    Emulator,
+    RequestRecord,
+    start_emulator,
+    wifi_variables,
+)
 from solar_monitor.emulation.sim import SimulatedSite, SiteSpec, _float32, public_variables
 from tests.test_emulator import Clock
 
@@ -102,21 +111,23 @@ def test_sessions_last_300_s_from_login_even_in_use(emu: Emulator, clock: Clock)
     r = vars_get(emu.url, "name=/sys/info/uptime", token)
     assert (r.status_code, r.json()) == (
         401, {"status": 401, "description": "Unauthorized", "errorcode": "0x0012"})
-    r = vars_get(emu.url, "name=/sys/info/uptime", None)
-    assert (r.status_code, r.json()["errorcode"]) == (401, "0x0011")
+    r = vars_get(emu.url, "name=/sys/info/uptime", None)  # pvsguest may not read it
+    assert (r.status_code, r.json()["errorcode"]) == (400, "0x0100")
     assert vars_get(emu.url, "name=/sys/info/uptime", "0" * 64).json()["errorcode"] == "0x0012"
-    assert token_of(emu, emu.url) == token  # a new login revives the address's token
-    assert vars_get(emu.url, "name=/sys/info/uptime", token).status_code == 200
+    fresh = token_of(emu, emu.url)  # after the end, a new token: the old one stays dead
+    assert fresh != token and vars_get(emu.url, "name=/sys/info/uptime", token).status_code == 401
+    assert vars_get(emu.url, "name=/sys/info/uptime", fresh).status_code == 200
 
 
 def test_a_secure_cookie_in_a_jar_never_reaches_plain_http(emu: Emulator) -> None:
-    """The old client's way (requests' jar) fails over http:// exactly as on a PVS."""
+    """The old client's way (requests' jar) fails over http:// exactly as on a PVS: the
+    read goes without a session, as pvsguest, who may not read the model."""
     assert emu.tls_url
-    for base, status in ((emu.url, 401), (emu.tls_url, 200)):
+    for base, status in ((emu.url, 400), (emu.tls_url, 200)):
         s = requests.Session()
         s.get(base + "/auth?login", headers=basic(emu), timeout=5, verify=False)
         assert "session" in s.cookies
-        assert s.get(base + "/vars?match=/sys/info/&fmt=obj", timeout=5,
+        assert s.get(base + "/vars?name=/sys/info/model&fmt=obj", timeout=5,
                      verify=False).status_code == status
     http_read, https_read = (r for r in emu.request_log if r.target.startswith("/vars"))
     assert (http_read.scheme, http_read.cookie) == ("http", None)
@@ -151,14 +162,25 @@ def test_vars_get_and_post_formats_and_limits(emu: Emulator) -> None:
         "/sys/info/model": "PVS6"}
 
 
-def test_set_is_refused_and_a_foreign_cookie_crashes(emu: Emulator) -> None:
+def test_set_writes_and_a_foreign_cookie_crashes(emu: Emulator) -> None:
+    """set= writes what ssm_owner may write, as the real server does, and nothing else."""
     token = token_of(emu, emu.url)
-    r = requests.post(emu.url + "/vars", data="set=/sys/telemetryws/enable=1",
+    r = requests.post(emu.url + "/vars", data="set=/sys/telemetryws/enable=0",
                       headers={"Cookie": f"session={token}"}, timeout=5)
-    assert r.status_code == 401
-    assert emu.refused == [("POST", "/vars")]
+    assert (r.status_code, r.json()["values"]) == (
+        200, [{"name": "/sys/telemetryws/enable", "value": "0"}])
     assert emu.request_log[-1] == RequestRecord(
-        "POST", "/vars", "http", b"set=/sys/telemetryws/enable=1", f"session={token}")
+        "POST", "/vars", "http", b"set=/sys/telemetryws/enable=0", f"session={token}")
+    r = vars_get(emu.url, "set=/ess/config/dcm/control_param/min_customer_soc=0.5", token)
+    assert r.json()["values"][0]["value"] == "0.500000"  # stored as the float it is
+    assert vars_get(emu.url, "set=/sys/info/model=X", token).status_code == 401
+    assert vars_get(emu.url, "set=/sys/telemetryws/enable=on", token).status_code == 400
+    assert vars_get(emu.url, "match=telemetryws/enable&fmt=obj", token).json() == {
+        "/sys/telemetryws/enable": "0"}
+    assert emu.writes == [("/sys/telemetryws/enable", "0"),
+                          ("/ess/config/dcm/control_param/min_customer_soc", "0.500000")]
+    assert [t for _, t in emu.refused] == ["/vars?set=/sys/info/model=X",
+                                            "/vars?set=/sys/telemetryws/enable=on"]
     r = requests.get(emu.url + "/vars?name=/sys/info/model", headers={"Cookie": "lang=en"},
                      timeout=5)
     assert r.status_code == 500
@@ -187,8 +209,11 @@ def test_a_few_names_answer_before_login(emu: Emulator) -> None:
     """pypvs reads the serial, ssid and lmac before it can log in."""
     r = vars_get(emu.url, "name=/sys/info/serialnum,/sys/info/ssid,/sys/info/lmac", None)
     assert r.status_code == 200 and r.json()["count"] == 3
-    assert vars_get(emu.url, "name=/sys/info/serialnum,/sys/info/uptime",
-                    None).status_code == 401
+    r = vars_get(emu.url, "name=/sys/info/serialnum,/sys/info/uptime", None)
+    assert (r.status_code, r.json()["errorcode"]) == (400, "0x0100")  # pvsguest's answer
+    with start_emulator(site(), firmware="varserver", auth="strict") as strict:
+        r = vars_get(strict.url, "name=/sys/info/serialnum", None)
+        assert (r.status_code, r.json()["errorcode"]) == (401, "0x0011")
 
 
 def test_pvs5_answers_like_a_pvs5(clock: Clock) -> None:
@@ -223,3 +248,61 @@ def test_a_hanging_flashwear_read(emu: Emulator) -> None:
     with pytest.raises(requests.ReadTimeout):
         requests.get(emu.url + "/vars?match=/sys/pvs/&fmt=obj", timeout=0.2,
                      headers={"Cookie": f"session={token}"})
+
+
+# --------------------------------------------------------------------------- hostile strings
+
+OBSERVED_SSID = 'My "Home" \\ net{x}'  # the fixtures README's example, and its answer:
+OBSERVED_SSID_ANSWER = b'{ "/sys/info/ssid":"My "Home" \\ net{x}"}\n'
+
+
+def raw_vars(base: str, query: str, token: str | None) -> bytes:
+    """The body as sent: it is not JSON when a string holds a quote."""
+    return vars_get(base, query, token).content
+
+
+def test_strings_are_printed_unescaped_as_the_real_server_does(clock: Clock) -> None:
+    with start_emulator(site(), firmware="varserver", clock=clock,
+                        variables={"/sys/info/ssid": OBSERVED_SSID}) as emu:
+        assert raw_vars(emu.url, "name=/sys/info/ssid&fmt=obj", None) == OBSERVED_SSID_ANSWER
+    with start_emulator(site(), firmware="varserver", clock=clock,
+                        variables=wifi_variables(None, None, hostile=True)) as emu:
+        token = token_of(emu, emu.url)
+        body = raw_vars(emu.url, "match=/sys/info/&fmt=obj", token)
+        assert b'"/sys/info/ssid":"Our "Home" \\ {net}\n\xff",' in body
+        assert b'"/sys/info/wpa_key":"p\\a"ss{}\tw\xfe",' in body
+        with pytest.raises(ValueError):
+            json.loads(body)  # as from a PVS: one quote breaks the whole answer
+        assert raw_vars(emu.url, "name=/sys/info/ssid", None) == (
+            b'{"values" : [ { "name": "/sys/info/ssid", "value" : "Our "Home" \\ {net}\n\xff" }]'
+            b',"count": 1 }\n')
+        # fcgi_vars prints a value that looks like JSON (braces or brackets) unquoted
+        r = requests.post(emu.url + "/vars", timeout=5, headers={"Cookie": f"session={token}"},
+                          data='set=/ess/config/dcm/mode_param/control_mode={"m": 1}')
+        assert r.content.endswith(b'"value" : {"m": 1} }],"count": 1 }\n')
+
+
+def test_the_cli_options_reach_the_answers() -> None:
+    """`solar-monitor emulator --auth strict --ssid ... --wpa-key ...`, with a byte that
+    is not UTF-8 in argv, as a user would start it."""
+    key = b'k\xffey"\\'
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "solar_monitor", "emulator", "--port", "0", "--firmware",
+         "varserver", "--auth", "strict", "--ssid", OBSERVED_SSID.encode(), "--wpa-key", key],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        base = re.search(r"http://[\d.]+:\d+", banner)
+        serial = re.search(r"serial (\w+)", banner)
+        assert base and serial and "auth strict" in banner, banner
+        assert vars_get(base[0], "name=/sys/info/ssid", None).status_code == 401
+        password = base64.b64encode(f"ssm_owner:{serial[1][-5:]}".encode()).decode()
+        r = requests.get(base[0] + "/auth?login", timeout=5,
+                         headers={"Authorization": f"basic {password}"})
+        body = raw_vars(base[0], "name=/sys/info/ssid,/sys/info/wpa_key&fmt=obj",
+                        r.json()["session"])
+        assert body == OBSERVED_SSID_ANSWER[:-2] + b',"/sys/info/wpa_key":"' + key + b'"}\n'
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp  # pypvs's own dependency; both come with the test extras: never skipped
 import pytest
+from pypvs.exceptions import PVSAuthenticationError
 from pypvs.pvs import PVS
 
 from solar_monitor.cli import main
@@ -103,6 +104,29 @@ def test_pypvs_reads_the_emulator_like_solar_monitor(model: str, tmp_path: Path)
                                       meter["leg2_v"], meter["leg1_kw"], meter["leg2_kw"])
 
 
+async def discover_with_pypvs(host: str) -> str | None:
+    """pypvs's discover() alone: it reads the serial before any login."""
+    async with aiohttp.ClientSession() as session:
+        pvs = PVS(session=session, host=host, user="ssm_owner")
+        await pvs.discover()
+        return pvs.serial_number
+
+
+def test_pypvs_finds_the_serial_in_guest_mode_only() -> None:
+    """Guest mode (the default) is what lets pypvs start without being given the serial;
+    a strict server refuses the read, and pypvs fails."""
+    with start_emulator(firmware="varserver", tls=True, clock=lambda: FROZEN) as emu:
+        assert emu.auth == "guest" and emu.tls_url is not None
+        serial = asyncio.run(discover_with_pypvs(emu.tls_url.removeprefix("https://")))
+        assert serial == emu.site.supervisor_serial
+    with start_emulator(firmware="varserver", tls=True, clock=lambda: FROZEN,
+                        auth="strict") as emu:
+        assert emu.tls_url is not None
+        with pytest.raises(PVSAuthenticationError):
+            asyncio.run(discover_with_pypvs(emu.tls_url.removeprefix("https://")))
+    assert not emu.refused and not emu.writes
+
+
 def check_pypvs_traffic(emu: Emulator, requests: list) -> None:
     """pypvs read over HTTPS with POST /vars, sent only the session cookie, wrote
     nothing."""
@@ -115,4 +139,4 @@ def check_pypvs_traffic(emu: Emulator, requests: list) -> None:
     assert sum(r.target == "/auth?login" for r in requests) == 3
     ess = [r for r in reads if r.body == b"match=/sys/devices/ess/"]
     assert len(ess) == 2 and all(r.cookie and r.cookie.startswith("session=") for r in ess)
-    assert not emu.refused
+    assert not emu.refused and not emu.writes

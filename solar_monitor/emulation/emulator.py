@@ -10,24 +10,24 @@ FirmwareChange fault switches them live):
   a session.
 `/cgi-bin/dl_cgi/supervisor/info` answers without login in every mode.
 
-The LocalAPI (`/auth`, `/vars`) answers as the real server was observed to (README,
-"Firmware"): login by `GET /auth?login` or POST body `login` gives `{"session": token}`
-and `Set-Cookie: session=<64 chars>; Secure; HttpOnly`, one token per client address;
-sessions last `session_ttl_s` from login even while in use, then 401 errorcode 0x0012
-(0x0011 without a cookie); `/vars` takes a GET query or a POST body (<= 1024 bytes, else
-413), split on `&` and never URL-decoded; fmt obj|o|object or none (other: 400); an
-unknown match is 400 0x0040, one unknown name fails the whole `name=` query 400 0x0100;
-a Cookie header without `session=` crashes the handler (500). Three `/sys/info/` names
-(serial, ssid, lmac) answer without a session: pypvs reads them before it logs in.
+The LocalAPI (`/auth`, `/vars`) answers as the real server stack did on every probe of
+`tests/fixtures/localapi-observed/` (emulation.localapi holds its rules): a case-sensitive
+login, sessions per client address that end 300 s after login or on logout, fcgi_vars's
+query parsing, its two answer formats printed byte for byte with string values unescaped,
+and `set=` really writing the variables ssm_owner may write. `auth="guest"` (the default,
+`fcgi_vars -u pvsguest`) lets a request without a session read the serial, SSID and MAC,
+as pypvs's discover() needs; `auth="strict"` answers it 401. `variables` seeds the
+varserver (e.g. a hostile SSID or Wi-Fi key, or the observed site's MAC).
 
 With `tls=True` a second listener serves HTTPS with a self-signed certificate made at
 start; both listeners share one site and one session table, like the real PVS's ports
 80 and 443.
 
-Anything that could change a real PVS (PUT/DELETE, POST outside /auth and /vars, `set=`
-on /vars, `Command=Start/Stop/Set*`) is refused and logged in `Emulator.refused`; every
-request is in `Emulator.requests` (method, target) and `Emulator.request_log` (with body,
-scheme and cookie), so tests can assert the collector never sends it. Transport faults
+Anything else that could change a real PVS (PUT/DELETE, POST outside /auth and /vars,
+`Command=Start/Stop/Set*`) and every refused `set=` is refused and logged in
+`Emulator.refused`; what `set=` wrote is in `Emulator.writes`; every request is in
+`Emulator.requests` (method, target) and `Emulator.request_log` (with body, scheme and
+cookie), so tests can assert the collector never sends it. Transport faults
 (503 from HAProxy, slow answers, truncated JSON, HTML pages, result != succeed,
 spontaneous 403, a hanging /sys/pvs/ read) are switched at run time through the
 thread-safe `Emulator.faults` controller.
@@ -35,18 +35,15 @@ thread-safe `Emulator.faults` controller.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import math
-import secrets
 import shutil
 import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +52,8 @@ from types import TracebackType
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
+from solar_monitor.emulation import localapi
+from solar_monitor.emulation.localapi import AUTH_MODES, CRASH, Answer, AuthMode, Sessions, error
 from solar_monitor.emulation.sim import (
     DeadInverter,
     InverterRef,
@@ -63,6 +62,9 @@ from solar_monitor.emulation.sim import (
     SiteFault,
     SiteSpec,
     SupervisorModel,
+    _typed,
+    public_variables,
+    writable_variables,
 )
 
 Firmware = Literal["legacy", "auth", "varserver"]
@@ -74,7 +76,6 @@ PVS5_FIRMWARE_BUILDS: dict[str, int] = {"legacy": 5405, "auth": 5408, "varserver
 FIRMWARE_THRESHOLDS: dict[str, tuple[int, int]] = {"PVS6": (61840, 61845),
                                                    "PVS5": (5408, 5412)}
 MODELS: tuple[SupervisorModel, ...] = ("PVS6", "PVS5")
-LOGIN_USER = "ssm_owner"
 HAPROXY_503_BODY = (
     "<html><body><h1>503 Service Unavailable</h1>\n"
     "No server is available to handle this request.\n</body></html>\n"
@@ -84,18 +85,10 @@ HTML_ERROR_BODY = (
     "<p>The request could not be completed.</p></body></html>\n"
 )
 UNAUTHORIZED = {"status": 403, "error": "Unauthorized"}  # dl_cgi without a session
-SERVER_ERROR_BODY = (
-    "<html><head><title>500 Internal Server Error</title></head><body>"
-    "<h1>500 Internal Server Error</h1></body></html>\n"
-)
-VARS_BODY_LIMIT = 1024  # bytes of a POST /vars body; more answers 413
-NO_SESSION = "0x0011"
-EXPIRED_SESSION = "0x0012"
-UNKNOWN_MATCH = "0x0040"
-UNKNOWN_NAME = "0x0100"
-OBJECT_FORMATS = ("obj", "o", "object")
-# Read before login by pypvs's discover(): the LocalAPI serves a few names to anyone.
-PUBLIC_VARIABLES = frozenset({"/sys/info/serialnum", "/sys/info/ssid", "/sys/info/lmac"})
+# The SSID and Wi-Fi key of `hostile_strings`: a `"`, a `\\`, braces, a newline and a
+# byte that is not UTF-8 (a surrogate here: argv's way of keeping such a byte)
+HOSTILE_SSID = 'Our "Home" \\ {net}\n\udcff'
+HOSTILE_WPA_KEY = 'p\\a"ss{}\tw\udcfe'
 DEVICE_LIST_PATHS = ("/cgi-bin/dl_cgi", "/cgi-bin/dl.cgi")
 SUPERVISOR_INFO_PATH = "/cgi-bin/dl_cgi/supervisor/info"
 READ_ONLY_COMMANDS = ("DeviceList", "Get_Comm", "CheckFW", "GridProfileGet", "GetDiscoveryProgress")
@@ -285,15 +278,6 @@ class FaultController:
 # --------------------------------------------------------------------------- server
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    set_cookie: str | None = None
-    location: str | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One request as it arrived: `scheme` is http or https (which listener took it),
@@ -306,29 +290,8 @@ class RequestRecord:
     cookie: str | None = None
 
 
-def _json(status: int, payload: object) -> _Answer:
-    return _Answer(status, json.dumps(payload).encode())
-
-
-def _local_api_error(status: int, description: str, code: str | None = None) -> _Answer:
-    payload: dict[str, object] = {"status": status, "description": description}
-    if code:
-        payload["errorcode"] = code
-    return _json(status, payload)
-
-
-def _query_pairs(query: str) -> list[tuple[str, str]]:
-    """The LocalAPI's query parsing: split on `&` and the first `=`, never URL-decoded."""
-    return [(k, v) for k, _, v in (part.partition("=") for part in query.split("&") if part)]
-
-
-def _session_token(cookie_header: str) -> str | None:
-    """The value of the `session` cookie in a Cookie header, or None."""
-    for part in cookie_header.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == "session":
-            return value
-    return None
+def _json(status: int, payload: object) -> Answer:
+    return Answer(status, json.dumps(payload).encode())
 
 
 class Emulator:
@@ -348,19 +311,24 @@ class Emulator:
         tls_server: ThreadingHTTPServer | None = None,
         cert_dir: Path | None = None,
         https_only: bool = False,
+        auth: AuthMode = "guest",
+        variables: Mapping[str, str] | None = None,
     ) -> None:
         self.site = site
         self.https_only = https_only
         self.clock = clock
         self.session_ttl_s = session_ttl_s
+        self.auth: AuthMode = auth
+        self.sessions = Sessions(clock, session_ttl_s)
         self.faults = FaultController(site, clock)
         self.requests: list[tuple[str, str]] = []
         self.request_log: list[RequestRecord] = []
         self.refused: list[tuple[str, str]] = []
+        self.writes: list[tuple[str, str]] = []  # (name, value) that set= wrote
         self._servers = [server] + ([tls_server] if tls_server is not None else [])
         self._cert_dir = cert_dir
-        self._sessions: dict[str, datetime] = {}  # token -> expiry (emulator clock)
-        self._tokens: dict[str, str] = {}  # client address -> its token
+        # the varserver's own values, over the site's: seeded, then written by set=
+        self._stored: dict[str, str] = dict(variables or {})
         self._lock = threading.Lock()
         self._closing = threading.Event()
         # A short poll interval makes close() quick (tests start dozens of emulators).
@@ -419,35 +387,31 @@ class Emulator:
 
     # ---------------------------------------------------------------- sessions
 
-    def _login(self, authorization: str | None, client: str) -> _Answer:
-        scheme, _, encoded = (authorization or "").partition(" ")
-        try:
-            user, _, password = base64.b64decode(encoded.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            user, password = "", ""
-        expected = self.site.supervisor_serial[-5:]
-        if scheme.lower() != "basic" or user != LOGIN_USER or password.upper() != expected.upper():
-            return _local_api_error(401, "Unauthorized")
-        with self._lock:
-            # one token per client address: every client behind one Pi shares a session
-            token = self._tokens.setdefault(client, secrets.token_hex(32))
-            self._sessions[token] = self.clock() + timedelta(seconds=self.session_ttl_s)
-        return _Answer(200, json.dumps({"session": token}).encode(),
-                       set_cookie=f"session={token}; Secure; HttpOnly")
-
-    def _session_state(self, cookie_header: str | None) -> str | None:
-        """None for a live session, else the LocalAPI errorcode (no cookie / expired)."""
-        token = _session_token(cookie_header) if cookie_header else None
-        if token is None:
-            return NO_SESSION
-        with self._lock:
-            expires = self._sessions.get(token)
-        if expires is None or self.clock() >= expires:
-            return EXPIRED_SESSION
-        return None
-
     def _has_session(self, cookie_header: str | None) -> bool:
-        return self._session_state(cookie_header) is None
+        token = localapi.cookie_token(cookie_header) if cookie_header else None
+        return token is not None and self.sessions.user(token) is not None
+
+    def variables(self, now: datetime) -> dict[str, str]:
+        """The varserver at `now`: the site's values, then the seeded and written ones."""
+        values = self.site.vars(now)
+        with self._lock:
+            values.update(self._stored)
+        return values
+
+    def _write(self, name: str, value: str) -> str | None:
+        """set=: store `value` as the varserver prints the variable's type; None when it
+        does not fit the type (a number expected)."""
+        kind = public_variables(self.model).get(name, "str")
+        if kind != "str":
+            try:
+                number = float(value)
+                value = _typed(number if kind == "float" else int(number), kind)
+            except (ValueError, OverflowError):  # not a number, or inf / nan
+                return None
+        with self._lock:
+            self._stored[name] = value
+            self.writes.append((name, value))
+        return value
 
     # ---------------------------------------------------------------- routing
 
@@ -459,7 +423,7 @@ class Emulator:
         body: bytes = b"",
         scheme: str = "http",
         client: str = "127.0.0.1",
-    ) -> _Answer:
+    ) -> Answer:
         """Answer one request exactly as the PVS (or HAProxy in front of it) would."""
         with self._lock:
             self.requests.append((method, target))
@@ -471,25 +435,19 @@ class Emulator:
         if parts.path == WEATHER_PATH:
             return _json(200, self._weather(now))  # not the PVS: PVS faults do not apply
         if faults.unavailable_until is not None and now < faults.unavailable_until:
-            return _Answer(503, HAPROXY_503_BODY.encode(), "text/html")
+            return Answer(503, HAPROXY_503_BODY.encode(), "text/html")
         if faults.delay_s > 0:
             self._closing.wait(faults.delay_s)
         mode = firmware_for_build(self.site.build_at(now), self.model)
         local_api = mode != "legacy" and parts.path in ("/auth", "/vars")
-        if method != "GET" and not (method == "POST" and local_api):
-            return self._refuse(method, target, 405, {"status": 405, "error": "Not allowed"})
         if local_api and scheme == "http" and self.https_only and self.tls_url:
             # a PVS that refuses plain http for its LocalAPI: redirect, answer nothing
-            return _Answer(301, b"", "text/html", location=self.tls_url + target)
+            return Answer(301, b"", "text/html", location=self.tls_url + target)
         if local_api:
-            cookie = headers.get("cookie")
-            if cookie is not None and "session=" not in cookie:
-                # the real FastCGI handler crashes on this (and respawns)
-                return _Answer(500, SERVER_ERROR_BODY.encode(), "text/html")
-            query = parts.query if method == "GET" else body.decode("latin-1")
-            if parts.path == "/auth":
-                return self._auth(query, headers, client)
-            return self._vars(method, target, query, body, headers, faults, now)
+            return self._local_api(method, target, parts.path, parts.query, headers, body,
+                                   faults, now, client)
+        if method not in ("GET", "HEAD"):
+            return self._refuse(method, target, 405, {"status": 405, "error": "Not allowed"})
         if parts.path == SUPERVISOR_INFO_PATH:
             return self._content(faults, self.site.supervisor_info(now), result=True)
         if parts.path in DEVICE_LIST_PATHS:
@@ -497,13 +455,27 @@ class Emulator:
             return self._dl_cgi(method, target, query_lists, headers, faults, mode, now)
         return _json(404, {"status": 404, "error": "Not Found"})
 
-    def _auth(self, query: str, headers: dict[str, str], client: str) -> _Answer:
-        keys = {k for k, _ in _query_pairs(query)}
-        if "login" in keys:
-            return self._login(headers.get("authorization"), client)
-        if "logout" in keys:
-            return _json(200, {"result": "succeed"})
-        return _local_api_error(400, "Bad Request")
+    def _local_api(self, method: str, target: str, path: str, query: str,
+                   headers: dict[str, str], body: bytes, faults: _FaultState,
+                   now: datetime, client: str) -> Answer:
+        """/auth and /vars: GET takes the URL's query, POST the body (a query in a POST's
+        URL is ignored); other methods are 405."""
+        if method not in ("GET", "POST"):
+            if method != "HEAD":  # a HEAD changes nothing
+                with self._lock:
+                    self.refused.append((method, target))
+            if path == "/auth":
+                return error(405, "Method Not Allowed")
+            return error(405, "Method Not Allowed", localapi.BAD_METHOD)
+        if method == "POST":
+            if path == "/vars" and not 0 < len(body) <= localapi.VARS_BODY_LIMIT:
+                return error(413, "Invalid Content-Length", localapi.BAD_LENGTH)
+            query = body.decode("latin-1")
+        if path == "/auth":
+            return localapi.auth_answer(query, headers.get("authorization"),
+                                        headers.get("cookie"), self.sessions,
+                                        self.site.supervisor_serial, client)
+        return self._vars(method, target, query, headers, faults, now)
 
     def _weather(self, now: datetime) -> dict[str, object]:
         """An Open-Meteo-shaped answer (timezone=UTC) from the site's own cloud and snow
@@ -536,21 +508,25 @@ class Emulator:
                        "snowfall": [self.site.snowfall_cm(t) for t in hours]},
         }
 
-    def _refuse(self, method: str, target: str, status: int, payload: object) -> _Answer:
+    def _refuse(self, method: str, target: str, status: int, payload: object) -> Answer:
         with self._lock:
             self.refused.append((method, target))
         return _json(status, payload)
 
-    def _content(self, faults: _FaultState, payload: dict[str, object], result: bool) -> _Answer:
-        """A 200 data answer, damaged by whatever content fault is on."""
-        if faults.html:
-            return _Answer(200, HTML_ERROR_BODY.encode(), "text/html")
+    def _content(self, faults: _FaultState, payload: dict[str, object], result: bool) -> Answer:
+        """A 200 JSON data answer, damaged by whatever content fault is on."""
         if faults.fail and result:
             payload = {"result": "error"}
-        body = json.dumps(payload).encode()
+        return self._damaged(faults, json.dumps(payload).encode())
+
+    @staticmethod
+    def _damaged(faults: _FaultState, body: bytes) -> Answer:
+        """A 200 answer of `body`, or what the html / truncated fault makes of it."""
+        if faults.html:
+            return Answer(200, HTML_ERROR_BODY.encode(), "text/html")
         if faults.truncated:
             body = body[: len(body) // 2]
-        return _Answer(200, body)
+        return Answer(200, body)
 
     def _dl_cgi(
         self,
@@ -561,7 +537,7 @@ class Emulator:
         faults: _FaultState,
         mode: Firmware,
         now: datetime,
-    ) -> _Answer:
+    ) -> Answer:
         command = (query.get("Command") or [""])[0]
         if command not in READ_ONLY_COMMANDS:
             return self._refuse(method, target, 403, {"result": "not allowed"})
@@ -573,58 +549,30 @@ class Emulator:
             return _json(403, UNAUTHORIZED)
         return self._content(faults, self.site.device_list(now), result=True)
 
-    def _vars(
-        self,
-        method: str,
-        target: str,
-        query: str,
-        body: bytes,
-        headers: dict[str, str],
-        faults: _FaultState,
-        now: datetime,
-    ) -> _Answer:
-        if len(body) > VARS_BODY_LIMIT:
-            return _local_api_error(413, "Request Entity Too Large")
-        pairs = _query_pairs(query)
-        params: dict[str, str] = {}
-        for key, value in pairs:
-            params.setdefault(key, value)
-        names = [n for n in params.get("name", "").split(",") if n] if "name" in params else []
-        public = bool(names) and all(n in PUBLIC_VARIABLES for n in names)
-        state = self._session_state(headers.get("cookie"))
-        if state == EXPIRED_SESSION and not public and faults.lost_session != "401":
-            if faults.lost_session == "500":
-                return _Answer(500, SERVER_ERROR_BODY.encode(), "text/html")
-            return _Answer(200, b"")
-        if state is not None and not public:
-            return _local_api_error(401, "Unauthorized", state)
-        if "set" in params:  # ssm_owner may not write: refused, and logged for tests
-            with self._lock:
-                self.refused.append((method, target))
-            return _local_api_error(401, "Unauthorized")
+    def _vars(self, method: str, target: str, query: str, headers: dict[str, str],
+              faults: _FaultState, now: datetime) -> Answer:
+        user = localapi.vars_user(headers.get("cookie"), self.sessions, self.auth)
+        if isinstance(user, Answer):
+            ended = localapi.ENDED_SESSION.encode() in user.body
+            if ended and faults.lost_session != "401":
+                if faults.lost_session == "500":
+                    return CRASH
+                return Answer(200, b"")
+            return user
         if faults.forbidden:
             return _json(403, UNAUTHORIZED)
-        fmt = params.get("fmt")
-        if fmt is not None and fmt not in OBJECT_FORMATS:
-            return _local_api_error(400, "Bad Request")
-        variables = self.site.vars(now)
-        if "name" in params:
-            if not names or any(n not in variables for n in names):
-                return _local_api_error(400, "Bad Request", UNKNOWN_NAME)
-            found = {n: variables[n] for n in names}
-        elif "match" in params:
-            needle = params["match"]
-            found = {k: v for k, v in variables.items() if needle and needle in k}
-            if not found:
-                return _local_api_error(400, "Bad Request", UNKNOWN_MATCH)
-        else:
-            return _local_api_error(400, "Bad Request")
-        if faults.pvs_hang_s > 0 and any(k.startswith("/sys/pvs/") for k in found):
+        result = localapi.run_vars_query(query, user, self.variables(now),
+                                         writable_variables(self.model), self._write)
+        if "set" in {k for k, _ in localapi.query_pairs(query)} and (
+                isinstance(result, Answer) or not result.written):
+            with self._lock:  # a refused write, logged for the tests
+                self.refused.append((method, target))
+        if isinstance(result, Answer):
+            return result
+        if faults.pvs_hang_s > 0 and any(k.startswith("/sys/pvs/") for k, _ in result.found):
             self._closing.wait(faults.pvs_hang_s)
-        if fmt is not None:
-            return self._content(faults, dict(found), result=False)
-        values = [{"name": k, "value": v} for k, v in found.items()]
-        return self._content(faults, {"values": values, "count": len(values)}, result=False)
+        render = localapi.render_object if result.as_object else localapi.render_list
+        return self._damaged(faults, render(result.found))
 
 
 WEATHER_PATH = "/open-meteo/v1/forecast"  # the emulator's stand-in for Open-Meteo
@@ -642,30 +590,53 @@ def _handler_for(emulator_ref: list[Emulator]) -> type[BaseHTTPRequestHandler]:
         # stall ~40 ms per answer on Nagle + delayed ACK
         disable_nagle_algorithm = True
 
-        def _serve(self) -> None:
+        def _read_body(self) -> tuple[bytes, bool]:
+            """The request body (Content-Length or chunked), at most MAX_BODY bytes, and
+            whether more was sent than that."""
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                chunks: list[bytes] = []
+                size = 0
+                while True:
+                    try:
+                        length = int(self.rfile.readline(100).split(b";")[0].strip(), 16)
+                    except ValueError:
+                        return b"".join(chunks), True
+                    if length == 0:
+                        while self.rfile.readline(1000) not in (b"\r\n", b"\n", b""):
+                            pass  # trailer fields
+                        return b"".join(chunks), False
+                    size += length
+                    if size > MAX_BODY:
+                        return b"".join(chunks), True
+                    chunks.append(self.rfile.read(length))
+                    self.rfile.readline(3)  # the CRLF after the chunk
             try:
                 length = max(0, int(self.headers.get("Content-Length") or 0))
             except ValueError:
                 length = 0
-            body = self.rfile.read(min(length, MAX_BODY)) if length else b""
+            return (self.rfile.read(min(length, MAX_BODY)) if length else b""), length > MAX_BODY
+
+        def _serve(self) -> None:
+            body, too_long = self._read_body()
             headers = {k.lower(): v for k, v in self.headers.items()}
-            head = self.command == "HEAD"  # a HEAD is a GET without the body
             scheme = getattr(self.server, "scheme", "http")
-            answer = emulator_ref[0].handle("GET" if head else self.command, self.path,
-                                            headers, body, scheme, self.client_address[0])
+            answer = emulator_ref[0].handle(self.command, self.path, headers, body, scheme,
+                                            self.client_address[0])
             try:
                 self.send_response(answer.status)
-                self.send_header("Content-Type", answer.content_type)
-                self.send_header("Content-Length", str(len(answer.body)))
+                if answer.content_type is not None:
+                    self.send_header("Content-Type", answer.content_type)
+                if answer.status != 204:
+                    self.send_header("Content-Length", str(len(answer.body)))
                 if answer.set_cookie:
                     self.send_header("Set-Cookie", answer.set_cookie)
                 if answer.location:
                     self.send_header("Location", answer.location)
-                if length > MAX_BODY:
+                if too_long:
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 self.end_headers()
-                if not head:
+                if self.command != "HEAD":  # a HEAD is answered without the body
                     self.wfile.write(answer.body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (e.g. its timeout beat a slow answer)
@@ -769,6 +740,8 @@ def start_emulator(
     https_only: bool = False,
     clock: Clock | None = None,
     session_ttl_s: float = 300.0,
+    auth: str = "guest",
+    variables: Mapping[str, str] | None = None,
 ) -> Emulator:
     """Start an emulated PVS on `host:port` (0 = any free port) and return it running.
 
@@ -778,8 +751,11 @@ def start_emulator(
     on `tls_port` with a self-signed certificate made now, sharing the site and sessions;
     `https_only` (with `tls`) makes plain http redirect /auth and /vars to it (301), for
     clients that must find https by themselves.
-    `clock` gives the simulated time of every answer (default wall-clock UTC). Raises
-    ValueError on an unknown firmware or model, OSError if a port is taken.
+    `clock` gives the simulated time of every answer (default wall-clock UTC). `auth`
+    guest (a request without a session reads the serial, SSID and MAC) or strict (it
+    reads nothing); `variables` {name: value} seeds the varserver over the site's values
+    (a str may carry surrogates for bytes that are not UTF-8). Raises ValueError on an
+    unknown firmware, model or auth mode, OSError if a port is taken.
     """
     if firmware not in FIRMWARE_BUILDS:
         raise ValueError(f"firmware must be one of {sorted(FIRMWARE_BUILDS)}, not {firmware!r}")
@@ -788,6 +764,8 @@ def start_emulator(
         raise ValueError(f"model must be one of {list(MODELS)}, not {model!r}")
     if https_only and not tls:
         raise ValueError("https_only needs tls")
+    if auth not in AUTH_MODES:
+        raise ValueError(f"auth must be one of {list(AUTH_MODES)}, not {auth!r}")
     builds = firmware_builds(model)
     clock = clock or utc_now
     site = site or SimulatedSite(default_spec(clock(), build=builds[firmware], model=model))
@@ -814,9 +792,21 @@ def start_emulator(
             shutil.rmtree(cert_dir, ignore_errors=True)
             raise
         tls_server.daemon_threads = True
-    emulator = Emulator(site, server, clock, session_ttl_s, tls_server, cert_dir, https_only)
+    emulator = Emulator(site, server, clock, session_ttl_s, tls_server, cert_dir, https_only,
+                        auth, variables)  # type: ignore[arg-type]
     ref.append(emulator)
     return emulator.start()
+
+
+def wifi_variables(ssid: str | None, wpa_key: str | None,
+                   hostile: bool = False) -> dict[str, str]:
+    """The varserver seeds for a Wi-Fi name and key (`hostile`: HOSTILE_SSID and
+    HOSTILE_WPA_KEY for the ones not given)."""
+    if hostile:
+        ssid = HOSTILE_SSID if ssid is None else ssid
+        wpa_key = HOSTILE_WPA_KEY if wpa_key is None else wpa_key
+    seeds = {"/sys/info/ssid": ssid, "/sys/info/wpa_key": wpa_key}
+    return {name: value for name, value in seeds.items() if value is not None}
 
 
 def serve(
@@ -831,11 +821,17 @@ def serve(
     tls: bool = False,
     tls_port: int = 8443,
     livedata_ms: bool = False,
+    auth: str = "guest",
+    ssid: str | None = None,
+    wpa_key: str | None = None,
+    hostile_strings: bool = False,
 ) -> None:
     """Run an emulated PVS until Ctrl-C (the `solar-monitor emulator` command).
 
-    Raises ValueError for a bad firmware, model or fault string, OSError if a port is
-    taken.
+    `ssid` / `wpa_key` replace the Wi-Fi name and key (printed unescaped, as the real
+    server does); `hostile_strings` sets both to HOSTILE_SSID / HOSTILE_WPA_KEY unless
+    given. Raises ValueError for a bad firmware, model, auth mode or fault string,
+    OSError if a port is taken.
     """
     parsed = [parse_fault(f) for f in faults or []]
     if model not in MODELS:
@@ -846,13 +842,14 @@ def serve(
     )
     site = SimulatedSite(spec)
     emulator = start_emulator(site, firmware=firmware, model=model, host=host, port=port,
-                              tls=tls, tls_port=tls_port)
+                              tls=tls, tls_port=tls_port, auth=auth,
+                              variables=wifi_variables(ssid, wpa_key, hostile_strings))
     for fault in parsed:
         emulator.faults.apply(fault)
     where = emulator.url + (f" and {emulator.tls_url}" if emulator.tls_url else "")
     print(
-        f"PVS emulator ({model} {firmware}, serial {site.supervisor_serial}, {inverters} "
-        f"inverters) on {where}: Ctrl-C to stop",
+        f"PVS emulator ({model} {firmware}, auth {auth}, serial {site.supervisor_serial}, "
+        f"{inverters} inverters) on {where}: Ctrl-C to stop",
         flush=True,
     )
     try:

@@ -301,6 +301,7 @@ class SiteSpec:
     restart_hour_local: int | None = 2
     epoch: datetime = datetime(2025, 1, 1, tzinfo=UTC)
     faults: tuple[SiteFault, ...] = field(default=())
+    serial: str | None = None  # the supervisor's serial (None: made from the seed)
 
     def __post_init__(self) -> None:
         if self.inverter_count < 0:
@@ -432,7 +433,7 @@ class SimulatedSite:
         self._tz = ZoneInfo(self.spec.timezone)
         self._lock = threading.RLock()
         seed = self.spec.seed
-        self.supervisor_serial = (
+        self.supervisor_serial = self.spec.serial or (
             "ZT"
             + "".join(str(int(_hash_unit(seed, 1, i) * 10)) for i in range(12))
             + "A0"
@@ -1233,12 +1234,25 @@ def _render_supervisor_info(site: SimulatedSite, build: int) -> dict[str, object
 
 
 @functools.cache
+def _varlist(model: str) -> tuple[dict[str, str], ...]:
+    """The rows of pypvs's public varserver list for `model` (varlists/SOURCES.md)."""
+    name = f"varserver-variables-public-{model.lower()}.csv"
+    text = resources.files("solar_monitor.emulation").joinpath("varlists", name).read_text()
+    return tuple(csv.DictReader(text.splitlines()))
+
+
+@functools.cache
 def public_variables(model: str) -> dict[str, str]:
     """{name: type} of pypvs's public varserver list for `model` (PVS6|PVS5); device
     names keep their `{index}` placeholder. Copied into the package: varlists/SOURCES.md."""
-    name = f"varserver-variables-public-{model.lower()}.csv"
-    text = resources.files("solar_monitor.emulation").joinpath("varlists", name).read_text()
-    return {row["name"]: row["type"] for row in csv.DictReader(text.splitlines())}
+    return {row["name"]: row["type"] for row in _varlist(model)}
+
+
+@functools.cache
+def writable_variables(model: str) -> frozenset[str]:
+    """The names ssm_owner may write with `set=` on `model` (the list's write column)."""
+    rows = _varlist(model)
+    return frozenset(row["name"] for row in rows if "ssm_owner" in row["write"].split(","))
 
 
 def _float32(x: float) -> str:
