@@ -22,6 +22,7 @@ from solar_monitor.emulation.emulator import default_spec, start_emulator
 from solar_monitor.emulation.sim import SimulatedSite, SiteSpec
 from solar_monitor.pipeline import open_store, run_once
 from solar_monitor.replay import replay
+from tests.conftest import REPO
 from tests.export_servers import (
     PROMTOOL,
     create_database,
@@ -306,8 +307,18 @@ def test_the_example_exports_section_is_valid(config_dict: dict) -> None:
 def _example_exports() -> dict:
     import yaml
 
-    from tests.conftest import REPO
-
     text = (REPO / "config.example.yaml").read_text()
     block = text[text.index("# exports:"):text.index("\n\n", text.index("# exports:"))]
     return yaml.safe_load("\n".join(line[2:] for line in block.splitlines()))["exports"]
+
+
+def test_the_fleet_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    promtool = need(PROMTOOL)
+    text = (REPO / "docs" / "fleet.md").read_text()
+    start = text.index("```yaml\ngroups:") + len("```yaml\n")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(text[start:text.index("```", start)])
+    done = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 4 rules found" in done.stdout
