@@ -117,6 +117,27 @@ def test_influxd_down_for_ten_runs_loses_nothing(tmp_path: Path, config_dict: di
             assert [c[0] for c in counts] == [first + 900 * n for n in range(11)]
 
 
+def test_points_the_server_refuses_do_not_block_the_queue(
+        tmp_path: Path, config_dict: dict, caplog: pytest.LogCaptureFixture) -> None:
+    """A 400 (here a field type conflict: someone wrote power_kw as an integer) will never
+    be accepted: those points are dropped with a warning, and the next polls flow."""
+    clock = Clock(NOON)
+    with influxd(tmp_path / "influx") as server, start_emulator(site(), clock=clock) as emu:
+        create_database(server, DB)
+        requests.post(server.url + "/write", params={"db": DB, "precision": "s"},
+                      data=f"sunpower_inverter power_kw=1i {int(NOON.timestamp()) - 60}",
+                      timeout=5).raise_for_status()
+        config = make_config(config_dict, emu.url, influxdb=v1(server.url))
+        with caplog.at_level(logging.WARNING):
+            assert run_once(config, now=clock.now).ok
+        assert any("refused" in r.getMessage() and "field type conflict" in r.getMessage()
+                   for r in caplog.records)
+        assert stored(config, "SELECT count(*) FROM outbox WHERE queue='influxdb' "
+                              "AND sent_at IS NULL") == [(0,)]
+        # the supervisor's and meters' points of that poll were written all the same
+        assert influx_query(server, DB, "SELECT count(uptime_s) FROM sunpower_supervisor")
+
+
 def test_a_hanging_server_costs_only_its_timeout(tmp_path: Path, config_dict: dict) -> None:
     """A server that accepts and never answers: the run ends after timeout_s, not later."""
     with socket.socket() as listener, start_emulator(site(), clock=Clock(NOON)) as emu:

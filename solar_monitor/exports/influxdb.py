@@ -199,7 +199,8 @@ def export_stage(ctx: RunContext, settings: InfluxdbExport) -> None:
     error: str | None = None
     sent = 0
     try:
-        while items := outbox.pending(store, (QUEUE,), POLLS_PER_WRITE):
+        while time.monotonic() < deadline and (
+                items := outbox.pending(store, (QUEUE,), POLLS_PER_WRITE)):
             try:
                 writer.write("\n".join(i.payload for i in items), deadline)
             except Refused as exc:  # resending cannot help: drop them, say so once
@@ -214,8 +215,8 @@ def export_stage(ctx: RunContext, settings: InfluxdbExport) -> None:
     left = outbox.pending_count(store, (QUEUE,))
     outbox.prune(store, (QUEUE,), ctx.now)
     note_outcome(store, "influxdb", error, f"{left} poll(s) queued, {sent} sent")
-    if sent and not error:
-        log.debug("InfluxDB: %d poll(s) sent", sent)
+    if left and not error:  # a long backlog: timeout_s's worth now, the rest next run
+        log.info("InfluxDB: %d queued poll(s) sent, %d left for the next run", sent, left)
 
 
 class Backfill:
