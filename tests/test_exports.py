@@ -33,7 +33,7 @@ from tests.export_servers import (
     node_exporter,
     victoria_metrics,
 )
-from tests.test_pipeline import NOON, Clock  # noon in New York: everything produces
+from tests.test_pipeline import NOON, Clock, fast_client  # noon in New York: everything produces
 
 DB = "solar"
 
@@ -236,6 +236,37 @@ def test_prometheus_textfile_passes_promtool_and_node_exporter(tmp_path: Path,
     assert _sample(metrics, f'solar_monitor_last_success_timestamp_seconds{{pvs="{pvs}"}}') \
         == NOON.timestamp()
     assert "# TYPE sunpower_inverter_energy_joules_total counter" in metrics
+
+
+def test_prometheus_textfile_after_a_failed_poll(tmp_path: Path, config_dict: dict) -> None:
+    """A failed poll: no device values (stale readings are not current), the last success
+    kept, the run's time moved on, and the open alerts listed (escaped labels)."""
+    promtool = need(PROMTOOL)
+    textfile = tmp_path / "solar_monitor.prom"
+    clock = Clock(NOON)
+    with start_emulator(site(), clock=clock) as emu:
+        config = make_config(config_dict, emu.url, prometheus={"textfile": str(textfile)})
+        assert run_once(config, now=clock.now).ok
+        with open_store(config) as store, store.transaction():
+            store.db.execute(
+                "INSERT INTO alerts (rule, subject, severity, status, opened_at, message) "
+                "VALUES ('inverter_offline', 'E001 \"west\" roof', 'warning', 'open', ?, 'x')",
+                (NOON.isoformat(),))
+        emu.faults.fail()
+        clock.now += timedelta(minutes=15)
+        assert not run_once(config, now=clock.now, client=fast_client(config)).ok
+    text = textfile.read_text()
+    assert "sunpower_inverter_power_watts" not in text
+    pvs = stored(config, "SELECT serial FROM supervisor_readings")[0][0]
+    assert _sample(text, f'solar_monitor_last_success_timestamp_seconds{{pvs="{pvs}"}}') \
+        == NOON.timestamp()
+    assert _sample(text, f'solar_monitor_last_run_timestamp_seconds{{pvs="{pvs}"}}') \
+        == clock.now.timestamp()
+    assert _sample(text, f'solar_monitor_alert_open{{pvs="{pvs}",rule="inverter_offline",'
+                         f'subject="E001 \\"west\\" roof",severity="warning"}}') == 1
+    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def _sample(metrics: str, name: str) -> float:
