@@ -330,7 +330,8 @@ def test_check_probes_each_export(tmp_path: Path, config_dict: dict,
     checks = dict(CHECKS)
     with influxd(tmp_path / "influx") as server:
         config = make_config(config_dict, "http://127.0.0.1:9", influxdb=v1(server.url),
-                             prometheus={"textfile": str(tmp_path / "nope" / "x" / "s.prom")})
+                             prometheus={"textfile": str(tmp_path / "a-file" / "s.prom")})
+        (tmp_path / "a-file").write_text("")  # not a folder: fails even for root (CI)
         result = checks["exports.influxdb"](config)
         assert result.status == "FAIL" and "CREATE DATABASE solar" in result.detail
         create_database(server, DB)
@@ -339,6 +340,8 @@ def test_check_probes_each_export(tmp_path: Path, config_dict: dict,
     assert checks["exports.mqtt"](config).status == "SKIP"
     prom = checks["exports.prometheus"](config)
     assert prom.status == "FAIL" and "ReadWritePaths" in prom.detail
+    (tmp_path / "a-file").unlink()
+    assert checks["exports.prometheus"](config).status == "PASS"  # the folder made, as a run
 
 
 def test_the_example_exports_section_is_valid(config_dict: dict) -> None:

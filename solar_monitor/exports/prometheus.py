@@ -216,8 +216,8 @@ def export_stage(ctx: RunContext, settings: PrometheusExport) -> None:
 
 
 def _fix(path: Path) -> str:
-    return (f"create {path.parent} and let the solar-monitor user write there; under "
-            f"systemd it is in ReadWritePaths (docs/fleet.md)")
+    return (f"let the solar-monitor user write in {path.parent}; under systemd, also add "
+            f"it to the service's ReadWritePaths (docs/fleet.md)")
 
 
 def probe(settings: PrometheusExport) -> tuple[bool, str]:
@@ -226,6 +226,7 @@ def probe(settings: PrometheusExport) -> tuple[bool, str]:
 
     path = Path(settings.textfile).expanduser()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as the run would
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".check.", suffix=".tmp"):
             pass
     except OSError as exc:
