@@ -93,6 +93,16 @@ def prune(store: Store, queues: Sequence[str], now: datetime) -> int:
     return cur.rowcount
 
 
+def trim(store: Store, queue: str, keep: int) -> int:
+    """Drop the oldest unsent items of a queue beyond the newest `keep` (a sink down for
+    longer than it is worth queueing for); returns how many were dropped."""
+    with atomic(store):
+        cur = store.db.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE queue=? AND "
+            "sent_at IS NULL ORDER BY id DESC LIMIT -1 OFFSET ?)", (queue, keep))
+    return cur.rowcount
+
+
 def recent(store: Store, queue: str, limit: int) -> list[str]:
     """The payloads of the last `limit` items of a queue, queued or sent, oldest first."""
     rows = store.db.execute(

@@ -138,6 +138,31 @@ def test_points_the_server_refuses_do_not_block_the_queue(
         assert influx_query(server, DB, "SELECT count(uptime_s) FROM sunpower_supervisor")
 
 
+def test_the_queue_is_bounded(tmp_path: Path, config_dict: dict,
+                              monkeypatch: pytest.MonkeyPatch,
+                              caplog: pytest.LogCaptureFixture) -> None:
+    """A server gone for longer than MAX_QUEUED polls: the oldest leave the queue (the
+    archive keeps them for replay --export), the newest are sent when it is back."""
+    from solar_monitor.exports import influxdb
+
+    monkeypatch.setattr(influxdb, "MAX_QUEUED", 2)
+    clock = Clock(NOON)
+    port = free_port()
+    with start_emulator(site(), clock=clock) as emu:
+        config = make_config(config_dict, emu.url, influxdb=v1(f"http://127.0.0.1:{port}"))
+        for _ in range(3):
+            assert run_once(config, now=clock.now).ok
+            clock.now += timedelta(minutes=15)
+        assert any("--export influxdb" in r.getMessage() for r in caplog.records)
+        with influxd(tmp_path / "influx", port=port) as server:
+            create_database(server, DB)
+            assert run_once(config, now=clock.now).ok
+            q = "SELECT count(uptime_s) FROM sunpower_supervisor GROUP BY time(15m) fill(none)"
+            times = [v[0] for v in influx_query(server, DB, q)[0]["values"]]
+    start = int(NOON.timestamp())
+    assert times == [start + 900 * n for n in (1, 2, 3)]  # the first poll dropped
+
+
 def test_a_hanging_server_costs_only_its_timeout(tmp_path: Path, config_dict: dict) -> None:
     """A server that accepts and never answers: the run ends after timeout_s, not later."""
     with socket.socket() as listener, start_emulator(site(), clock=Clock(NOON)) as emu:

@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 QUEUE = "influxdb"
 POLLS_PER_WRITE = 200  # queued polls per request: ~30 lines each, well under any body limit
 LINES_PER_WRITE = 5000  # a backfill's batch (InfluxDB's advice: 5,000 lines a write)
+# Polls kept queued while the server is away: 90 days of 15-minute polls (~60 MB for 30
+# inverters). Older ones are dropped from the queue, not from the archive: replay
+# --export sends them once the server is back.
+MAX_QUEUED = 90 * 96
 _TEXT = {"serial", "kind", "subtype", "state", "data_time", "device_type", "model", "op_mode"}
 
 
@@ -212,6 +216,10 @@ def export_stage(ctx: RunContext, settings: InfluxdbExport) -> None:
             sent += len(items)
     finally:
         writer.close()
+    if dropped := outbox.trim(store, QUEUE, MAX_QUEUED):
+        log.warning("InfluxDB: %d queued poll(s) older than the last %d dropped from the "
+                    "queue; the archive keeps them: send them with solar-monitor replay "
+                    "<data_dir>/raw --export influxdb", dropped, MAX_QUEUED)
     left = outbox.pending_count(store, (QUEUE,))
     outbox.prune(store, (QUEUE,), ctx.now)
     note_outcome(store, "influxdb", error, f"{left} poll(s) queued, {sent} sent")
