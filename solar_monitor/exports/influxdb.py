@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 QUEUE = "influxdb"
 POLLS_PER_WRITE = 200  # queued polls per request: ~30 lines each, well under any body limit
 LINES_PER_WRITE = 5000  # a backfill's batch (InfluxDB's advice: 5,000 lines a write)
-# Polls kept queued while the server is away: 90 days of 15-minute polls (~60 MB for 30
+# Polls kept queued while the server is away: 90 days of 15-minute polls (~70 MB for 30
 # inverters). Older ones are dropped from the queue, not from the archive: replay
 # --export sends them once the server is back.
 MAX_QUEUED = 90 * 96
