@@ -59,8 +59,22 @@ def _timezone(value: str) -> str | None:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        return "is not an IANA time zone name"
+        near = timezone_suggestions(value)
+        guess = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+        return f"is not an IANA time zone name{guess}"
     return None
+
+
+def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
+    """IANA zone names close to `name` (case-insensitive), best first."""
+    import difflib
+    from zoneinfo import available_timezones
+
+    by_lower = {z.lower(): z for z in available_timezones()}
+    if name.lower() in by_lower:
+        return [by_lower[name.lower()]]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.6)
+    return [by_lower[c] for c in close]
 
 
 def _range(lo: float, hi: float) -> typing.Callable[[float], str | None]:

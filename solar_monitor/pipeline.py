@@ -123,6 +123,12 @@ def _rules(ctx: RunContext) -> None:
     rules_stage(ctx)
 
 
+def _site_sanity(ctx: RunContext) -> None:
+    from solar_monitor.site_sanity import night_production_stage
+
+    night_production_stage(ctx)
+
+
 def _alerts_export(ctx: RunContext) -> None:
     from solar_monitor.rules.stage import alerts_export_stage
 
@@ -144,6 +150,7 @@ def _archive_upkeep(ctx: RunContext) -> None:
 STAGES: list[Stage] = [
     Stage("csv", _export_csv),
     Stage("rules", _rules, when="each_poll"),  # a failed poll too: pvs_unreachable
+    Stage("site_sanity", _site_sanity, when="each_poll"),  # production at "night"
     Stage("alerts_export", _alerts_export),  # saves rule memory; replay --events-out
     Stage("digest", _digest),  # last month's digest, once
     Stage("sheets_queue", _queue_sheet_rows, when="each_poll"),
