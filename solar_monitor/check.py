@@ -19,7 +19,7 @@ from solar_monitor.logsetup import scrub
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    status: Literal["PASS", "FAIL", "SKIP"]
+    status: Literal["PASS", "FAIL", "SKIP", "WARN"]  # WARN: worth fixing, not a failure
     detail: str
 
 
@@ -102,6 +102,7 @@ def check_pvs(config: Config) -> CheckResult:
                         "firmware (build 61845 or later) answers there; older firmware "
                         f"answers only on LAN1 ({SETUP_DOC})"}[where]
         return CheckResult("FAIL", f"{exc}; {hint}")
+    _SEEN_SERIALS[:] = [i.serial for i in snapshot.inverters]
     build = f"build {raw.build}" if raw.build else "unknown build"
     model = f"{client.model} " if client.model else ""
     scheme = urlsplit(raw.url).scheme
@@ -111,6 +112,30 @@ def check_pvs(config: Config) -> CheckResult:
                                f"{len(snapshot.inverters)} inverters, "
                                f"{len(snapshot.meters)} meters; {works}; "
                                f"{_setup(raw.api, where)}")
+
+
+# The inverters check_pvs saw: the names check reuses its poll (a DeviceList can take two
+# minutes, so `check` polls once).
+_SEEN_SERIALS: list[str] = []
+
+
+def check_inverter_names(config: Config) -> CheckResult:
+    """The config's `inverters:` names against the serials the PVS lists."""
+    from solar_monitor.names import inverter_label
+
+    names = config.inverters
+    if not _SEEN_SERIALS:
+        return CheckResult("SKIP", "no inverter list from the PVS to compare the names with")
+    unknown = [s for s in names if s not in _SEEN_SERIALS]
+    unnamed = [s for s in _SEEN_SERIALS if s not in names]
+    listed = ", ".join(f"{s} {inverter_label(s, names)}" for s in _SEEN_SERIALS)
+    if unknown:
+        return CheckResult("WARN", f"inverters: no inverter has serial {', '.join(unknown)} "
+                                   f"(a typo, or a replaced one?); the PVS lists: {listed}")
+    if not names:
+        return CheckResult("PASS", f"{len(_SEEN_SERIALS)} inverters, no names (the config's "
+                                   f"'inverters:' can name them): {listed}")
+    return CheckResult("PASS", f"{len(names)} named, {len(unnamed)} unnamed: {listed}")
 
 
 def check_notify(config: Config) -> CheckResult:
@@ -146,7 +171,7 @@ def check_heartbeat(config: Config) -> CheckResult:
 
 
 CHECKS: list[tuple[str, Check]] = [("site", check_site), ("data_dir", check_data_dir),
-                                   ("pvs", check_pvs)]
+                                   ("pvs", check_pvs), ("inverters", check_inverter_names)]
 CHECKS.append(("notify", check_notify))
 CHECKS.append(("weather", check_weather))
 CHECKS.append(("google_sheets", check_google_sheets))
@@ -156,6 +181,7 @@ CHECKS.append(("heartbeat", check_heartbeat))
 def run_checks(config: Config) -> bool:
     """Print one line per check; True when none failed."""
     print("PASS config: valid")
+    _SEEN_SERIALS.clear()
     ok = True
     for name, check in CHECKS:
         try:

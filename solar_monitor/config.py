@@ -302,6 +302,25 @@ class LoggingConfig:
                           check=_local_path)
 
 
+MAX_LABEL_CHARS = 60
+
+
+def _inverter_labels(value: dict[str, str]) -> str | None:
+    """Each label one short line, and no two inverters with the same name."""
+    seen: dict[str, str] = {}
+    for serial, label in value.items():
+        text = label.strip()
+        if not serial.strip() or not text:
+            return f"has an empty serial or label ({serial!r}: {label!r})"
+        if len(text) > MAX_LABEL_CHARS or not text.isprintable():
+            return (f"label of {serial} must be one line of at most {MAX_LABEL_CHARS} "
+                    f"characters")
+        if text.lower() in seen:
+            return f"gives {seen[text.lower()]} and {serial} the same label {text!r}"
+        seen[text.lower()] = serial
+    return None
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole config file."""
@@ -322,6 +341,9 @@ class Config:
     heartbeat: HeartbeatConfig | None = _f(
         None, hint="a section with the ping url of a healthchecks.io check "
                    "(docs/notifications.md)")
+    inverters: dict[str, str] = _f(
+        {}, check=_inverter_labels,
+        hint="inverter serial: the panel's place, e.g. E00122142045868: south roof, row 2, #3")
 
     @property
     def data_path(self) -> Path:

@@ -105,7 +105,7 @@ def _queue_sheet_rows(ctx: RunContext) -> None:
 
     if ctx.poll is not None:
         enqueue_poll(ctx.store, ctx.poll.polled_at, ctx.now)
-    enqueue_completed_days(ctx.store, ctx.config.tz, ctx.now)
+    enqueue_completed_days(ctx.store, ctx.config.tz, ctx.now, ctx.config.inverters)
 
 
 def _flush_sheet(ctx: RunContext) -> None:

@@ -154,7 +154,7 @@ def test_inverters_ranked_weakest_first_with_share_of_median(
     assert weakest.serial == month.weak_serial and weakest.weak
     assert weakest.share_of_median_pct == pytest.approx(60, abs=4)
     assert [i.serial for i in june.weak_inverters] == [month.weak_serial]
-    assert attention(june)[0].startswith(f"Inverter {month.weak_serial} made ")
+    assert attention(june)[0].startswith(f"Inverter …{month.weak_serial[-5:]} made ")
 
 
 def test_new_inverter_mid_month_is_compared_over_its_own_days(
@@ -367,7 +367,8 @@ def test_digest_goes_out_once_with_html_text_and_csv_matching_the_store(
     html = msg.get_body(("html",)).get_content()
     assert f"Production: {truth:,.1f} kWh" in text
     assert f"{truth:,.1f} kWh" in html and month.weak_serial in html and "<table" in html
-    (line,) = [x for x in text.splitlines() if month.weak_serial in x and "of median" in x]
+    (line,) = [x for x in text.splitlines()
+               if f"…{month.weak_serial[-5:]}" in x and "of median" in x]
     assert line.startswith("   1. ") and line.endswith("<< WEAK")
     (attachment,) = msg.iter_attachments()
     assert attachment.get_filename() == "solar-daily-2026-06.csv"

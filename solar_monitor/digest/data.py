@@ -11,7 +11,7 @@ import re
 import sqlite3
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from solar_monitor.daily import DaySummary, day_bounds, summarize_days
 from solar_monitor.digest.months import add_months, last_day, previous_month  # noqa: F401
 from solar_monitor.digest.watchdog import WatchdogMonth, watchdog_month
+from solar_monitor.names import inverter_label
 from solar_monitor.store import Store, from_iso, iso
 
 DEFAULT_INTERVAL_S = 900.0  # the cron interval, when the month's polls cannot tell
@@ -54,6 +55,11 @@ class InverterMonth:
     share_of_median_pct: float | None
     new: bool
     weak: bool
+    label: str = ""  # what the owner calls it (names.inverter_label); the serial's tail
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", inverter_label(self.serial))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +179,10 @@ def parse_month(text: str) -> date:
 
 def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str = "",
                       now: datetime | None = None,
-                      weak_threshold_pct: float = WEAK_PANEL_PCT) -> DigestData:
-    """The digest figures of the local month starting `month` (any day in it will do).
+                      weak_threshold_pct: float = WEAK_PANEL_PCT,
+                      inverter_labels: Mapping[str, str] | None = None) -> DigestData:
+    """The digest figures of the local month starting `month` (any day in it will do),
+    inverters named by `inverter_labels` (serial -> the owner's name, config `inverters`).
 
     A month still in progress is summarised up to `now`. Raises sqlite3.Error only.
     """
@@ -236,7 +244,8 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
     best = max(candidates, key=lambda d: d.production_kwh or 0.0, default=None)
     worst = min(candidates, key=lambda d: d.production_kwh or 0.0, default=None)
 
-    inverters = _inverters(store, days, monitored_day or first, weak_threshold_pct)
+    inverters = _inverters(store, days, monitored_day or first, weak_threshold_pct,
+                           inverter_labels or {})
     if any(i.new for i in inverters):
         notes.append("An inverter first seen this month is compared with the others over "
                      "the days it reported only.")
@@ -332,7 +341,7 @@ def _month_total(store: Store, tz: ZoneInfo, month: date) -> MonthTotal:
 
 
 def _inverters(store: Store, days: Sequence[DaySummary], monitored_day: date,
-               threshold_pct: float) -> tuple[InverterMonth, ...]:
+               threshold_pct: float, labels: Mapping[str, str]) -> tuple[InverterMonth, ...]:
     """Per-inverter kWh, weakest first (lowest share of the median). An inverter is new
     when it first reported after the first day of monitoring, within this month."""
     reported: dict[str, list[date]] = {}
@@ -354,7 +363,8 @@ def _inverters(store: Store, days: Sequence[DaySummary], monitored_day: date,
             serial=serial, kwh=kwh, days=len(on), first_day=a, last_day=b,
             median_kwh=round(median, 3), share_of_median_pct=share,
             new=a > monitored_day and (seen is None or seen.date() >= days[0].day),
-            weak=share is not None and share < threshold_pct))
+            weak=share is not None and share < threshold_pct,
+            label=inverter_label(serial, labels)))
     rows.sort(key=lambda i: (i.share_of_median_pct is None,
                              i.share_of_median_pct or 0.0, i.kwh, i.serial))
     return tuple(rows)

@@ -46,7 +46,7 @@ def subject(data: DigestData) -> str:
 
 def attention(data: DigestData) -> list[str]:
     """What the owner should look at, one line each, most important first."""
-    items = [f"Inverter {i.serial} made {i.share_of_median_pct:.0f}% of the median panel "
+    items = [f"Inverter {i.label} made {i.share_of_median_pct:.0f}% of the median panel "
              f"({i.kwh:.1f} kWh vs {i.median_kwh:.1f} kWh)"
              for i in data.weak_inverters]
     if data.alerts.still_open:
@@ -248,7 +248,9 @@ def _inverter_row(rank: int, inv: InverterMonth, data: DigestData) -> str:
     color = WEAK if inv.weak else BAR
     style = f" style=\"background:{WEAK_BG};color:{WEAK};font-weight:bold\"" if inv.weak else \
         " style=\"border-bottom:1px solid #f3f4f6\""
-    name = escape(inv.serial)
+    name = escape(inv.label)  # the serial too: an installer's warranty claim needs it
+    name += f" <span style=\"color:{MUTED};font-weight:normal;font-size:11px\">" \
+            f"{escape(inv.serial)}</span>"
     if inv.new:
         name += f" <span style=\"color:{MUTED};font-weight:normal\">(new {inv.first_day:%d %b}, " \
                 f"{inv.days} days)</span>"
@@ -381,7 +383,7 @@ def render_text(data: DigestData) -> str:
     for n, i in enumerate(data.inverters, 1):
         flag = "  << WEAK" if i.weak else ""
         new = f" (new {i.first_day:%d %b})" if i.new else ""
-        out.append(f"  {n:2d}. {i.serial:<20} {i.kwh:8.1f} kWh  "
+        out.append(f"  {n:2d}. {i.label:<24} {i.kwh:8.1f} kWh  "
                    f"{_pct(i.share_of_median_pct, 0):>5} of median{new}{flag}")
     if not data.inverters:
         out.append("  No inverter reported this month.")
