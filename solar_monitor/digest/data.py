@@ -134,6 +134,7 @@ class DigestData:
     # told to the owner here, quietly; no alert goes out for snow
     snow_days: tuple[date, ...] = ()
     snow_hours_lost: float = 0.0
+    consumption_measured: bool = False  # a consumption reading, even if no energy yet
 
     @property
     def completeness_pct(self) -> float:
@@ -206,13 +207,13 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
     expected = max(expected, polls)
     monitored_day = monitored_from.astimezone(tz).date() if monitored_from else None
     if monitored_day and monitored_day > first:
-        notes.append(f"Monitoring started on {monitored_day:%d %B}; earlier days have "
-                     f"no data.")
+        notes.append(f"First month: data from {monitored_day:%d %B %Y}, when monitoring "
+                     f"started; earlier days have none.")
     if last < last_day(month):
         notes.append(f"The month is not over: figures run to {last:%d %B}.")
 
     missing = tuple(d.day for d in days if d.polls_ok == 0
-                    and (monitored_day is None or d.day >= monitored_day))
+                    and monitored_day is not None and d.day >= monitored_day)
     catch_up = _catch_up_days([d for d in days if d.day >= (monitored_day or first)])
     if missing:
         shown = ", ".join(f"{d:%d %b}" for d in missing[:10]) + \
@@ -230,7 +231,11 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
     if production and exported is not None:
         self_pct = round(max(0.0, min(100.0, 100.0 * (production - exported) / production)),
                          1)
-    if consumption is None and imported is None and polls_ok:
+    measured = _consumption_measured(store, start, end)
+    if consumption is None and imported is None and polls_ok and measured:
+        notes.append("Consumption is measured, but too few polls were stored to add it up "
+                     "(energy needs two polls in a day); the next digest has it.")
+    elif consumption is None and imported is None and polls_ok:
         notes.append("No consumption meter reported this month: consumption, grid import "
                       "and export and self-consumption cannot be shown.")
     elif consumption is not None or imported is not None:
@@ -268,7 +273,16 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
         days_without_data=missing, health=_health(store, tz, start, end), alerts=alerts,
         cloud_cover_pct=round(statistics.fmean(clouds), 1) if clouds else None,
         notes=tuple(notes), watchdog=watchdog_month(store, start, end, interval_s),
-        snow_days=snow_days, snow_hours_lost=snow_hours)
+        snow_days=snow_days, snow_hours_lost=snow_hours, consumption_measured=measured)
+
+
+def _consumption_measured(store: Store, start: datetime, end: datetime) -> bool:
+    """Whether any good poll in [start, end) had a consumption or net grid reading: one
+    poll has readings but no energy yet (energy integrates between polls)."""
+    return store.db.execute(
+        "SELECT 1 FROM polls WHERE ok=1 AND polled_at >= ? AND polled_at < ? AND "
+        "(consumption_kw IS NOT NULL OR net_grid_kw IS NOT NULL) LIMIT 1",
+        (iso(start), iso(end))).fetchone() is not None
 
 
 SNOW_MIN_ELEVATION_DEG = 10.0  # "daylight" for snow: the sun high enough to produce

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from solar_monitor.display import shown_production_kw
 from solar_monitor.names import inverter_label
 from solar_monitor.store import from_iso
 
@@ -187,7 +188,7 @@ def readings_cells(poll: Mapping[str, Any], open_alerts: int | None) -> Cells:
     """A Readings row from a `polls` row (the store's columns)."""
     return [
         ("Time", poll["polled_at"]),
-        ("Production kW", _r(poll["production_kw"], 3)),
+        ("Production kW", _r(shown_production_kw(poll["production_kw"]), 3)),
         ("Consumption kW", _r(poll["consumption_kw"], 3)),
         ("Net grid kW (+import)", _r(poll["net_grid_kw"], 3)),
         ("Lifetime production kWh", _r(poll["lifetime_production_kwh"], 2)),
