@@ -415,6 +415,10 @@ def _read(path: Path) -> str:
             data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"file not found: {path}"], source=str(path)) from None
+    except PermissionError:
+        raise ConfigError([f"cannot read {path}: permission denied; run the command with "
+                           "sudo (the config holds passwords: only its owner may read it)"],
+                          source=str(path)) from None
     except IsADirectoryError:
         raise ConfigError([f"cannot read {path}: it is a folder, not a file (pass the "
                            "config file itself)"], source=str(path)) from None
