@@ -169,3 +169,14 @@ def test_one_odd_reading_is_not_a_wrong_site(config_dict: dict) -> None:
         night_production_stage(_poll(config, store, day))  # the right site at noon: quiet
         night_production_stage(_poll(config, store, night + timedelta(days=1)))
         assert _notifications(store) == []
+
+
+def test_where_pvs_url_points_and_what_the_firmware_allows() -> None:
+    from solar_monitor.check import _setup, _where
+
+    assert _where("http://172.27.153.1") == "lan1"
+    assert _where("https://127.0.0.1:8443") == "local" and _where("http://[::1]") == "local"
+    assert _where("http://192.168.1.60") == "home" and _where("http://pvs.lan") == "home"
+    assert _setup("legacy", "lan1").startswith("legacy firmware: it answers only on its LAN1")
+    assert "home-network address answers" in _setup("varserver", "home")
+    assert "inferred" in _setup("varserver", "lan1")

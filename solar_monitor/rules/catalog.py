@@ -317,7 +317,8 @@ RULES: tuple[Rule, ...] = (
          {**_HYST, "clear_polls": 1, "clear_after_min": 0}),
     Rule("data_stale", "PVS data frozen", "critical", "system", data_stale,
          "The PVS answers, but none of its readings has changed since {since}.",
-         "Power-cycle the PVS (breaker off 1 minute); if it persists, its data logger hangs.",
+         "Power-cycle the PVS (its breaker off 1 minute, then on); if the data stays "
+         "frozen, its data logger hangs: ask your installer or SunStrong to service it.",
          {**_HYST, "open_polls": 4, "open_after_min": 90}),
     Rule("grid_out_of_range", "Grid out of range", "warning", "system", grid_out_of_range,
          "Grid voltage or frequency outside the normal band since {since} ({reading}); "
@@ -367,7 +368,8 @@ RULES: tuple[Rule, ...] = (
     Rule("meter_missing", "Meter missing", "warning", "meter", meter_missing,
          "Power meter {subject} is no longer in the PVS's device list since {since}: "
          "production and consumption figures are incomplete.",
-         "Power-cycle the PVS; if it stays missing, check the meter's CT wiring.",
+         "Power-cycle the PVS (its breaker off 1 minute, then on); if the meter stays "
+         "missing, ask your installer to check its wiring (inside the PVS: mains).",
          {**_HYST, "open_polls": 4, "open_after_min": 45}),
     Rule("pvs_storage_low", "PVS storage nearly full", "warning", "system", pvs_storage_low,
          "The PVS's flash is nearly full ({free} free, {used} used) since {since}: the known "
@@ -399,7 +401,8 @@ RULES: tuple[Rule, ...] = (
          dict(_EVENT)),
     Rule("firmware_changed", "PVS firmware changed", "info", "system", firmware_changed,
          "The PVS firmware changed from {old} to {new} around {since}.",
-         "Nothing to do; if readings stop, new firmware may need another login method.",
+         "Nothing to do; if readings stop, 'sudo solar-monitor check' says what the new "
+         "firmware needs.",
          dict(_EVENT)),
     Rule("new_inverter", "New inverter", "info", "inverter", new_inverter,
          "A new inverter, {subject}, appeared in the PVS's device list around {since}.",
