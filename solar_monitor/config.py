@@ -7,6 +7,7 @@ Any string may say `${ENV_VAR}` to take a secret from the environment.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import reprlib
@@ -65,12 +66,22 @@ def _timezone(value: str) -> str | None:
     return None
 
 
+@functools.cache
+def _zones_by_lower() -> dict[str, str]:
+    """Every IANA zone name by its lower case (read from disk once: a fuzzed or badly
+    typed config may ask many times)."""
+    from zoneinfo import available_timezones
+
+    return {z.lower(): z for z in available_timezones()}
+
+
 def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
     """IANA zone names close to `name` (case-insensitive), best first."""
     import difflib
-    from zoneinfo import available_timezones
 
-    by_lower = {z.lower(): z for z in available_timezones()}
+    if len(name) > 64:  # no zone name is this long; difflib would take its time
+        return []
+    by_lower = _zones_by_lower()
     if name.lower() in by_lower:
         return [by_lower[name.lower()]]
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.6)
