@@ -16,6 +16,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from solar_monitor.links import doc_link
+
 if TYPE_CHECKING:
     from solar_monitor.context import RunContext
 
@@ -120,7 +122,8 @@ def _warn(ctx: RunContext, elevation: float, produced_kw: float) -> None:
             f"is wrong, and inverter alerts (judged only while the sun is up) are off "
             f"until it is fixed. {fix or 'Check site.latitude and site.longitude'} "
             f"(north and east are positive; west longitudes are negative), then run "
-            f"'sudo solar-monitor check'. This warning is sent once per site setting.")
+            f"'sudo solar-monitor check' ({doc_link('raspberry-pi.md', '6-edit-the-configuration')}"
+            f"). This warning is sent once per site setting.")
     log.error("site is wrong: %s", body)
     if ctx.notify and not ctx.replay:
         from solar_monitor.notify import queue_notification
