@@ -71,8 +71,8 @@ def longitude_problem(longitude: float, timezone: str, at: datetime | None = Non
 def night_production_stage(ctx: RunContext) -> None:
     """Warn once per site setting (log and e-mail) when inverters produce while the
     computed sun is below the horizon: the site's latitude or longitude is wrong."""
-    if ctx.snapshot is None or ctx.poll is None:
-        return
+    if ctx.snapshot is None or ctx.poll is None or ctx.replay:
+        return  # a replay sends nothing; its first real run after it tells the owner
     from solar_monitor.pvs.models import totals
     from solar_monitor.sun import sun_elevation_deg
 
@@ -125,7 +125,7 @@ def _warn(ctx: RunContext, elevation: float, produced_kw: float) -> None:
             f"'sudo solar-monitor check' ({doc_link('raspberry-pi.md', '6-edit-the-configuration')}"
             f"). This warning is sent once per site setting.")
     log.error("site is wrong: %s", body)
-    if ctx.notify and not ctx.replay:
+    if ctx.notify:
         from solar_monitor.notify import queue_notification
 
         queue_notification(ctx.store, title=f"{site.name}: the site's position is wrong",
