@@ -233,7 +233,9 @@ def _run(config: Config, started: datetime) -> tuple[int, RunEnd]:
                                    f"poll failed: {report.error}", pi=report.pi)
     t = report.totals
     assert t is not None
-    summary = (f"poll stored: {_kw(t.production_kw)} kW production, "
+    from solar_monitor.display import shown_production_kw
+
+    summary = (f"poll stored: {_kw(shown_production_kw(t.production_kw))} kW production, "
                f"{t.inverters_producing}/{t.inverters_total} inverters producing")
     log.info(summary)
     if report.stage_errors:

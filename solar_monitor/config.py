@@ -7,6 +7,7 @@ Any string may say `${ENV_VAR}` to take a secret from the environment.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import reprlib
@@ -59,8 +60,32 @@ def _timezone(value: str) -> str | None:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        return "is not an IANA time zone name"
+        near = timezone_suggestions(value)
+        guess = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+        return f"is not an IANA time zone name{guess}"
     return None
+
+
+@functools.cache
+def _zones_by_lower() -> dict[str, str]:
+    """Every IANA zone name by its lower case (read from disk once: a fuzzed or badly
+    typed config may ask many times)."""
+    from zoneinfo import available_timezones
+
+    return {z.lower(): z for z in available_timezones()}
+
+
+def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
+    """IANA zone names close to `name` (case-insensitive), best first."""
+    import difflib
+
+    if len(name) > 64:  # no zone name is this long; difflib would take its time
+        return []
+    by_lower = _zones_by_lower()
+    if name.lower() in by_lower:
+        return [by_lower[name.lower()]]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.6)
+    return [by_lower[c] for c in close]
 
 
 def _range(lo: float, hi: float) -> typing.Callable[[float], str | None]:
@@ -362,6 +387,25 @@ class Exports:
     prometheus: PrometheusExport | None = _f(None, hint="a section with textfile")
 
 
+MAX_LABEL_CHARS = 60
+
+
+def _inverter_labels(value: dict[str, str]) -> str | None:
+    """Each label one short line, and no two inverters with the same name."""
+    seen: dict[str, str] = {}
+    for serial, label in value.items():
+        text = label.strip()
+        if not serial.strip() or not text:
+            return f"has an empty serial or label ({serial!r}: {label!r})"
+        if len(text) > MAX_LABEL_CHARS or not text.isprintable():
+            return (f"label of {serial} must be one line of at most {MAX_LABEL_CHARS} "
+                    f"characters")
+        if text.lower() in seen:
+            return f"gives {seen[text.lower()]} and {serial} the same label {text!r}"
+        seen[text.lower()] = serial
+    return None
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole config file."""
@@ -383,6 +427,9 @@ class Config:
         None, hint="a section with the ping url of a healthchecks.io check "
                    "(docs/notifications.md)")
     exports: Exports = _f(Exports, hint="sections mqtt, influxdb, prometheus (docs/fleet.md)")
+    inverters: dict[str, str] = _f(
+        {}, check=_inverter_labels,
+        hint="inverter serial: the panel's place, e.g. E00122142045868: south roof, row 2, #3")
 
     @property
     def data_path(self) -> Path:
@@ -454,6 +501,10 @@ def _read(path: Path) -> str:
             data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"file not found: {path}"], source=str(path)) from None
+    except PermissionError:
+        raise ConfigError([f"cannot read {path}: permission denied; run the command with "
+                           "sudo (the config holds passwords: only its owner may read it)"],
+                          source=str(path)) from None
     except IsADirectoryError:
         raise ConfigError([f"cannot read {path}: it is a folder, not a file (pass the "
                            "config file itself)"], source=str(path)) from None

@@ -130,7 +130,7 @@ def run_demo(out: Path, days: int = 3, echo: Callable[[str], None] = print) -> i
          f"{out / 'csv' / 'inverters-YYYY-MM.csv'}")
     echo(f"  config used      {out / 'config.yaml'}")
     echo(f"  e-mail digest    {digest}  (open it in a browser)")
-    echo(f"Try: solar-monitor parse {_first_raw(out)}")
+    echo(f"Try: {_command()} parse {_first_raw(out)}")
     from solar_monitor.rules.stage import alert_lines
 
     with open_store(config) as store:
@@ -157,6 +157,18 @@ def _write_digest(config: Config, store: Any, out: Path, now: datetime) -> Path:
     path = out / f"digest-{FIRST_DAY:%Y-%m}.html"
     path.write_text(render_html(build_for(config, store, FIRST_DAY, now)), encoding="utf-8")
     return path
+
+
+def _command() -> str:
+    """How to call solar-monitor from here: the venv's script ('.venv/bin/solar-monitor'
+    after `make demo`), since a venv's bin is not on PATH."""
+    script = Path(sys.executable).parent / "solar-monitor"
+    if not script.exists():
+        return f"{sys.executable} -m solar_monitor"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _first_raw(out: Path) -> Path:

@@ -105,7 +105,7 @@ def _queue_sheet_rows(ctx: RunContext) -> None:
 
     if ctx.poll is not None:
         enqueue_poll(ctx.store, ctx.poll.polled_at, ctx.now)
-    enqueue_completed_days(ctx.store, ctx.config.tz, ctx.now)
+    enqueue_completed_days(ctx.store, ctx.config.tz, ctx.now, ctx.config.inverters)
 
 
 def _flush_sheet(ctx: RunContext) -> None:
@@ -121,6 +121,12 @@ def _rules(ctx: RunContext) -> None:
     from solar_monitor.rules.stage import rules_stage
 
     rules_stage(ctx)
+
+
+def _site_sanity(ctx: RunContext) -> None:
+    from solar_monitor.site_sanity import night_production_stage
+
+    night_production_stage(ctx)
 
 
 def _alerts_export(ctx: RunContext) -> None:
@@ -160,6 +166,7 @@ def _archive_upkeep(ctx: RunContext) -> None:
 STAGES: list[Stage] = [
     Stage("csv", _export_csv),
     Stage("rules", _rules, when="each_poll"),  # a failed poll too: pvs_unreachable
+    Stage("site_sanity", _site_sanity, when="each_poll"),  # production at "night"
     Stage("alerts_export", _alerts_export),  # saves rule memory; replay --events-out
     Stage("digest", _digest),  # last month's digest, once
     Stage("sheets_queue", _queue_sheet_rows, when="each_poll"),

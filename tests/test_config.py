@@ -107,3 +107,31 @@ def test_relative_data_dir_is_next_to_the_config(tmp_path: Path):
     path.write_text("site: {latitude: 1, longitude: 2, timezone: UTC}\n"
                     "pvs: {url: 'http://pvs'}\ndata_dir: data\n")
     assert load_config(path, env={}).data_dir == str(tmp_path / "etc" / "data")
+
+
+def test_a_config_the_user_may_not_read_says_to_use_sudo(tmp_path: Path, config_dict: dict):
+    """google-sheets.md's step 7 without sudo: 'Permission denied' now says what to do."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config_dict))
+    path.chmod(0o600)
+    command = [sys.executable, "-m", "solar_monitor", "check", "--config", str(path)]
+    if os.geteuid() == 0:  # root reads any file: run as nobody, as an owner's login would
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop to another user")
+        tmp_path.chmod(0o755)
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert (f"cannot read {path}: permission denied; run the command with sudo"
+            in result.stderr)
+    assert "Traceback" not in result.stderr

@@ -154,7 +154,7 @@ def test_inverters_ranked_weakest_first_with_share_of_median(
     assert weakest.serial == month.weak_serial and weakest.weak
     assert weakest.share_of_median_pct == pytest.approx(60, abs=4)
     assert [i.serial for i in june.weak_inverters] == [month.weak_serial]
-    assert attention(june)[0].startswith(f"Inverter {month.weak_serial} made ")
+    assert attention(june)[0].startswith(f"Inverter …{month.weak_serial[-5:]} made ")
 
 
 def test_new_inverter_mid_month_is_compared_over_its_own_days(
@@ -216,7 +216,7 @@ def test_no_consumption_meter_month_says_so(tmp_path: Path) -> None:
     assert not data.has_consumption and data.self_consumption_pct is None
     assert data.production_kwh and data.production_kwh > 0
     assert any("No consumption meter" in n for n in data.notes)
-    assert "No consumption meter: consumption, import and export not measured." in \
+    assert "Consumption, import, export: no consumption meter: not measured." in \
         render_text(data)
     assert "no consumption meter: not measured" in render_html(data)
     assert len(data.days) == 30 and len(data.days_without_data) == 27  # the Pi went off
@@ -253,8 +253,32 @@ def test_empty_store_gives_an_honest_empty_digest(tmp_path: Path) -> None:
     with Store(tmp_path / DB_NAME) as s:
         data = build_digest_data(s, TZ, JUNE, now=AFTER)
     assert data.production_kwh is None and data.polls == 0 and not data.inverters
-    assert "No data at all was recorded this month" in render_text(data)
+    text = render_text(data)
+    assert "First month: no poll stored yet; the data starts with the first run." in text
+    assert "Nothing needs attention." in text and "No data at all" not in text
+    assert "without any good poll" not in text  # no day is "missing" before monitoring
     assert "not monitored yet" in render_html(data)
+    assert "n/a" not in text + render_html(data)
+
+
+def test_a_fresh_installs_digest_says_when_its_data_starts(tmp_path: Path) -> None:
+    """Installed on 12 July: June's digest (what `digest --dry-run` shows by default)
+    says the first month's data starts then, and July's says so in its notes."""
+    with Store(tmp_path / DB_NAME) as s:
+        s.db.execute("INSERT INTO polls (polled_at, ok, production_kw, consumption_kw) "
+                     "VALUES ('2026-07-12T16:00:00Z', 1, 2.5, 1.25)")
+        june = build_digest_data(s, TZ, JUNE, now=datetime(2026, 7, 12, 17, tzinfo=UTC))
+        july = build_digest_data(s, TZ, date(2026, 7, 1),
+                                 now=datetime(2026, 7, 12, 17, tzinfo=UTC))
+    text = render_text(june)
+    assert "First month: data from 12 July 2026, after June 2026; the next digest has it." \
+        in text and "Nothing needs attention." in text
+    assert "First month: data from 12 July 2026" in " ".join(july.notes)
+    # one poll: consumption is measured, but there is no energy to add up yet
+    july_text = render_text(july)
+    assert "No consumption meter" not in july_text + " ".join(july.notes)
+    assert ("Consumption, import, export: measured, but too few polls yet to add up (it "
+            "needs two in a day).") in july_text
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -367,7 +391,8 @@ def test_digest_goes_out_once_with_html_text_and_csv_matching_the_store(
     html = msg.get_body(("html",)).get_content()
     assert f"Production: {truth:,.1f} kWh" in text
     assert f"{truth:,.1f} kWh" in html and month.weak_serial in html and "<table" in html
-    (line,) = [x for x in text.splitlines() if month.weak_serial in x and "of median" in x]
+    (line,) = [x for x in text.splitlines()
+               if f"…{month.weak_serial[-5:]}" in x and "of median" in x]
     assert line.startswith("   1. ") and line.endswith("<< WEAK")
     (attachment,) = msg.iter_attachments()
     assert attachment.get_filename() == "solar-daily-2026-06.csv"

@@ -72,4 +72,8 @@ def test_no_heartbeat_and_no_runs_yet(config_dict: dict) -> None:
     with open_store(config) as store:
         text = render_text(build_digest_data(store, config.tz, date(2026, 6, 1), now=NOW))
     assert "Heartbeat: not set up: nobody hears it if the Pi dies" in text
+    # a phone opens the published page, not a path in a clone of the repository
+    assert ("(https://github.com/solar-monitor/solar-monitor/blob/main/docs/notifications.md"
+            "#a-heartbeat-hearing-when-the-pi-itself-goes-silent)") in text
+    assert "(docs/" not in text
     assert "Pi temperature: not reported; no alert" in text

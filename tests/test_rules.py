@@ -81,7 +81,7 @@ def test_dead_inverter_opens_once_within_the_hour_then_resolves(store: Store,
     opens = [e for e in events if e.event == "open"]
     assert [(e.rule, e.subject) for e in opens] == [("inverter_offline", SERIALS[2])]
     assert opens[0].time - start <= timedelta(hours=1)
-    assert "produced nothing" in opens[0].message and "Check" in opens[0].message
+    assert "produced nothing" in opens[0].message and "Look at that panel" in opens[0].message
     # the night keeps it open, silently; it resolves once it produces again
     events = feed(engine, start + timedelta(hours=2), start + timedelta(hours=20),
                   dead=(SERIALS[2],))

@@ -29,7 +29,7 @@ from solar_monitor.sinks.sheets_layout import (
     DAILY,
     READINGS,
     daily_cells,
-    inverter_label,
+    inverter_header,
     sheet_row_key,
 )
 from tests.conftest import real, without_clock
@@ -246,12 +246,41 @@ def test_new_inverter_adds_a_column_at_the_end(fake, sheet_config):
         sheets.flush(store, config.google_sheets, TZ, now=START)
     daily = fake.sheet(SID, "Daily")
     header, day1, day2 = daily.values()
-    assert header == DAILY.headers + [inverter_label(1, serials[0]),
-                                      inverter_label(2, serials[1]), "Inv 3 …99999 kWh"]
+    assert header == DAILY.headers + [inverter_header(serials[0]),
+                                      inverter_header(serials[1]), "…99999 kWh"]
     assert day1[-2:] == [1.5, 1.25] and len(day1) == len(DAILY.headers) + 2  # unchanged
     assert day2[-3:] == [2.0, 2.25, 0.5]
     assert daily.cols == len(header)
     assert day1[6] == pytest.approx(13 / 24)  # peak time, a time of day
+
+
+def test_naming_an_inverter_keeps_its_column(fake, sheet_config):
+    """An older sheet's 'Inv 1 …45320 kWh' column, then the owner names that panel: its
+    kWh stay in the same column (found by the serial's tail), and a new one is named."""
+    from tests.fake_sheets import Worksheet
+
+    config = sheet_config()
+    old = [*DAILY.headers, "Inv 1 …45320 kWh"]
+    tab = Worksheet(8, "Daily", rows=2, cols=len(old), frozen=1)  # as the sender makes it
+    for c, header in enumerate(old, start=1):
+        tab.cells[(1, c)] = header
+    fake.spreadsheets[SID]["sheets"].append(tab)
+    labels = {"E00122045320": "south roof, row 2, #3", "E00122045321": "garage, left"}
+    with open_store(config) as store:
+        for serial in labels:
+            store.db.execute("INSERT INTO devices (serial, device_type, first_seen, "
+                             "last_seen) VALUES (?, 'Inverter', '2026-06-09', '2026-06-09')",
+                             (serial,))
+        cells = daily_cells(_summary(date(2026, 6, 9), {"E00122045320": 1.5,
+                                                       "E00122045321": 1.25}),
+                            outbox.inverter_numbers(store), labels)
+        assert [h for h, _ in cells[-2:]] == ["south roof, row 2, #3 (…45320) kWh",
+                                              "garage, left (…45321) kWh"]
+        outbox.enqueue(store, DAILY, cells, START)
+        sheets.flush(store, config.google_sheets, TZ, now=START)
+    header, day = fake.sheet(SID, "Daily").values()
+    assert header == [*old, "garage, left (…45321) kWh"]
+    assert day[-2:] == [1.5, 1.25]
 
 
 def test_a_readings_tab_from_before_the_snow_columns_gets_them_at_the_end(fake, sheet_config):

@@ -11,7 +11,7 @@ import re
 import sqlite3
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from solar_monitor.daily import DaySummary, day_bounds, summarize_days
 from solar_monitor.digest.months import add_months, last_day, previous_month  # noqa: F401
 from solar_monitor.digest.watchdog import WatchdogMonth, watchdog_month
+from solar_monitor.names import inverter_label
 from solar_monitor.store import Store, from_iso, iso
 
 DEFAULT_INTERVAL_S = 900.0  # the cron interval, when the month's polls cannot tell
@@ -54,6 +55,11 @@ class InverterMonth:
     share_of_median_pct: float | None
     new: bool
     weak: bool
+    label: str = ""  # what the owner calls it (names.inverter_label); the serial's tail
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", inverter_label(self.serial))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,7 @@ class DigestData:
     # told to the owner here, quietly; no alert goes out for snow
     snow_days: tuple[date, ...] = ()
     snow_hours_lost: float = 0.0
+    consumption_measured: bool = False  # a consumption reading, even if no energy yet
 
     @property
     def completeness_pct(self) -> float:
@@ -173,8 +180,10 @@ def parse_month(text: str) -> date:
 
 def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str = "",
                       now: datetime | None = None,
-                      weak_threshold_pct: float = WEAK_PANEL_PCT) -> DigestData:
-    """The digest figures of the local month starting `month` (any day in it will do).
+                      weak_threshold_pct: float = WEAK_PANEL_PCT,
+                      inverter_labels: Mapping[str, str] | None = None) -> DigestData:
+    """The digest figures of the local month starting `month` (any day in it will do),
+    inverters named by `inverter_labels` (serial -> the owner's name, config `inverters`).
 
     A month still in progress is summarised up to `now`. Raises sqlite3.Error only.
     """
@@ -198,13 +207,13 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
     expected = max(expected, polls)
     monitored_day = monitored_from.astimezone(tz).date() if monitored_from else None
     if monitored_day and monitored_day > first:
-        notes.append(f"Monitoring started on {monitored_day:%d %B}; earlier days have "
-                     f"no data.")
+        notes.append(f"First month: data from {monitored_day:%d %B %Y}, when monitoring "
+                     f"started; earlier days have none.")
     if last < last_day(month):
         notes.append(f"The month is not over: figures run to {last:%d %B}.")
 
     missing = tuple(d.day for d in days if d.polls_ok == 0
-                    and (monitored_day is None or d.day >= monitored_day))
+                    and monitored_day is not None and d.day >= monitored_day)
     catch_up = _catch_up_days([d for d in days if d.day >= (monitored_day or first)])
     if missing:
         shown = ", ".join(f"{d:%d %b}" for d in missing[:10]) + \
@@ -222,7 +231,11 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
     if production and exported is not None:
         self_pct = round(max(0.0, min(100.0, 100.0 * (production - exported) / production)),
                          1)
-    if consumption is None and imported is None and polls_ok:
+    measured = _consumption_measured(store, start, end)
+    if consumption is None and imported is None and polls_ok and measured:
+        notes.append("Consumption is measured, but too few polls were stored to add it up "
+                     "(energy needs two polls in a day); the next digest has it.")
+    elif consumption is None and imported is None and polls_ok:
         notes.append("No consumption meter reported this month: consumption, grid import "
                       "and export and self-consumption cannot be shown.")
     elif consumption is not None or imported is not None:
@@ -236,7 +249,8 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
     best = max(candidates, key=lambda d: d.production_kwh or 0.0, default=None)
     worst = min(candidates, key=lambda d: d.production_kwh or 0.0, default=None)
 
-    inverters = _inverters(store, days, monitored_day or first, weak_threshold_pct)
+    inverters = _inverters(store, days, monitored_day or first, weak_threshold_pct,
+                           inverter_labels or {})
     if any(i.new for i in inverters):
         notes.append("An inverter first seen this month is compared with the others over "
                      "the days it reported only.")
@@ -259,7 +273,16 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
         days_without_data=missing, health=_health(store, tz, start, end), alerts=alerts,
         cloud_cover_pct=round(statistics.fmean(clouds), 1) if clouds else None,
         notes=tuple(notes), watchdog=watchdog_month(store, start, end, interval_s),
-        snow_days=snow_days, snow_hours_lost=snow_hours)
+        snow_days=snow_days, snow_hours_lost=snow_hours, consumption_measured=measured)
+
+
+def _consumption_measured(store: Store, start: datetime, end: datetime) -> bool:
+    """Whether any good poll in [start, end) had a consumption or net grid reading: one
+    poll has readings but no energy yet (energy integrates between polls)."""
+    return store.db.execute(
+        "SELECT 1 FROM polls WHERE ok=1 AND polled_at >= ? AND polled_at < ? AND "
+        "(consumption_kw IS NOT NULL OR net_grid_kw IS NOT NULL) LIMIT 1",
+        (iso(start), iso(end))).fetchone() is not None
 
 
 SNOW_MIN_ELEVATION_DEG = 10.0  # "daylight" for snow: the sun high enough to produce
@@ -332,7 +355,7 @@ def _month_total(store: Store, tz: ZoneInfo, month: date) -> MonthTotal:
 
 
 def _inverters(store: Store, days: Sequence[DaySummary], monitored_day: date,
-               threshold_pct: float) -> tuple[InverterMonth, ...]:
+               threshold_pct: float, labels: Mapping[str, str]) -> tuple[InverterMonth, ...]:
     """Per-inverter kWh, weakest first (lowest share of the median). An inverter is new
     when it first reported after the first day of monitoring, within this month."""
     reported: dict[str, list[date]] = {}
@@ -354,7 +377,8 @@ def _inverters(store: Store, days: Sequence[DaySummary], monitored_day: date,
             serial=serial, kwh=kwh, days=len(on), first_day=a, last_day=b,
             median_kwh=round(median, 3), share_of_median_pct=share,
             new=a > monitored_day and (seen is None or seen.date() >= days[0].day),
-            weak=share is not None and share < threshold_pct))
+            weak=share is not None and share < threshold_pct,
+            label=inverter_label(serial, labels)))
     rows.sort(key=lambda i: (i.share_of_median_pct is None,
                              i.share_of_median_pct or 0.0, i.kwh, i.serial))
     return tuple(rows)

@@ -46,7 +46,7 @@ def subject(data: DigestData) -> str:
 
 def attention(data: DigestData) -> list[str]:
     """What the owner should look at, one line each, most important first."""
-    items = [f"Inverter {i.serial} made {i.share_of_median_pct:.0f}% of the median panel "
+    items = [f"Inverter {i.label} made {i.share_of_median_pct:.0f}% of the median panel "
              f"({i.kwh:.1f} kWh vs {i.median_kwh:.1f} kWh)"
              for i in data.weak_inverters]
     if data.alerts.still_open:
@@ -55,9 +55,28 @@ def attention(data: DigestData) -> list[str]:
         items.append(f"Only {data.completeness_pct:.1f}% of the expected polls succeeded")
     if data.days_without_data:
         items.append(f"{len(data.days_without_data)} day(s) without any data")
-    if not data.polls_ok:
-        items.append("No data at all was recorded this month")
+    if not data.polls_ok and _monitored_during(data):
+        items.append("No good poll was stored this month: the PVS never answered")
     return items
+
+
+def _monitored_during(data: DigestData) -> bool:
+    """Whether monitoring had started by the month's end (a fresh install's earlier
+    months have no data, and nothing needs attention about them)."""
+    first = data.monitored_from
+    return first is not None and (not data.days or first <= data.days[-1].day)
+
+
+def first_month_line(data: DigestData) -> str | None:
+    """'first month: data from 05 December 2026' for a month before any data, else None."""
+    if data.polls_ok:
+        return None
+    if data.monitored_from is None:
+        return "First month: no poll stored yet; the data starts with the first run."
+    if not _monitored_during(data):
+        return (f"First month: data from {data.monitored_from:%d %B %Y}, after "
+                f"{data.label}; the next digest has it.")
+    return None
 
 
 # --- HTML ------------------------------------------------------------------------------
@@ -120,6 +139,8 @@ def _bar(pct: float, color: str, height_px: int = 12) -> str:
 def _header(data: DigestData) -> str:
     name = escape(data.site_name or "Your solar system")
     lines = [_compare_html(data, data.previous), _compare_html(data, data.last_year)]
+    if first := first_month_line(data):
+        lines = [escape(first)]
     return (
         f"<tr><td style=\"padding:20px 24px 8px 24px;background:#111827;color:#ffffff\">"
         f"<div style=\"font-size:13px;color:#d1d5db\">{name} &middot; monthly digest</div>"
@@ -170,10 +191,9 @@ def _energy(data: DigestData) -> str:
         rows += [("Consumption (estimated)", _kwh(data.consumption_kwh)),
                  ("Grid import (estimated)", _kwh(data.import_kwh)),
                  ("Grid export (estimated)", _kwh(data.export_kwh)),
-                 ("Self-consumption share", _pct(data.self_consumption_pct)
-                  + " of production used at home")]
+                 ("Self-consumption share", _self_share(data))]
     else:
-        rows.append(("Consumption, import, export", "no consumption meter: not measured"))
+        rows.append(("Consumption, import, export", _no_consumption(data)))
     if data.best_day:
         rows.append(("Best day", _day_line(data.best_day)))
     if data.worst_day:
@@ -248,7 +268,9 @@ def _inverter_row(rank: int, inv: InverterMonth, data: DigestData) -> str:
     color = WEAK if inv.weak else BAR
     style = f" style=\"background:{WEAK_BG};color:{WEAK};font-weight:bold\"" if inv.weak else \
         " style=\"border-bottom:1px solid #f3f4f6\""
-    name = escape(inv.serial)
+    name = escape(inv.label)  # the serial too: an installer's warranty claim needs it
+    name += f" <span style=\"color:{MUTED};font-weight:normal;font-size:11px\">" \
+            f"{escape(inv.serial)}</span>"
     if inv.new:
         name += f" <span style=\"color:{MUTED};font-weight:normal\">(new {inv.first_day:%d %b}, " \
                 f"{inv.days} days)</span>"
@@ -257,7 +279,7 @@ def _inverter_row(rank: int, inv: InverterMonth, data: DigestData) -> str:
     bar = _bar(min(share or 0.0, 150.0) / 1.5, color, 10)
     return (f"<tr{style}>{_cell(str(rank))}{_cell(name)}{_cell(f'{inv.kwh:.1f}', right=True)}"
             f"<td style=\"padding:3px 4px;width:160px\">{bar}</td>"
-            f"{_cell(_pct(share, 0), right=True)}</tr>")
+            f"{_cell(_pct(share, 0, 'median 0 kWh'), right=True)}</tr>")
 
 
 def _completeness(data: DigestData) -> str:
@@ -346,6 +368,8 @@ def render_text(data: DigestData) -> str:
            f"Production: {_kwh(data.production_kwh)}",
            f"  vs {_compare(data, data.previous)}",
            f"  same month last year, {_compare(data, data.last_year)}", ""]
+    if first := first_month_line(data):
+        out[3:5] = [f"  {first}"]
     items = attention(data)
     out += ["NEEDS ATTENTION:"] + [f"  ! {i}" for i in items] if items else \
         ["Nothing needs attention."]
@@ -354,9 +378,9 @@ def render_text(data: DigestData) -> str:
         out += [f"  Consumption (estimated): {_kwh(data.consumption_kwh)}",
                 f"  Grid import (estimated): {_kwh(data.import_kwh)}",
                 f"  Grid export (estimated): {_kwh(data.export_kwh)}",
-                f"  Self-consumption share:  {_pct(data.self_consumption_pct)}"]
+                f"  Self-consumption share:  {_self_share(data)}"]
     else:
-        out.append("  No consumption meter: consumption, import and export not measured.")
+        out.append(f"  Consumption, import, export: {_no_consumption(data)}.")
     if data.best_day:
         out.append(f"  Best day:  {_day_line(data.best_day)}")
     if data.worst_day:
@@ -381,8 +405,9 @@ def render_text(data: DigestData) -> str:
     for n, i in enumerate(data.inverters, 1):
         flag = "  << WEAK" if i.weak else ""
         new = f" (new {i.first_day:%d %b})" if i.new else ""
-        out.append(f"  {n:2d}. {i.serial:<20} {i.kwh:8.1f} kWh  "
-                   f"{_pct(i.share_of_median_pct, 0):>5} of median{new}{flag}")
+        out.append(f"  {n:2d}. {i.label:<24} {i.kwh:8.1f} kWh  "
+                   f"{_pct(i.share_of_median_pct, 0, 'no share (median 0 kWh)'):>5} of "
+                   f"median{new}{flag}")
     if not data.inverters:
         out.append("  No inverter reported this month.")
     out += ["", "Data completeness",
@@ -454,12 +479,27 @@ def _kwh(value: float | None) -> str:
     return "no data" if value is None else f"{value:,.1f} kWh"
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}%"
+def _pct(value: float | None, digits: int = 1, missing: str = "not reported") -> str:
+    """A percentage, or why there is none: 'n/a' alone tells an owner nothing."""
+    return missing if value is None else f"{value:.{digits}f}%"
 
 
 def _mib(kib: float | None) -> str:
-    return "n/a" if kib is None else f"{kib / 1024:,.1f} MiB"
+    return "not reported" if kib is None else f"{kib / 1024:,.1f} MiB"
+
+
+def _self_share(data: DigestData) -> str:
+    if data.self_consumption_pct is not None:
+        return f"{data.self_consumption_pct:.1f}% of production used at home"
+    if not data.production_kwh:
+        return "no production to share"
+    return "unknown: no grid export reading"
+
+
+def _no_consumption(data: DigestData) -> str:
+    if data.consumption_measured:
+        return "measured, but too few polls yet to add up (it needs two in a day)"
+    return "no consumption meter: not measured"
 
 
 def _no_data(data: DigestData, day: DaySummary) -> str:
@@ -475,7 +515,7 @@ def _reboots(h: PvsHealth) -> str:
 
 
 def _records(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f} records"
+    return "not reported" if value is None else f"{value:,.0f} records"
 
 
 def _num(value: float | None) -> str:

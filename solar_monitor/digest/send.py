@@ -47,7 +47,8 @@ def build_for(config: Config, store: Store, month: date, now: datetime) -> Diges
 
     """The digest figures of `month` for this site, with its configured thresholds."""
     return build_digest_data(store, config.tz, month, site_name=config.site.name, now=now,
-                             weak_threshold_pct=config.digest.weak_panel_pct)
+                             weak_threshold_pct=config.digest.weak_panel_pct,
+                             inverter_labels=config.inverters)
 
 
 def digest_stage(ctx: RunContext) -> None:

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from solar_monitor.links import doc_link
 from solar_monitor.pi_health import POWER_MASK
 from solar_monitor.store import Store, from_iso, iso
 
@@ -83,7 +84,9 @@ def watchdog_lines(w: WatchdogMonth | None) -> list[tuple[str, str]]:
         ("Runs completed", f"{w.runs:,} of {w.expected_runs:,} expected "
                            f"({w.completed_pct:.1f}%); {missed:,} missed"),
         ("Runs that failed", f"{w.runs - w.runs_ok:,}" + (f" ({failed})" if failed else "")),
-        ("Heartbeat", "not set up: nobody hears it if the Pi dies (docs/notifications.md)"
+        ("Heartbeat", "not set up: nobody hears it if the Pi dies ("
+         + doc_link("notifications.md", "a-heartbeat-hearing-when-the-pi-itself-goes-silent")
+         + ")"
          if not w.heartbeat_runs else
          f"{w.heartbeat_failures:,} of {w.heartbeat_runs:,} pings failed"),
         ("Pi power", f"under-voltage or throttling in {w.power_runs:,} run(s); "

@@ -311,11 +311,14 @@ _SUN = {"min_elevation_deg": 15.0, "min_peer_kw": 0.03}
 RULES: tuple[Rule, ...] = (
     Rule("pvs_unreachable", "PVS unreachable", "critical", "system", pvs_unreachable,
          "The PVS has not answered since {since} ({error}). Nothing is being monitored.",
-         "Check that the PVS has power, the Pi's cable to its LAN1 port, and the Pi itself.",
+         "Check that the PVS has power (its lights are on), the Pi's cable to its LAN1 port "
+         "(or, when pvs.url is the PVS's home-network address, that the PVS is on your "
+         "network), then run 'sudo solar-monitor check' on the Pi.",
          {**_HYST, "clear_polls": 1, "clear_after_min": 0}),
     Rule("data_stale", "PVS data frozen", "critical", "system", data_stale,
          "The PVS answers, but none of its readings has changed since {since}.",
-         "Power-cycle the PVS (breaker off 1 minute); if it persists, its data logger hangs.",
+         "Power-cycle the PVS (its breaker off 1 minute, then on); if the data stays "
+         "frozen, its data logger hangs: ask your installer or SunStrong to service it.",
          {**_HYST, "open_polls": 4, "open_after_min": 90}),
     Rule("grid_out_of_range", "Grid out of range", "warning", "system", grid_out_of_range,
          "Grid voltage or frequency outside the normal band since {since} ({reading}); "
@@ -335,38 +338,44 @@ RULES: tuple[Rule, ...] = (
     Rule("inverter_offline", "Inverter offline", "warning", "inverter", inverter_offline,
          "Inverter {subject} has produced nothing since {since} ({state}) while the sun is "
          "up and the median inverter makes {peer_kw:.3f} kW.",
-         "Check the PVS app or the panel for damage; a microinverter that stays off needs "
-         "replacing (it may still be under warranty).",
+         "Look at that panel (damage, debris, a loose connector under it). A "
+         "microinverter that stays off needs replacing and may still be under warranty: "
+         "give your installer its serial {serial}, the date it stopped ({since}) and the "
+         "monthly digest's kWh history of that inverter.",
          {**_HYST, **_SUN, "peer_fraction": 0.05}),
     Rule("inverter_missing", "Inverter missing", "warning", "inverter", inverter_missing,
          "Inverter {subject} is no longer in the PVS's device list since {since}, while "
          "{present} others are.",
-         "Power-cycle the PVS to make it rediscover the inverter; if it was replaced, add "
-         "the old serial to alerts.ignore_inverters.",
+         "Power-cycle the PVS (breaker off 1 minute) to make it rediscover the inverter; "
+         "if it stays missing, look at that panel and give your installer its serial "
+         "{serial}; if it was replaced, add the old serial to alerts.ignore_inverters.",
          {**_HYST, **_SUN}),
     Rule("inverter_underperforming", "Inverter underperforming", "warning", "inverter",
          inverter_underperforming,
          "Inverter {subject} produced about {share_pct} % of its usual share of the array "
          "on sunny hours, day after day (since {since}).",
-         "Look for new shade (a growing tree), dirt or damage on that panel; a failing "
-         "panel or inverter is a warranty claim.",
+         "Look at that panel for new shade (a growing tree), dirt or damage; a failing "
+         "panel or inverter is a warranty claim: your installer needs its serial {serial} "
+         "and the monthly digest's kWh history of that inverter.",
          {"open_polls": 2, "open_after_min": 0, "clear_polls": 2, "clear_after_min": 0,
           "weak_ratio": 0.75, "ok_ratio": 0.85, "min_samples": 3}),
     Rule("inverter_over_temperature", "Inverter hot", "warning", "inverter",
          inverter_over_temperature,
          "Inverter {subject} heatsink at {temp_c:.0f} °C since {since}.",
-         "Check for debris under the panel blocking air flow; the inverter derates when hot.",
+         "Look under that panel for debris blocking the air flow; the inverter produces "
+         "less while it is hot.",
          {**_HYST, "max_c": 85.0, "hysteresis_c": 5.0}),
     Rule("meter_missing", "Meter missing", "warning", "meter", meter_missing,
          "Power meter {subject} is no longer in the PVS's device list since {since}: "
          "production and consumption figures are incomplete.",
-         "Power-cycle the PVS; if it stays missing, check the meter's CT wiring.",
+         "Power-cycle the PVS (its breaker off 1 minute, then on); if the meter stays "
+         "missing, ask your installer to check its wiring (inside the PVS: mains).",
          {**_HYST, "open_polls": 4, "open_after_min": 45}),
     Rule("pvs_storage_low", "PVS storage nearly full", "warning", "system", pvs_storage_low,
          "The PVS's flash is nearly full ({free} free, {used} used) since {since}: the known "
          "firmware bug that stops cloud reporting.",
-         "Check that the PVS reaches the internet (SunPower/SunStrong app); a power cycle "
-         "or a firmware update clears its logs.",
+         "Check that the PVS is online (its network cable or Wi-Fi to your router); a "
+         "power cycle (breaker off 1 minute) or a firmware update clears its logs.",
          {**_HYST, "min_free_kib": 10240.0, "max_used_pct": 92.0, "clear_polls": 4,
           "clear_after_min": 60}),
     # SunPower's servers refused firmware updates to a PVS at 80 % wear; peer projects
@@ -392,11 +401,13 @@ RULES: tuple[Rule, ...] = (
          dict(_EVENT)),
     Rule("firmware_changed", "PVS firmware changed", "info", "system", firmware_changed,
          "The PVS firmware changed from {old} to {new} around {since}.",
-         "Nothing to do; if readings stop, new firmware may need another login method.",
+         "Nothing to do; if readings stop, 'sudo solar-monitor check' says what the new "
+         "firmware needs.",
          dict(_EVENT)),
     Rule("new_inverter", "New inverter", "info", "inverter", new_inverter,
          "A new inverter, {subject}, appeared in the PVS's device list around {since}.",
-         "Expected after an inverter replacement; otherwise check the PVS's device list.",
+         "Expected after an inverter replacement; otherwise 'sudo solar-monitor check' "
+         "lists the inverters the PVS sees, and the config's inverters: can name it.",
          {**_EVENT, "window_h": 24}),
     # The watchdog itself: judged on each run's reading of the Pi (never in a replay).
     Rule("pi_storage_failing", "The Pi's SD card is failing", "critical", "system",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from solar_monitor.config import Config, SnowConfig
+from solar_monitor.names import inverter_label
 from solar_monitor.pi_health import PiHealth
 from solar_monitor.pvs.models import Snapshot, totals
 from solar_monitor.rules.catalog import BY_ID, RULES, SYSTEM, PollView, Rule, params_for
@@ -374,11 +375,11 @@ class Engine:
     def _message(self, rule: Rule, subject: str, details: Mapping[str, Any]) -> str:
         streak = self.memory.streaks.get((rule.id, subject))
         since = streak.bad_since if streak and streak.bad_n else None
-        values = {**details, "subject": subject,
+        values = {**details, "subject": self._label(rule, subject), "serial": subject,
                   "since": self._local(since) if since else "now"}
         if isinstance(details.get("at"), float):
             values["since"] = self._local(details["at"])
-        return f"{_fmt(rule.message, values)} {rule.advice}"
+        return f"{_fmt(rule.message, values)} {_fmt(rule.advice, values)}"
 
     def _local(self, ts: float) -> str:
         return _dt(ts).astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
@@ -410,7 +411,7 @@ class Engine:
                 db.execute("UPDATE alerts SET last_notified_at=?, reminders=reminders+1 "
                            "WHERE id=?", (when, alert_id))
             else:
-                message = (f"Resolved: {rule.title} ({_subject_label(rule, subject)}), open "
+                message = (f"Resolved: {rule.title} ({self._name(rule, subject)}), open "
                            f"since {self._local(alert.opened_at)}, is back to normal.")
                 db.execute("UPDATE alerts SET status='resolved', resolved_at=? WHERE id=?",
                            (when, alert_id))
@@ -441,7 +442,17 @@ class Engine:
     def _title(self, kind: EventKind, rule: Rule, subject: str) -> str:
         """The e-mail subject of one transition; it also finds the alert's e-mails."""
         prefix = {"open": "", "reminder": "Reminder: ", "resolved": "Resolved: "}[kind]
-        return f"{self.config.site.name}: {prefix}{rule.title} ({_subject_label(rule, subject)})"
+        return f"{self.config.site.name}: {prefix}{rule.title} ({self._name(rule, subject)})"
+
+    def _label(self, rule: Rule, subject: str) -> str:
+        """What the owner calls the subject: an inverter by names.inverter_label."""
+        if rule.subject == "inverter" and subject != SYSTEM:
+            return inverter_label(subject, self.config.inverters)
+        return subject
+
+    def _name(self, rule: Rule, subject: str) -> str:
+        """'system', or the kind and label ('inverter south roof, row 2, #3 (…45868)')."""
+        return "system" if subject == SYSTEM else f"{rule.subject} {self._label(rule, subject)}"
 
     def _to_sheet(self, event: AlertEvent) -> None:
         """Hand the event to the Google Sheet sink's outbox, when that sink exists."""
@@ -521,12 +532,6 @@ def write_events(path: Path, events: Iterable[AlertEvent]) -> int:
             out.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
             count += 1
     return count
-
-
-def _subject_label(rule: Rule, subject: str) -> str:
-    if subject == SYSTEM:
-        return "system"
-    return f"{rule.subject} {subject}"
 
 
 def _median(values: list[float]) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -98,8 +99,10 @@ def enqueue_poll(store: Store, polled_at: datetime, now: datetime) -> bool:
         return enqueue(store, READINGS, readings_cells(row, count_open_alerts(store)), now)
 
 
-def enqueue_completed_days(store: Store, tz: ZoneInfo, now: datetime) -> int:
-    """Queue a Daily row for each local day completed since the last one queued.
+def enqueue_completed_days(store: Store, tz: ZoneInfo, now: datetime,
+                           labels: Mapping[str, str] | None = None) -> int:
+    """Queue a Daily row for each local day completed since the last one queued, its
+    inverter columns headed by the owner's names (`labels`, config `inverters`).
 
     The first call only sets the mark, so the first row is the day the feature started.
     Returns how many rows were queued.
@@ -119,7 +122,8 @@ def enqueue_completed_days(store: Store, tz: ZoneInfo, now: datetime) -> int:
     with _atomic(store):
         numbers = inverter_numbers(store)
         while day < today:
-            count += enqueue(store, DAILY, daily_cells(summarize_day(store, tz, day), numbers),
+            count += enqueue(store, DAILY, daily_cells(summarize_day(store, tz, day), numbers,
+                                                           labels),
                              now)
             day += timedelta(days=1)
         if count or mark < yesterday.isoformat():

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -341,6 +341,7 @@ def _flush_once(sheet: Sheet, store: Store, settings: GoogleSheetsConfig, tz: Zo
         layout = rows[0].layout
         rows = _drop_present(store, layout, headers[title], tails.get(title, []), rows, now,
                              report)
+        rows = _same_inverter_columns(headers[title], rows)
         missing = [h for h in _union([], rows) if h not in headers[title]]
         if missing:
             _add_headers(sheet, existing[title], title, headers[title], missing)
@@ -353,6 +354,25 @@ def _flush_once(sheet: Sheet, store: Store, settings: GoogleSheetsConfig, tz: Zo
             writes += 1
             outbox.mark_sent(store, [r.id for r in chunk], now)
             report.sent += len(chunk)
+
+
+def _same_inverter_columns(header: list[str],
+                           rows: list[outbox.QueuedRow]) -> list[outbox.QueuedRow]:
+    """Cells for an inverter whose column the sheet already has under another name (an
+    older 'Inv 3 …45868 kWh', or a name the owner since changed) go to that column: it
+    is found by the serial's tail, so naming an inverter never splits its history."""
+    from solar_monitor.names import label_tail
+
+    by_tail = {tail: h for h in header if (tail := label_tail(h))}
+    if not by_tail:
+        return rows
+    present = set(header)
+
+    def column(h: str) -> str:
+        tail = label_tail(h) if h not in present else None
+        return by_tail.get(tail, h) if tail else h
+
+    return [replace(r, cells=[(column(h), v) for h, v in r.cells]) for r in rows]
 
 
 def _union(first: list[str], rows: Sequence[outbox.QueuedRow]) -> list[str]:

@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from solar_monitor.display import shown_production_kw
+from solar_monitor.names import inverter_label
 from solar_monitor.store import from_iso
 
 Kind = Literal["number", "local_dt", "utc_dt", "date", "local_time", "text"]
@@ -186,7 +188,7 @@ def readings_cells(poll: Mapping[str, Any], open_alerts: int | None) -> Cells:
     """A Readings row from a `polls` row (the store's columns)."""
     return [
         ("Time", poll["polled_at"]),
-        ("Production kW", _r(poll["production_kw"], 3)),
+        ("Production kW", _r(shown_production_kw(poll["production_kw"]), 3)),
         ("Consumption kW", _r(poll["consumption_kw"], 3)),
         ("Net grid kW (+import)", _r(poll["net_grid_kw"], 3)),
         ("Lifetime production kWh", _r(poll["lifetime_production_kwh"], 2)),
@@ -211,13 +213,17 @@ def _battery_cells(poll: Mapping[str, Any]) -> Cells:
     return [("Battery kW (+discharge)", _r(kw, 3)), ("Battery charge %", _r(soc, 1))]
 
 
-def inverter_label(number: int, serial: str) -> str:
-    """'Inv 3 …45320 kWh': a stable number and the serial's tail, as on the panel label."""
-    return f"Inv {number} …{serial[-5:]} kWh"
+def inverter_header(serial: str, labels: Mapping[str, str] | None = None) -> str:
+    """'south roof, row 2, #3 (…45868) kWh', or '…45868 kWh': names.inverter_label's form.
+    The sender finds an inverter's column by the serial's tail, so naming an inverter
+    later keeps its column (an older sheet's 'Inv 3 …45868 kWh' included)."""
+    return f"{inverter_label(serial, labels)} kWh"
 
 
-def daily_cells(summary: Any, inverter_numbers: Mapping[str, int]) -> Cells:
-    """A Daily row from a daily.DaySummary; per-inverter columns in inverter-number order."""
+def daily_cells(summary: Any, inverter_numbers: Mapping[str, int],
+                labels: Mapping[str, str] | None = None) -> Cells:
+    """A Daily row from a daily.DaySummary; per-inverter columns in first-seen order,
+    headed by the owner's names (`labels`: serial -> name, config `inverters`)."""
     at = summary.peak_at
     cells: Cells = [
         ("Date", summary.day.isoformat()),
@@ -232,7 +238,7 @@ def daily_cells(summary: Any, inverter_numbers: Mapping[str, int]) -> Cells:
     ]
     for serial in sorted(summary.inverter_kwh, key=lambda s: inverter_numbers.get(s, 10**6)):
         if serial in inverter_numbers:
-            cells.append((inverter_label(inverter_numbers[serial], serial),
+            cells.append((inverter_header(serial, labels),
                           _r(summary.inverter_kwh[serial], 3)))
     return cells
 
