@@ -239,11 +239,18 @@ def test_prometheus_textfile_passes_promtool_and_node_exporter(tmp_path: Path,
     promtool = need(PROMTOOL)
     textfile = tmp_path / "textfile" / "solar_monitor.prom"
     clock = Clock(NOON)
-    with start_emulator(site(), clock=clock) as emu:
+    the_site = site()
+    named = the_site.inverter_serials[0]
+    config_dict["inverters"] = {named: "south roof, row 2, #3"}
+    with start_emulator(the_site, clock=clock) as emu:
         config = make_config(config_dict, emu.url, prometheus={"textfile": str(textfile)})
         assert run_once(config, now=clock.now).ok
     text = textfile.read_text()
     assert textfile.stat().st_mode & 0o777 == 0o644  # node_exporter runs as another user
+    # the owner's name rides on the info metric only: a rename makes no new value series
+    assert f'serial="{named}",type="inverter"' in text
+    assert f'name="south roof, row 2, #3 (…{named[-5:]})"' in text
+    assert text.count("south roof") == 1
     lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                           text=True, timeout=30)
     assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -22,6 +22,7 @@ from solar_monitor.config import PrometheusExport
 from solar_monitor.context import RunContext
 from solar_monitor.exports import note_outcome
 from solar_monitor.exports.data import last_success, open_alerts, pvs_serial
+from solar_monitor.names import inverter_label
 
 KW = 1000.0  # kW -> W
 KWH = 3.6e6  # kWh -> J
@@ -171,9 +172,12 @@ def render(ctx: RunContext) -> str:
         _devices(families, BATTERY, snap.batteries, base, ("device_type",))
         families.declare("sunpower_device_info", "A device's identity (value always 1).",
                          "gauge")
+        labels = ctx.config.inverters
         for kind, serial, model, firmware in _identities(snap):
+            name = inverter_label(serial, labels) if kind == "inverter" and serial else None
             families.add("sunpower_device_info", [*base, ("serial", serial), ("type", kind),
-                                                  ("model", model), ("firmware", firmware)], 1)
+                                                  ("model", model), ("firmware", firmware),
+                                                  ("name", name)], 1)
     families.declare("solar_monitor_last_success_timestamp_seconds",
                      "When the last good poll of the PVS was taken (Unix time).", "gauge")
     if (last := last_success(ctx.store)) is not None:
