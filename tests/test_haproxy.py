@@ -297,6 +297,10 @@ def test_optional_log_port_bridge(pvs: Emulator, cert: Path, tmp_path: Path) -> 
         status, body = _send(log_bridge, "POST", "/entries")
         assert (status, b"solar-monitor bridge" in body) == (405, True)
         assert not _seen(pvs, "/entries", "POST")
+        # No protocol switch here either.
+        status, body = _send(log_bridge, "GET", "/upgrade", headers=H2C_HEADERS)
+        assert (status, b"protocol upgrades" in body) == (400, True)
+        assert not _seen(pvs, "/upgrade")
 
 
 @pytest.mark.slow
