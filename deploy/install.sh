@@ -5,6 +5,8 @@
 # existing /etc/solar-monitor/config.yaml and never deletes data.
 #
 #   sudo deploy/install.sh                      # systemd timer, network, HAProxy bridge
+#   sudo deploy/install.sh --replace-haproxy    # ... even over another HAProxy setup or
+#                                               # a web server on ports 80/443
 #   sudo deploy/install.sh --scheduler cron     # cron instead of the systemd timer
 #   deploy/install.sh --root /tmp/x             # write every file under /tmp/x and only
 #                                               # print the commands (tests, review)
@@ -14,12 +16,15 @@
 # What it does, in order: a system user `solar-monitor`; a venv in /opt/solar-monitor
 # with this checkout installed (on armv6l, its compiled dependencies from Debian);
 # /etc/solar-monitor/config.yaml (0600, from
-# config.example.yaml, only if absent); /var/lib/solar-monitor for data; the timer
-# or the crontab; logs that spare the SD card (journald in RAM, logrotate for
-# cron); the Pi network from the field guide (static 172.27.153.10/24 on eth0 with
-# no gateway, Wi-Fi power save off, a Wi-Fi reconnect check); the read-only HAProxy
-# bridge (HTTP and HTTPS, with a self-signed certificate made once). See
-# docs/raspberry-pi.md.
+# config.example.yaml, only if absent) and /etc/solar-monitor/env (0600, root's: the
+# secrets the config names as ${VAR}); /var/lib/solar-monitor for data; the units;
+# logs that spare the SD card (journald in RAM, logrotate for cron); the Pi network
+# from the field guide (static 172.27.153.10/24 on eth0 with no gateway, Wi-Fi power
+# save off, a Wi-Fi reconnect check); the read-only HAProxy bridge (HTTP and HTTPS,
+# with a self-signed certificate made once); last, the runs every 15 minutes (timer or
+# crontab), started only once `solar-monitor check` passes. Before changing anything
+# it stops if the bridge would replace someone else's HAProxy setup or take ports
+# 80/443 from another server. See docs/raspberry-pi.md.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,10 +34,14 @@ OPT_DIR=/opt/solar-monitor
 VENV="$OPT_DIR/venv"
 ETC_DIR=/etc/solar-monitor
 CONFIG="$ETC_DIR/config.yaml"
+ENV_FILE="$ETC_DIR/env"
 DATA_DIR=/var/lib/solar-monitor
 LOG_DIR=/var/log/solar-monitor
 UNIT_DIR=/etc/systemd/system
 CRON_FILE=/etc/cron.d/solar-monitor
+# What `systemctl enable solar-monitor.timer` makes: the timer is on when it exists.
+TIMER_WANTS="$UNIT_DIR/timers.target.wants/solar-monitor.timer"
+HAPROXY_CFG=/etc/haproxy/haproxy.cfg
 ETH=eth0
 PI_PVS_ADDR=172.27.153.10/24
 # shellcheck source=lib.sh
@@ -43,6 +52,7 @@ DRY_RUN=""
 SCHEDULER=systemd
 NETWORK=auto
 WITH_HAPROXY=yes
+REPLACE_HAPROXY=""
 PYTHON=python3
 ARCH="$(uname -m)"
 
@@ -53,6 +63,8 @@ Usage: $0 [options]
   --network auto|networkmanager|dhcpcd|none
                              configure eth0/Wi-Fi for the PVS (default: auto-detect)
   --no-haproxy               do not install the HAProxy bridge
+  --replace-haproxy          install the bridge even over another HAProxy config or a
+                             web server on ports 80/443 (they stop otherwise)
   --python PATH              interpreter for the venv (Python >= 3.11; default python3)
   --arch ARCH                the machine to install for (default: uname -m, here $ARCH);
                              armv6l takes the compiled dependencies from Debian
@@ -67,6 +79,7 @@ while [[ $# -gt 0 ]]; do
         --scheduler) SCHEDULER="${2:?--scheduler needs systemd or cron}"; shift 2 ;;
         --network) NETWORK="${2:?--network needs a value}"; shift 2 ;;
         --no-haproxy) WITH_HAPROXY=""; shift ;;
+        --replace-haproxy) REPLACE_HAPROXY=1; shift ;;
         --python) PYTHON="${2:?--python needs a path}"; shift 2 ;;
         --arch) ARCH="${2:?--arch needs a machine name, e.g. armv6l}"; shift 2 ;;
         --root) ROOT="${2:?--root needs a directory}"; shift 2 ;;
@@ -139,6 +152,39 @@ remove() {
 
 have_systemd() { [[ -d /run/systemd/system ]]; }
 
+# --- 0. Would the bridge take something that is not ours? ----------------------
+# An HAProxy config with proxies of its own (Debian's stock file has none), or
+# another server on port 80 or 443 (Pi-hole's web interface, nginx, Apache):
+# replacing it would break what the owner runs. Stop before changing anything.
+bridge_conflicts() {
+    local cfg="$ROOT$HAPROXY_CFG" holders
+    if [[ -f "$cfg" ]] && ! head -n 1 "$cfg" | grep -q '^# solar-monitor:' \
+            && grep -qE '^[[:space:]]*(frontend|listen|backend)[[:space:]]' "$cfg"; then
+        echo "$HAPROXY_CFG already defines proxies of its own (not solar-monitor's);" \
+            "the bridge would replace it (the original is kept as" \
+            "haproxy.cfg.before-solar-monitor)."
+    fi
+    # Ports are the running machine's: not looked at under --root or --dry-run.
+    if [[ -z "$SIMULATE" ]] && command -v ss >/dev/null 2>&1; then
+        holders="$(ss -Hltnp '( sport = :80 or sport = :443 )' 2>/dev/null \
+            | grep -o 'users:(("[^"]*"' | cut -d'"' -f2 | grep -vx haproxy | sort -u \
+            | tr '\n' ' ' || true)"
+        if [[ -n "$holders" ]]; then
+            echo "ports 80/443 are taken by: ${holders% } (Pi-hole? nginx?); the bridge" \
+                "needs them."
+        fi
+    fi
+}
+if [[ -n "$WITH_HAPROXY" && -z "$REPLACE_HAPROXY" ]]; then
+    conflicts="$(bridge_conflicts)"
+    if [[ -n "$conflicts" ]]; then
+        printf 'solar-monitor: %s\n' "$conflicts" >&2
+        echo "Nothing was changed. Install without the bridge (--no-haproxy), or let it" \
+            "take over (--replace-haproxy)." >&2
+        exit 1
+    fi
+fi
+
 # --- 1. The user and the directories ------------------------------------------
 say "system user $USER_NAME"
 if [[ -n "$SIMULATE" ]] || ! id "$USER_NAME" >/dev/null 2>&1; then
@@ -201,20 +247,9 @@ run "$VENV/bin/pip" install --quiet --upgrade pip
 run "$VENV/bin/pip" install --quiet --upgrade "${pip_flags[@]}" "$REPO"
 put "$REPO/docs/raspberry-pi.md" "$OPT_DIR/docs/raspberry-pi.md" 0644
 
-# `sudo solar-monitor check` runs as the service user with the installed config,
-# so files in the data dir never end up owned by root.
-put_text /usr/local/bin/solar-monitor 0755 <<EOF
-#!/bin/bash
-# Installed by solar-monitor's deploy/install.sh: run solar-monitor as its own user.
-set -euo pipefail
-export SOLAR_MONITOR_CONFIG="\${SOLAR_MONITOR_CONFIG:-$CONFIG}"
-if [[ "\$(id -u)" -eq 0 ]]; then
-    cd /
-    exec runuser -u $USER_NAME -- env HOME=$DATA_DIR SOLAR_MONITOR_CONFIG="\$SOLAR_MONITOR_CONFIG" \\
-        $VENV/bin/solar-monitor "\$@"
-fi
-exec $VENV/bin/solar-monitor "\$@"
-EOF
+# `sudo solar-monitor check` runs as the service user with the installed config and
+# the env file, so files in the data dir never end up owned by root.
+put "$REPO/deploy/solar-monitor-wrapper.sh" /usr/local/bin/solar-monitor 0755
 
 # --- 3. The config: copied once, never overwritten ------------------------------
 if [[ -e "$ROOT$CONFIG" ]]; then
@@ -231,6 +266,27 @@ if [[ -z "$DRY_RUN" ]]; then
     run chown "$USER_NAME:$USER_NAME" "$CONFIG"
 fi
 
+# The secrets the config names as ${VAR} (docs/notifications.md): root's, mode 0600.
+# systemd reads it for the unit before dropping privileges; the wrapper (sudo, and
+# the cron line, which runs it as root) reads it as root and hands the variables on.
+if [[ -e "$ROOT$ENV_FILE" ]]; then
+    say "keeping existing $ENV_FILE"
+    if [[ -z "$DRY_RUN" ]]; then
+        chmod 0600 "$ROOT$ENV_FILE"
+    fi
+else
+    put_text "$ENV_FILE" 0600 <<'EOF'
+# /etc/solar-monitor/env: secrets for solar-monitor, one NAME=value a line, e.g.
+#   GMAIL_APP_PASSWORD=abcdabcdabcdabcd
+# and in config.yaml: mailtos://you:${GMAIL_APP_PASSWORD}@gmail.com?to=you@gmail.com
+# Read by the systemd unit, by `sudo solar-monitor ...` and by the cron line.
+# Root's, mode 0600: edit with `sudo nano /etc/solar-monitor/env`.
+EOF
+fi
+if [[ -z "$DRY_RUN" ]]; then
+    run chown root:root "$ENV_FILE"
+fi
+
 # --- 4. The scheduler ----------------------------------------------------------
 say "scheduler: $SCHEDULER"
 for unit in solar-monitor.service solar-monitor.timer \
@@ -238,20 +294,20 @@ for unit in solar-monitor.service solar-monitor.timer \
     put "$REPO/systemd/$unit" "$UNIT_DIR/$unit" 0644
 done
 put "$REPO/deploy/wifi-check.sh" /usr/local/sbin/solar-monitor-wifi-check 0755
+# The runs themselves start last (step 8), once `solar-monitor check` passes.
 if [[ "$SCHEDULER" == systemd ]]; then
     remove "$CRON_FILE"
     remove /etc/logrotate.d/solar-monitor
     run systemctl daemon-reload
     # Without this, time-sync.target is reached before the clock is actually set.
     run systemctl enable systemd-time-wait-sync.service
-    run systemctl enable --now solar-monitor.timer solar-monitor-wifi-check.timer
+    run systemctl enable --now solar-monitor-wifi-check.timer
 else
     if [[ -n "$SIMULATE" ]] || have_systemd; then
         run systemctl daemon-reload
         run systemctl disable --now solar-monitor.timer solar-monitor-wifi-check.timer
     fi
     dir "$LOG_DIR" 0750 "$USER_NAME:$USER_NAME"
-    put "$REPO/deploy/crontab" "$CRON_FILE" 0644
     put "$REPO/deploy/logrotate" /etc/logrotate.d/solar-monitor 0644
 fi
 
@@ -273,7 +329,8 @@ if [[ "$NETWORK" == auto ]]; then
         NETWORK=dhcpcd            # Bullseye and older
     else
         NETWORK=none
-        say "found neither NetworkManager nor dhcpcd: configure $ETH yourself (docs/raspberry-pi.md)"
+        say "found neither NetworkManager nor dhcpcd: configure $ETH yourself" \
+            "(docs/raspberry-pi.md, \"eth0 by hand\")"
     fi
 fi
 say "network: $NETWORK"
@@ -385,16 +442,47 @@ if [[ -n "$WITH_HAPROXY" ]]; then
         run apt-get install -y haproxy
     fi
     # Keep Debian's original once, for uninstall --remove-bridge.
-    cfg="$ROOT/etc/haproxy/haproxy.cfg"
+    cfg="$ROOT$HAPROXY_CFG"
     if [[ -z "$DRY_RUN" && -f "$cfg" && ! -e "$cfg.before-solar-monitor" ]] \
             && ! cmp -s "$cfg" "$REPO/haproxy/haproxy.cfg"; then
         cp -p "$cfg" "$cfg.before-solar-monitor"
+        say "kept the previous $HAPROXY_CFG as haproxy.cfg.before-solar-monitor"
     fi
     bridge_certificate
-    put "$REPO/haproxy/haproxy.cfg" /etc/haproxy/haproxy.cfg 0644
-    run haproxy -c -q -f /etc/haproxy/haproxy.cfg
+    put "$REPO/haproxy/haproxy.cfg" "$HAPROXY_CFG" 0644
+    run haproxy -c -q -f "$HAPROXY_CFG"
     run systemctl enable haproxy
     run systemctl reload-or-restart haproxy
 fi
 
-say "done. Next: edit $CONFIG, then sudo solar-monitor check (docs/raspberry-pi.md)"
+# --- 8. The runs: only once the config checks out --------------------------------
+# Started before the owner has edited the example config, runs would poll as the
+# example's Boston site. An upgrade keeps runs that are already on.
+if [[ "$SCHEDULER" == systemd ]]; then
+    start_command="sudo systemctl enable --now solar-monitor.timer"
+    scheduled() { [[ -L "$ROOT$TIMER_WANTS" ]]; }
+    start_runs() { run systemctl enable --now solar-monitor.timer; }
+else
+    start_command="sudo deploy/install.sh --scheduler cron"
+    scheduled() { [[ -e "$ROOT$CRON_FILE" ]]; }
+    start_runs() { put "$REPO/deploy/crontab" "$CRON_FILE" 0644; }
+fi
+not_yet="runs are NOT started yet: edit $CONFIG (and $ENV_FILE for passwords)
+    until 'sudo solar-monitor check' passes, then start them: $start_command
+    (docs/raspberry-pi.md, steps 6 to 8)"
+if scheduled; then
+    say "runs every 15 minutes ($SCHEDULER): already on, kept"
+    start_runs
+elif [[ -z "$DRY_RUN" ]] && cmp -s "$ROOT$CONFIG" "$REPO/config.example.yaml"; then
+    # Still the example: nothing to check yet (and no poll of the example's PVS address).
+    say "$not_yet"
+elif [[ -n "$SIMULATE" ]]; then
+    run /usr/local/bin/solar-monitor check
+    say "$not_yet"
+elif /usr/local/bin/solar-monitor check; then
+    start_runs
+    say "check passed: runs every 15 minutes ($SCHEDULER) started"
+else
+    say "$not_yet"
+fi
+say "done (docs/raspberry-pi.md)"

@@ -1,10 +1,12 @@
 #!/bin/bash
-# Remove solar-monitor from the Pi. Keeps the data and the config unless --purge.
+# Remove solar-monitor from the Pi. Keeps the data and the config (config.yaml and the
+# secrets in env) unless --purge, so a reinstall picks up where it left off.
 #
 #   sudo deploy/uninstall.sh                  # the app, its timers/cron, its log settings
-#   sudo deploy/uninstall.sh --purge          # ... and the data, the config, the user
-#   sudo deploy/uninstall.sh --remove-bridge  # ... and the HAProxy bridge, the eth0 and
-#                                             # Wi-Fi settings (other LAN tools may use them)
+#   sudo deploy/uninstall.sh --purge          # ... and the data, config.yaml, env, the user
+#   sudo deploy/uninstall.sh --remove-bridge  # ... and the HAProxy bridge and its
+#                                             # certificate, the eth0 and Wi-Fi settings
+#                                             # (other LAN tools may use them)
 #   deploy/uninstall.sh --root DIR | --dry-run   as for install.sh
 set -euo pipefail
 
@@ -20,8 +22,10 @@ REMOVE_BRIDGE=""
 usage() {
     cat <<USAGE
 Usage: $0 [--purge] [--remove-bridge] [--root DIR] [--dry-run]
-  --purge          also delete /var/lib/solar-monitor (readings, archive), the config and the user
-  --remove-bridge  also remove the HAProxy bridge config, the eth0 settings and the Wi-Fi check
+  --purge          also delete /var/lib/solar-monitor (readings, archive), /etc/solar-monitor
+                   (config.yaml, the env file with its secrets) and the user
+  --remove-bridge  also remove the HAProxy bridge config and its certificate, the eth0
+                   settings and the Wi-Fi check
   --root DIR       act on files under DIR, print commands instead of running them
   --dry-run        change nothing, print what would be done
 USAGE
@@ -106,8 +110,16 @@ if [[ -n "$REMOVE_BRIDGE" ]]; then
         # Only our config uses the bridge's certificate (kept while it is in place).
         remove /etc/haproxy/solar-monitor-bridge.pem
         run systemctl reload-or-restart haproxy || true
+    elif [[ -f "$haproxy_cfg" ]] && head -n 1 "$haproxy_cfg" | grep -q '^# solar-monitor:'; then
+        # Ours, with nothing saved to go back to: HAProxy served only the bridge.
+        if have_systemd; then
+            run systemctl disable --now haproxy || true
+        fi
+        remove /etc/haproxy/haproxy.cfg /etc/haproxy/solar-monitor-bridge.pem
+        say "HAProxy stopped and disabled: it ran only the bridge (apt-get purge haproxy removes it)"
     else
-        say "left /etc/haproxy/haproxy.cfg alone (no earlier version saved); edit or remove it yourself"
+        say "left /etc/haproxy/haproxy.cfg alone (not solar-monitor's); the bridge's" \
+            "certificate goes with it: remove /etc/haproxy/solar-monitor-bridge.pem yourself"
     fi
 fi
 
@@ -123,5 +135,6 @@ if [[ -n "$PURGE" ]]; then
         run userdel "$USER_NAME" || true
     fi
 else
-    say "kept /var/lib/solar-monitor (data) and /etc/solar-monitor (config): --purge removes them"
+    say "kept /var/lib/solar-monitor (data) and /etc/solar-monitor (config.yaml, env):" \
+        "--purge removes them"
 fi

@@ -3,6 +3,8 @@
 The config takes every address and its certificate from `presetenv` defaults, so a
 test only exports other values (bind addresses, PVS addresses, LAN ACL, the
 certificate deploy/install.sh made under a temp root) and runs the shipped file.
+`run_lighttpd` puts Debian's lighttpd (the PVS's own web server, h2 on as it ships)
+in front of an emulator, as the PVS puts it in front of its handlers.
 """
 
 from __future__ import annotations
@@ -27,11 +29,22 @@ _ROOT_ONLY = ("chroot ", "user ", "group ")
 
 def haproxy_binary() -> str:
     """Path of `haproxy`; skips the calling test when it is not installed."""
-    path = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/sbin/haproxy") if os.access(p, os.X_OK)), None
+    return _binary("haproxy", "haproxy")
+
+
+def lighttpd_binary() -> str:
+    """Path of `lighttpd`; skips the calling test when it is not installed."""
+    return _binary("lighttpd", "lighttpd")
+
+
+def _binary(name: str, apt_package: str) -> str:
+    """Path of `name` on PATH or in the sbin directories (Debian puts daemons there);
+    skips the calling test when it is not installed."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
     )
     if path is None:
-        pytest.skip("haproxy binary not installed (apt-get install -y haproxy)")
+        pytest.skip(f"{name} binary not installed (apt-get install -y {apt_package})")
     return path
 
 
@@ -42,9 +55,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def render_config(dest: Path) -> Path:
-    """Copy the shipped config to `dest`, minus the privilege drop when not root."""
-    lines = HAPROXY_CFG.read_text().splitlines(keepends=True)
+def render_config(dest: Path, source: Path = HAPROXY_CFG) -> Path:
+    """Copy the shipped config (or `source`) to `dest`, minus the privilege drop when
+    not root."""
+    lines = source.read_text().splitlines(keepends=True)
     if os.geteuid() != 0:
         lines = [ln for ln in lines if not ln.strip().startswith(_ROOT_ONLY)]
     dest.write_text("".join(lines))
@@ -96,27 +110,66 @@ def wait_listening(port: int, timeout_s: float = 10.0) -> None:
 
 
 @contextmanager
-def run_haproxy(tmp_path: Path, env: Mapping[str, str], port: int) -> Iterator[None]:
-    """Run haproxy in the foreground with the shipped config until the block ends."""
-    cfg = render_config(tmp_path / f"haproxy-{port}.cfg")
-    log_path = tmp_path / f"haproxy-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [haproxy_binary(), "-db", "-f", str(cfg)], env=dict(env), stdout=log, stderr=log
-        )
-        try:
+def _stopping(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """Terminate `proc` (kill after 10 s) when the block ends."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
             try:
-                wait_listening(port)
-            except OSError:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                raise AssertionError(f"haproxy did not start:\n{log_path.read_text()}") from None
-            yield
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+
+
+@contextmanager
+def run_haproxy(
+    tmp_path: Path, env: Mapping[str, str], port: int, config: Path = HAPROXY_CFG
+) -> Iterator[None]:
+    """Run haproxy in the foreground with the shipped config (or `config`) until the
+    block ends."""
+    cfg = render_config(tmp_path / f"haproxy-{port}.cfg", config)
+    log_path = tmp_path / f"haproxy-{port}.log"
+    with log_path.open("wb") as log, _stopping(subprocess.Popen(
+        [haproxy_binary(), "-db", "-f", str(cfg)], env=dict(env), stdout=log, stderr=log
+    )) as proc:
+        try:
+            wait_listening(port)
+        except OSError:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"haproxy did not start:\n{log_path.read_text()}") from None
+        yield
+
+
+# Debian's lighttpd with its compiled-in defaults, which enable HTTP/2 and the h2c
+# upgrade (no server.feature-flags line), proxying every path to one upstream.
+_LIGHTTPD_CONF = """\
+server.modules = ("mod_proxy")
+server.document-root = "{root}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{root}/error.log"
+proxy.server = ("" => (("host" => "127.0.0.1", "port" => {upstream})))
+"""
+
+
+@contextmanager
+def run_lighttpd(tmp_path: Path, upstream_port: int) -> Iterator[int]:
+    """lighttpd on a free 127.0.0.1 port, mod_proxy to 127.0.0.1:`upstream_port`, until
+    the block ends; yields its port."""
+    root = tmp_path / "lighttpd"
+    root.mkdir(exist_ok=True)
+    port = free_port()
+    conf = root / "lighttpd.conf"
+    conf.write_text(_LIGHTTPD_CONF.format(root=root, port=port, upstream=upstream_port))
+    with _stopping(subprocess.Popen([lighttpd_binary(), "-D", "-f", str(conf)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)) as proc:
+        try:
+            wait_listening(port)
+        except OSError:
+            proc.kill()
+            raise AssertionError(f"lighttpd did not start: {proc.communicate()[1]!r}") from None
+        yield port

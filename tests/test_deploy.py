@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
-SCRIPTS = [DEPLOY / "install.sh", DEPLOY / "uninstall.sh", DEPLOY / "wifi-check.sh"]
-RUN_COMMAND = (
-    "/opt/solar-monitor/venv/bin/solar-monitor run --config /etc/solar-monitor/config.yaml"
-)
+WRAPPER = DEPLOY / "solar-monitor-wrapper.sh"
+SCRIPTS = [DEPLOY / "install.sh", DEPLOY / "uninstall.sh", DEPLOY / "wifi-check.sh", WRAPPER]
+PROGRAM = "/opt/solar-monitor/venv/bin/solar-monitor"
+RUN_ARGS = "run --config /etc/solar-monitor/config.yaml"
 CONFIG = "etc/solar-monitor/config.yaml"
+ENV_FILE = "etc/solar-monitor/env"
+TIMER_WANTS = "etc/systemd/system/timers.target.wants/solar-monitor.timer"
+START_TIMER = "+ systemctl enable --now solar-monitor.timer"
 BRIDGE_CERT = "etc/haproxy/solar-monitor-bridge.pem"
 Snapshot = dict[str, tuple[int, bytes]]
 
 
-def _bash(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def _bash(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         ["bash", *map(str, args)], capture_output=True, text=True, check=False, timeout=60
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
     return result
 
 
@@ -101,22 +107,52 @@ def test_install_writes_the_config_0600_and_the_shipped_files(pi: Path) -> None:
         "+ python3 -m venv /opt/solar-monitor/venv",
         f"+ /opt/solar-monitor/venv/bin/pip install --quiet --upgrade {REPO}",
         "+ systemctl enable systemd-time-wait-sync.service",
-        "+ systemctl enable --now solar-monitor.timer",
+        "+ systemctl enable --now solar-monitor-wifi-check.timer",
         "+ chown solar-monitor:solar-monitor /etc/solar-monitor/config.yaml",
         "+ haproxy -c -q -f /etc/haproxy/haproxy.cfg",
     ):
         assert command in output, command
 
 
-def test_an_existing_config_is_kept_and_tightened(pi: Path) -> None:
-    config = pi / CONFIG
-    config.parent.mkdir(parents=True)
-    config.write_text("site: {name: mine}\n")
-    config.chmod(0o644)
+def test_install_makes_the_env_file_root_only_and_keeps_it(pi: Path) -> None:
     output = install(pi)
-    assert config.read_text() == "site: {name: mine}\n"
-    assert stat.S_IMODE(config.stat().st_mode) == 0o600
-    assert "keeping existing /etc/solar-monitor/config.yaml" in output
+    env = pi / ENV_FILE
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    assert "+ chown root:root /etc/solar-monitor/env" in output
+    assert all(ln.startswith("#") for ln in env.read_text().splitlines())
+
+
+def test_the_timer_stays_off_until_check_passes(pi: Path) -> None:
+    # The example config is not even checked: the owner has not edited it yet.
+    output = install(pi)
+    assert "+ /usr/local/bin/solar-monitor check" not in output
+    assert "runs are NOT started yet" in output
+    assert "then start them: sudo systemctl enable --now solar-monitor.timer" in output
+    # An edited one is; under --root the check cannot run, so it cannot pass.
+    (pi / CONFIG).write_text("site: {name: mine}\n")
+    output = install(pi)
+    assert "+ /usr/local/bin/solar-monitor check" in output
+    assert "runs are NOT started yet" in output
+    assert START_TIMER not in output
+    assert not (pi / TIMER_WANTS).exists()
+    # An upgrade of a Pi whose timer is on keeps it on.
+    (pi / TIMER_WANTS).parent.mkdir(parents=True)
+    (pi / TIMER_WANTS).symlink_to("/etc/systemd/system/solar-monitor.timer")
+    output = install(pi)
+    assert START_TIMER in output
+    assert "already on, kept" in output
+
+
+@pytest.mark.parametrize("path", [CONFIG, ENV_FILE])
+def test_an_existing_config_or_env_file_is_kept_and_tightened(pi: Path, path: str) -> None:
+    mine = pi / path
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine: 1\n")
+    mine.chmod(0o644)
+    output = install(pi)
+    assert mine.read_text() == "mine: 1\n"
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o600
+    assert f"keeping existing /{path}" in output
 
 
 def test_dhcpcd_gets_a_static_address_and_no_gateway_once(pi: Path) -> None:
@@ -154,37 +190,108 @@ def test_networkmanager_gets_a_keyfile(tmp_path: Path) -> None:
 def test_cron_scheduler_replaces_the_timer(pi: Path) -> None:
     install(pi)
     output = install(pi, "--scheduler", "cron")
-    cron = (pi / "etc/cron.d/solar-monitor").read_text()
-    assert (pi / "etc/cron.d/solar-monitor").read_bytes() == (DEPLOY / "crontab").read_bytes()
+    cron_file = pi / "etc/cron.d/solar-monitor"
+    # No runs before check passes, as with the timer.
+    assert not cron_file.exists()
+    assert "then start them: sudo deploy/install.sh --scheduler cron" in output
     assert "+ systemctl disable --now solar-monitor.timer" in output
     assert (pi / "etc/logrotate.d/solar-monitor").is_file()
-    assert 'MAILTO=""' in cron
+    # A Pi already on cron: an upgrade keeps it on, with the current crontab.
+    cron_file.parent.mkdir()
+    cron_file.write_text("# an older crontab\n")
+    output = install(pi, "--scheduler", "cron")
+    assert cron_file.read_bytes() == (DEPLOY / "crontab").read_bytes()
+    assert "already on, kept" in output
+    assert 'MAILTO=""' in cron_file.read_text()
     # ... and back again.
     install(pi, "--scheduler", "systemd")
     assert not (pi / "etc/cron.d/solar-monitor").exists()
     assert not (pi / "etc/logrotate.d/solar-monitor").exists()
 
 
+def _wrapper_setting(name: str) -> str:
+    match = re.search(rf"^{name}=(.*)$", WRAPPER.read_text(), re.MULTILINE)
+    assert match is not None, name
+    return match.group(1)
+
+
 def test_crontab_runs_the_same_command_as_the_timer_under_flock() -> None:
     lines = [ln for ln in (DEPLOY / "crontab").read_text().splitlines() if ln[:1] == "*"]
     runs = [ln for ln in lines if " run --config " in ln]
     assert len(runs) == 1
+    # As root through the wrapper, which reads the env file and drops to the user.
     assert runs[0].startswith(
-        "*/15 * * * * solar-monitor flock -n /var/lib/solar-monitor/cron.lock "
-        + RUN_COMMAND
+        "*/15 * * * * root flock -n /run/lock/solar-monitor.lock /usr/local/bin/solar-monitor "
+        + RUN_ARGS
     )
+    assert _wrapper_setting("PROGRAM") == PROGRAM
+    assert _wrapper_setting("USER_NAME") == "solar-monitor"
     service = (REPO / "systemd/solar-monitor.service").read_text()
-    assert f"ExecStart={RUN_COMMAND}\n" in service
+    assert f"ExecStart={PROGRAM} {RUN_ARGS}\n" in service
 
 
-def test_dry_run_writes_nothing(tmp_path: Path) -> None:
-    root = tmp_path / "untouched"
-    root.mkdir()
-    output = _bash(DEPLOY / "install.sh", "--root", root, "--dry-run").stdout
-    assert list(root.iterdir()) == []
-    assert "would install /etc/solar-monitor/config.yaml" in output
-    uninstall(root, "--dry-run", "--purge")
-    assert list(root.iterdir()) == []
+def test_the_unit_the_wrapper_and_the_cron_line_read_the_same_env_file() -> None:
+    service = (REPO / "systemd/solar-monitor.service").read_text()
+    assert "\nEnvironmentFile=-/etc/solar-monitor/env\n" in service
+    assert _wrapper_setting("ENV_FILE") == "/etc/solar-monitor/env"
+    assert " /usr/local/bin/solar-monitor run " in (DEPLOY / "crontab").read_text()
+
+
+def _testable_wrapper(pi: Path) -> Path:
+    """The wrapper install.sh put under `pi`, with its settings (the NAME= lines at its
+    top) pointed at `pi` and, as root, at the user `nobody`; its program is a stand-in
+    that prints what it was given."""
+    program = pi / "opt/solar-monitor/venv/bin/solar-monitor"
+    program.parent.mkdir(parents=True)
+    program.write_text('#!/bin/bash\nprintf "%s\\n" "$GMAIL_APP_PASSWORD" "$QUOTED" '
+                       '"$SOLAR_MONITOR_CONFIG" "$PWD" "$(id -un)" "$*"\n')
+    program.chmod(0o755)
+    settings = {"PROGRAM": program, "ENV_FILE": pi / ENV_FILE, "DATA_DIR": pi,
+                "USER_NAME": "nobody" if os.geteuid() == 0 else None}
+    text = (pi / "usr/local/bin/solar-monitor").read_text()
+    for name, value in settings.items():
+        if value is not None:
+            text, count = re.subn(rf"^{name}=.*$", f"{name}={value}", text, flags=re.MULTILINE)
+            assert count == 1, name
+    wrapper = pi / "wrapper"
+    wrapper.write_text(text)
+    return wrapper
+
+
+def _call(wrapper: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `wrapper` from `cwd` with none of the variables it should bring."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GMAIL_APP_PASSWORD", "QUOTED", "SOLAR_MONITOR_CONFIG")}
+    return subprocess.run(["bash", str(wrapper), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, check=False, timeout=30)
+
+
+def test_the_wrapper_hands_on_a_variable_that_is_only_in_the_env_file() -> None:
+    # In a root the user `nobody` can enter, for when the test runs as root.
+    with tempfile.TemporaryDirectory() as tmp:
+        pi = Path(tmp) / "pi"
+        install(pi, "--network", "none", "--no-haproxy")
+        (pi / ENV_FILE).write_text(
+            "# a comment\n\nGMAIL_APP_PASSWORD=abcd efgh $HOME; `x`\n"
+            "  QUOTED=\"in quotes\"  \n")
+        for path in (Path(tmp), pi, pi / "etc", pi / "etc/solar-monitor"):
+            path.chmod(0o755)
+        wrapper = _testable_wrapper(pi)
+        result = _call(wrapper, pi, "check", "two words")
+        assert result.returncode == 0, result.stderr
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+        assert result.stdout.splitlines() == [
+            "abcd efgh $HOME; `x`", "in quotes", "/etc/solar-monitor/config.yaml",
+            str(pi), "nobody" if os.geteuid() == 0 else user, "check two words",
+        ]
+        assert result.stderr == ""
+        if os.geteuid() == 0:
+            # Under sudo from a directory the service user cannot enter: from /, and said.
+            private = pi / "private"
+            private.mkdir(mode=0o700)
+            result = _call(wrapper, private, "check")
+            assert result.stdout.splitlines()[3] == "/"
+            assert "nobody cannot enter" in result.stderr
 
 
 def test_uninstall_keeps_data_and_config_unless_purge(pi: Path) -> None:
@@ -202,12 +309,19 @@ def test_uninstall_keeps_data_and_config_unless_purge(pi: Path) -> None:
     assert (pi / "etc/haproxy/haproxy.cfg").is_file()
     assert "172.27.153.10" in (pi / "etc/dhcpcd.conf").read_text()
 
+    assert (pi / ENV_FILE).is_file()  # the secrets go with the config, on --purge
+
     output = uninstall(pi, "--purge", "--remove-bridge")
     assert not (pi / "var/lib/solar-monitor").exists()
     assert not (pi / "etc/solar-monitor").exists()
     assert "+ userdel solar-monitor" in output
     assert (pi / "etc/dhcpcd.conf").read_text() == "hostname\nclientid\n"
     assert not (pi / "usr/local/sbin/solar-monitor-wifi-check").exists()
+    # No earlier HAProxy config was saved: HAProxy ran only the bridge, which goes,
+    # certificate and all.
+    assert not (pi / "etc/haproxy/haproxy.cfg").exists()
+    assert not (pi / BRIDGE_CERT).exists()
+    assert "+ systemctl disable --now haproxy" in output
 
 
 def test_remove_bridge_restores_the_previous_haproxy_config(pi: Path) -> None:
@@ -219,6 +333,24 @@ def test_remove_bridge_restores_the_previous_haproxy_config(pi: Path) -> None:
     uninstall(pi, "--remove-bridge")
     assert (pi / "etc/haproxy/haproxy.cfg").read_text() == "# Debian's own\n"
     assert not (pi / BRIDGE_CERT).exists()
+
+
+def test_another_haproxy_setup_stops_the_install_before_any_change(pi: Path) -> None:
+    (pi / "etc/haproxy").mkdir()
+    theirs = "global\nfrontend www\n    bind :80\n    default_backend web\n"
+    (pi / "etc/haproxy/haproxy.cfg").write_text(theirs)
+    before = snapshot(pi)
+    result = _bash(DEPLOY / "install.sh", "--root", pi, ok=False)
+    assert "already defines proxies of its own" in result.stderr
+    assert "--no-haproxy" in result.stderr and "--replace-haproxy" in result.stderr
+    assert snapshot(pi) == before
+    install(pi, "--no-haproxy")
+    assert (pi / "etc/haproxy/haproxy.cfg").read_text() == theirs
+    output = install(pi, "--replace-haproxy")
+    assert (pi / "etc/haproxy/haproxy.cfg.before-solar-monitor").read_text() == theirs
+    assert "kept the previous /etc/haproxy/haproxy.cfg as haproxy.cfg.before" in output
+    # Ours from then on: a rerun goes through without the option.
+    install(pi)
 
 
 def _openssl(*args: str | Path) -> str:

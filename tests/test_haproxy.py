@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import http.client
 import json
@@ -34,7 +35,9 @@ from tests.haproxy_util import (
     free_port,
     haproxy_binary,
     installer_certificate,
+    lighttpd_binary,
     run_haproxy,
+    run_lighttpd,
 )
 
 
@@ -62,12 +65,17 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def _running_bridge(pvs: Emulator, cert: Path, tmp_path: Path, **extra: str) -> Iterator[Bridge]:
-    """The shipped config in front of `pvs` (its HTTP and HTTPS ports) until the block
-    ends; `extra` overrides presetenv defaults."""
+def _running_bridge(
+    pvs: Emulator, cert: Path, tmp_path: Path, http_port: int | None = None,
+    config: Path = HAPROXY_CFG, **extra: str,
+) -> Iterator[Bridge]:
+    """The shipped config (or `config`) in front of `pvs` (its HTTP and HTTPS ports;
+    `http_port` replaces the HTTP one) until the block ends; `extra` overrides presetenv
+    defaults."""
     bridge = Bridge(free_port(), free_port())
-    env = bridge_env(pvs.port, pvs.tls_port, bridge.port, bridge.tls_port, cert, **extra)
-    with run_haproxy(tmp_path, env, bridge.port):
+    env = bridge_env(http_port or pvs.port, pvs.tls_port, bridge.port, bridge.tls_port, cert,
+                     **extra)
+    with run_haproxy(tmp_path, env, bridge.port, config):
         yield bridge
 
 
@@ -150,6 +158,8 @@ READ_PATHS = [
     "/vars?match=/sys/info/&fmt=obj",
     "/vars?match=%2Fsys%2Fdevices%2F&fmt=obj&cache=mdata",
     "/vars?name=/sys/info/serialnum,/sys/info/sw_rev",
+    "/vars?match=livedata&fmt=obj&cache=ldata",
+    "/vars?cache=" + "x" * 16 + "&match=/sys/info/",
     "/",
     "/index.html",
     "/js/app.min.js",
@@ -205,6 +215,18 @@ REFUSED = [
     ("GET", "/cgi-bin/dl_cgi/app.js", 403),
     ("GET", "/cgi-bin/other", 403),
     ("GET", "/index.html?Command=Start", 403),
+    # A PVS's lighttpd maps /auth and /vars to their handlers by prefix.
+    ("GET", "/auth.html", 403),
+    ("GET", "/auth/logout.html", 403),
+    ("GET", "/vars.js", 403),
+    ("GET", "/vars/set.js", 403),
+    ("GET", "/Vars/set.js", 403),
+    # cache= names a PVS cache, which it never frees: a short name only.
+    ("GET", "/vars?match=/sys/info/&cache=" + "a" * 12000, 403),
+    ("GET", "/vars?match=/sys/info/&cache=" + "a" * 17, 403),
+    ("GET", "/vars?match=/sys/info/&cache=", 403),
+    ("GET", "/vars?match=/sys/info/&cache=a%2Fb", 403),
+    ("GET", "/vars?cache=a.b&match=/sys/info/", 403),
 ]
 
 
@@ -275,6 +297,10 @@ def test_optional_log_port_bridge(pvs: Emulator, cert: Path, tmp_path: Path) -> 
         status, body = _send(log_bridge, "POST", "/entries")
         assert (status, b"solar-monitor bridge" in body) == (405, True)
         assert not _seen(pvs, "/entries", "POST")
+        # No protocol switch here either.
+        status, body = _send(log_bridge, "GET", "/upgrade", headers=H2C_HEADERS)
+        assert (status, b"protocol upgrades" in body) == (400, True)
+        assert not _seen(pvs, "/upgrade")
 
 
 @pytest.mark.slow
@@ -608,3 +634,240 @@ def test_the_tls_side_speaks_http11_and_tls12_or_later(new_bridge: Bridge) -> No
     with socket.create_connection(("127.0.0.1", new_bridge.tls_port), 30) as raw, \
             pytest.raises(ssl.SSLError):
         old.wrap_socket(raw)
+
+
+# --------------------------------------------------------------------------- hardening
+# Debian's lighttpd (h2 on, as it ships) in front of the emulator, the way a PVS puts
+# lighttpd in front of its handlers, and the shipped bridge in front of both: the h2c
+# attack of issue 18 and one test per guard of the bridge.
+
+H2C_HEADERS = {
+    "Connection": "Upgrade, HTTP2-Settings",
+    "Upgrade": "h2c",
+    "HTTP2-Settings": "AAMAAABkAAQCAAAAAAIAAAAA",
+}
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame, stream 0
+ATTACK_PATHS = ["/vars?set=/sys/telemetryws/enable=0", "/auth?logout"]
+
+
+@pytest.fixture(scope="module")
+def lit_pvs() -> Iterator[Emulator]:
+    haproxy_binary()
+    lighttpd_binary()
+    with start_emulator(firmware="varserver", tls=True) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def lighttpd_port(lit_pvs: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """lighttpd on loopback, proxying to the emulator's plain HTTP port."""
+    with run_lighttpd(tmp_path_factory.mktemp("lighttpd"), lit_pvs.port) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def lit_bridge(
+    lit_pvs: Emulator, lighttpd_port: int, cert: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Bridge]:
+    """The bridge in front of lighttpd (the PVS's plain HTTP side: dl_cgi, the landing
+    page); /auth and /vars go to the emulator's HTTPS port (Debian ships lighttpd's TLS
+    in a separate package, and those paths are refused an Upgrade just the same)."""
+    with _running_bridge(lit_pvs, cert, tmp_path_factory.mktemp("haproxy-lit"),
+                         http_port=lighttpd_port) as ports:
+        yield ports
+
+
+def _writes_seen(pvs: Emulator, since: int) -> list[str]:
+    """Targets after `since` in the emulator's log that write or end a session."""
+    return [r.target for r in pvs.request_log[since:]
+            if "set=" in r.target.lower() or "logout" in r.target.lower()]
+
+
+def _curl_http2(url_base: str, *options: str) -> str:
+    """The issue's command, `curl --http2` with a session cookie: a read, then a write
+    and a logout on the same connection; returns curl's verbose trace."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl not installed (apt-get install -y curl)")
+    urls = [f"{url_base}/cgi-bin/dl_cgi/supervisor/info", *(url_base + p for p in ATTACK_PATHS)]
+    result = subprocess.run(
+        [curl, "-sv", "-k", "--max-time", "10", *options, "-H", "Cookie: session=T",
+         "-o", "/dev/null", *urls],
+        capture_output=True, text=True, check=False, timeout=30,
+    )
+    return result.stderr
+
+
+def _h2_headers_frame(stream_id: int, path: str) -> bytes:
+    """A HEADERS frame (END_STREAM|END_HEADERS) for a GET of `path`, every field an
+    HPACK literal without indexing and without Huffman coding (each under 127 bytes)."""
+    fields = [(":method", "GET"), (":scheme", "http"), (":path", path),
+              (":authority", "pvs"), ("cookie", "session=T")]
+    block = b"".join(b"\x00" + bytes([len(n)]) + n.encode() + bytes([len(v)]) + v.encode()
+                     for n, v in fields)
+    return len(block).to_bytes(3, "big") + b"\x01\x05" + stream_id.to_bytes(4, "big") + block
+
+
+def _h2c_by_hand(port: int, tls: bool) -> bytes:
+    """The h2c attack on one connection (TLS optional, which curl cannot do): a read
+    with `Upgrade: h2c`; on a 101, h2 frames carrying the write and the logout. Returns
+    the answer's head."""
+    sock = socket.create_connection(("127.0.0.1", port), 10)
+    if tls:
+        sock = ssl._create_unverified_context().wrap_socket(sock)
+    with sock:
+        upgrade = "".join(f"{k}: {v}\r\n" for k, v in H2C_HEADERS.items())
+        sock.sendall(f"GET /cgi-bin/dl_cgi/supervisor/info HTTP/1.1\r\nHost: pvs\r\n"
+                     f"Cookie: session=T\r\n{upgrade}\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head and (chunk := sock.recv(4096)):
+            head += chunk
+        if head.startswith(b"HTTP/1.1 101"):
+            sock.sendall(H2_PREFACE + H2_SETTINGS + _h2_headers_frame(3, ATTACK_PATHS[0])
+                         + _h2_headers_frame(5, ATTACK_PATHS[1]))
+            sock.settimeout(1.0)
+            with contextlib.suppress(TimeoutError):
+                while sock.recv(65536):
+                    pass
+    return head
+
+
+def test_lighttpd_as_shipped_switches_to_h2c(lit_pvs: Emulator, lighttpd_port: int) -> None:
+    # The witness is vulnerable: straight to lighttpd, the attack writes. What stops
+    # it below is the bridge.
+    before = len(lit_pvs.request_log)
+    trace = _curl_http2(f"http://127.0.0.1:{lighttpd_port}", "--http2")
+    assert "HTTP/1.1 101" in trace
+    assert _writes_seen(lit_pvs, before) == ATTACK_PATHS
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("option", ["--http2", "--http2-prior-knowledge"])
+def test_curl_http2_through_the_bridge_never_writes(
+    lit_pvs: Emulator, lit_bridge: Bridge, scheme: str, option: str
+) -> None:
+    before = len(lit_pvs.request_log)
+    trace = _curl_http2(lit_bridge.url if scheme == "http" else lit_bridge.tls_url, option)
+    assert " 101" not in trace and "HTTP/2 " not in trace, trace
+    assert _writes_seen(lit_pvs, before) == []
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_h2c_by_hand_through_the_bridge_never_writes(
+    lit_pvs: Emulator, lit_bridge: Bridge, tls: bool
+) -> None:
+    before = len(lit_pvs.request_log)
+    head = _h2c_by_hand(lit_bridge.tls_port if tls else lit_bridge.port, tls)
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert _writes_seen(lit_pvs, before) == []
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("Upgrade", "h2c"), ("upgrade", "websocket"), ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+])
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_guard_upgrade_headers_are_refused(
+    lit_pvs: Emulator, lit_bridge: Bridge, name: str, value: str, tls: bool
+) -> None:
+    before = len(lit_pvs.request_log)
+    answer = _raw(lit_bridge, _head(f"GET /cgi-bin/dl_cgi/supervisor/info HTTP/1.1\r\n"
+                                    f"Host: pvs\r\n{name}: {value}\r\n\r\n"), tls=tls)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b"protocol upgrades are not allowed" in answer
+    assert lit_pvs.request_log[before:] == []
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_guard_a_101_answer_is_refused(
+    lit_pvs: Emulator, lighttpd_port: int, cert: Path, tmp_path: Path, tls: bool
+) -> None:
+    # HAProxy passes a 101 only to a request that asked for an upgrade, which the
+    # header rule refuses; so this runs the shipped file without that rule, to show
+    # the 101 rule alone still stops the attack.
+    source = HAPROXY_CFG.read_text().splitlines(keepends=True)
+    config = tmp_path / "without-upgrade-rule.cfg"
+    config.write_text("".join(ln for ln in source if "req.fhdr_cnt(upgrade)" not in ln))
+    before = len(lit_pvs.request_log)
+    with _running_bridge(lit_pvs, cert, tmp_path, http_port=lighttpd_port,
+                         config=config) as ports:
+        head = _h2c_by_hand(ports.tls_port if tls else ports.port, tls)
+    assert head.startswith(b"HTTP/1.1 502"), head
+    assert _writes_seen(lit_pvs, before) == []
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_guard_http2_prior_knowledge_is_refused(new_bridge: Bridge, tls: bool) -> None:
+    # An h2 server answers the preface with a SETTINGS frame; the bridge with HTTP/1.1.
+    answer = _raw(new_bridge, H2_PREFACE + H2_SETTINGS, tls=tls)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+
+
+def test_guard_an_idle_tls_handshake_is_dropped_in_seconds(new_bridge: Bridge) -> None:
+    # A connection that never sends its ClientHello; `timeout client` (5 s) ends it.
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", new_bridge.tls_port), 10) as sock:
+        sock.settimeout(8.0)
+        assert sock.recv(1) == b""
+    assert time.monotonic() - started < 7.0
+
+
+def test_guard_connections_per_source_are_capped(new_bridge: Bridge) -> None:
+    def answered(source: str) -> socket.socket:
+        """A keep-alive connection from `source` that the bridge has answered once."""
+        sock = socket.create_connection(("127.0.0.1", new_bridge.port), 10, (source, 0))
+        sock.sendall(b"GET /cgi-bin/dl_cgi/supervisor/info HTTP/1.1\r\nHost: pvs\r\n\r\n")
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        return sock
+
+    with contextlib.ExitStack() as stack:
+        for _ in range(10):
+            stack.enter_context(answered("127.0.0.4"))
+        # The eleventh is closed at once (a reset may come before connect() returns).
+        with contextlib.suppress(ConnectionResetError), socket.create_connection(
+            ("127.0.0.1", new_bridge.port), 10, ("127.0.0.4", 0)
+        ) as eleventh:
+            eleventh.settimeout(2.0)
+            assert eleventh.recv(1) == b""
+        # Another LAN host still gets in.
+        answered("127.0.0.5").close()
+
+
+def test_guard_logins_are_rate_limited_per_source(new_pvs: Emulator, new_bridge: Bridge) -> None:
+    before = len(new_pvs.request_log)
+    answers = []
+    for _ in range(12):
+        conn = http.client.HTTPConnection("127.0.0.1", new_bridge.port, timeout=10,
+                                          source_address=("127.0.0.6", 0))
+        try:
+            conn.request("GET", "/auth?login", headers={"Authorization": "basic eDp5"})
+            resp = conn.getresponse()
+            answers.append((resp.status, b"solar-monitor bridge" in resp.read()))
+        finally:
+            conn.close()
+    assert [a for a in answers if a[1]] == [(429, True)] * 2
+    assert sum(r.target == "/auth?login" for r in new_pvs.request_log[before:]) == 10
+
+
+@pytest.mark.parametrize("header", [
+    "Cookie: foo=1\x00; session=1",
+    "X-Note: a\x00b",
+    "X-Note: a\x1bb",
+    "X-Note: a\x7fb",
+    "X-Note: " + "a" * 9000 + "\x00",
+], ids=["nul-in-cookie", "nul", "esc", "del", "nul-after-9k"])
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_guard_control_bytes_in_headers_are_refused(
+    new_pvs: Emulator, new_bridge: Bridge, header: str, tls: bool
+) -> None:
+    before = len(new_pvs.request_log)
+    answer = _raw(new_bridge, _head(f"GET /vars?match=/sys/info/ HTTP/1.1\r\nHost: pvs\r\n"
+                                    f"{header}\r\n\r\n"), tls=tls)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert new_pvs.request_log[before:] == []
+
+
+def test_a_tab_in_a_header_value_still_passes(new_pvs: Emulator, new_bridge: Bridge) -> None:
+    status, body = _send(new_bridge.url, "GET", "/cgi-bin/dl_cgi/supervisor/info",
+                         headers={"X-Note": "a\tb"})
+    assert status == 200, body

@@ -111,6 +111,8 @@ def test_service_is_a_hardened_oneshot() -> None:
     assert d["Service.RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
     assert "@system-service" in d["Service.SystemCallFilter"]
     assert d["Service.CapabilityBoundingSet"] == [""]
+    # Secrets for ${VAR} in the config, read by systemd as root; optional.
+    assert d["Service.EnvironmentFile"] == ["-/etc/solar-monitor/env"]
     # Small enough for a Pi Zero W (512 MB), large enough for one Python run.
     assert 100 <= int(d["Service.MemoryMax"][0].removesuffix("M")) <= 256
 

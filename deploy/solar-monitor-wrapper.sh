@@ -1,0 +1,55 @@
+#!/bin/bash
+# /usr/local/bin/solar-monitor, installed by deploy/install.sh: runs solar-monitor as
+# its own user, with the installed config and the secrets in /etc/solar-monitor/env.
+#
+# The env file is root's (mode 0600), read three ways: systemd reads it for the unit
+# (EnvironmentFile=, as root, before it drops to the service user); this wrapper reads
+# it when run as root (`sudo solar-monitor ...`, and the cron line, which runs it as
+# root) and hands the variables on to the service user; run as anyone else it cannot
+# read the file and goes without. It is parsed, never sourced, so a value with spaces
+# or `$` stays as written: one NAME=value a line, blank lines and lines starting with #
+# or ; ignored, quotes around a value removed, as systemd does for simple lines.
+set -euo pipefail
+
+USER_NAME=solar-monitor
+PROGRAM=/opt/solar-monitor/venv/bin/solar-monitor
+CONFIG=/etc/solar-monitor/config.yaml
+ENV_FILE=/etc/solar-monitor/env
+DATA_DIR=/var/lib/solar-monitor
+
+# load_env FILE: export each NAME=value line of FILE.
+load_env() {
+    local line name value
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        line="${line#"${line%%[![:space:]]*}"}"        # leading blanks
+        line="${line%"${line##*[![:space:]]}"}"        # trailing blanks
+        [[ -z "$line" || "$line" == [\#\;]* ]] && continue
+        if [[ ! "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then
+            echo "solar-monitor: ignoring a line of $1 that is not NAME=value" >&2
+            continue
+        fi
+        name="${line%%=*}"
+        value="${line#*=}"
+        if [[ ${#value} -ge 2 && ( "$value" == \"*\" || "$value" == \'*\' ) ]]; then
+            value="${value:1:${#value}-2}"
+        fi
+        export "$name=$value"
+    done <"$1"
+}
+
+if [[ -r "$ENV_FILE" ]]; then
+    load_env "$ENV_FILE"
+fi
+export SOLAR_MONITOR_CONFIG="${SOLAR_MONITOR_CONFIG:-$CONFIG}"
+if [[ "$(id -u)" -eq 0 ]]; then
+    # Stay in the caller's directory, so `sudo solar-monitor parse ./file.json` finds
+    # the file, unless the service user cannot enter it (a home directory is 0700).
+    if ! runuser -u "$USER_NAME" -- test -x "$PWD"; then
+        echo "solar-monitor: $USER_NAME cannot enter $PWD, so relative paths are" \
+            "taken from /: give a file's full path, in a directory $USER_NAME can read" >&2
+        cd /
+    fi
+    # runuser keeps the environment (HOME, SHELL, USER and LOGNAME aside).
+    exec runuser -u "$USER_NAME" -- env HOME="$DATA_DIR" "$PROGRAM" "$@"
+fi
+exec "$PROGRAM" "$@"
