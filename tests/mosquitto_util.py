@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.haproxy_util import free_port
+from tests.haproxy_util import free_port, wait_listening
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
@@ -28,9 +27,10 @@ needs_mosquitto = pytest.mark.skipif(
 
 
 @contextmanager
-def mosquitto(folder: Path, users: dict[str, str] | None = None) -> Iterator[int]:
-    """Run mosquitto on 127.0.0.1 (anonymous, or only `users` with their passwords);
-    yields its port and stops it on the way out."""
+def mosquitto(folder: Path, users: dict[str, str] | None = None,
+              tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """Run mosquitto on 127.0.0.1 (anonymous, or only `users` with their passwords; TLS
+    with `tls` = (certificate, key)); yields its port and stops it on the way out."""
     assert MOSQUITTO is not None and MOSQUITTO_PASSWD is not None
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -45,12 +45,17 @@ def mosquitto(folder: Path, users: dict[str, str] | None = None) -> Iterator[int
         lines += ["allow_anonymous false", f"password_file {passwords}"]
     else:
         lines.append("allow_anonymous true")
+    if tls:
+        lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
     conf = folder / "mosquitto.conf"
     conf.write_text("\n".join(lines) + "\n")
     log = (folder / "mosquitto.log").open("wb")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=log)
     try:
-        _wait_for(port, proc)
+        try:
+            wait_listening(port)
+        except OSError:
+            raise RuntimeError(f"mosquitto did not start: {log.name}") from None
         yield port
     finally:
         proc.terminate()
@@ -58,17 +63,16 @@ def mosquitto(folder: Path, users: dict[str, str] | None = None) -> Iterator[int
         log.close()
 
 
-def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"mosquitto did not listen on {port}")
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (openssl), the certificate its own CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed (apt-get install -y openssl)")
+    cert, key = folder / "broker.crt", folder / "broker.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
 
 
 @dataclass

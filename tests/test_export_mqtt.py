@@ -23,7 +23,13 @@ from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.exports import mqtt
 from solar_monitor.pipeline import RunReport, open_store, run_once
 from tests.ha_discovery import check_device_payloads
-from tests.mosquitto_util import mosquitto, needs_mosquitto, retained, subscriber
+from tests.mosquitto_util import (
+    mosquitto,
+    needs_mosquitto,
+    retained,
+    self_signed,
+    subscriber,
+)
 from tests.test_pipeline import NOON, Clock
 
 STAGES = list(pipeline.STAGES)
@@ -220,6 +226,19 @@ def test_password_broker(tmp_path: Path, clock: Clock, monkeypatch: pytest.Monke
                         login=("solar", "s3cret-pw"))
         assert [p for _, p, _ in kept.messages] == [b"online"]
         assert "s3cret-pw" not in caplog.text
+
+
+def test_tls_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    cert, key = self_signed(folder)
+    with mosquitto(folder, tls=(cert, key)) as port:
+        settings = Settings(port=port, tls=True, timeout_s=3)
+        ok, message = mqtt.probe(settings)  # the system's CAs do not know this broker
+        assert not ok and "TLS with 127.0.0.1" in message and "certificate" in message
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now they do
+        assert mqtt.probe(settings) == (True, f"127.0.0.1:{port} accepted the connection "
+                                              "over TLS")
 
 
 def test_two_sites_one_broker(tmp_path: Path, broker: int, clock: Clock,

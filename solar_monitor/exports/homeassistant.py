@@ -20,8 +20,7 @@ from typing import Any, Literal
 from solar_monitor import __version__
 from solar_monitor.pvs.models import Snapshot, totals
 
-ORIGIN = {"name": "solar-monitor", "sw": __version__,
-          "url": "https://github.com/solar-monitor/solar-monitor"}
+ORIGIN = {"name": "solar-monitor", "sw": __version__}
 MANUFACTURER = "SunPower"
 NO_PROBLEM = {"alerts": [], "message": ""}
 
