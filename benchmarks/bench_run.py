@@ -13,8 +13,13 @@
 3. `run` --repeat times on the data folder the year's replay left (a year of history in
    the store, loose raw days to compact): the first run after the import, and the median
    and worst of the others.
+4. With --exports (alone): the CPU a run's exports add. Runs without exports and runs
+   with InfluxDB (a real influxd 1.6 on loopback), the Prometheus textfile and, when the
+   MQTT export and mosquitto are installed, MQTT, interleaved, after one warm-up each;
+   the difference of the medians. Target: <= 50 ms.
 
     python benchmarks/bench_run.py [--repeat 5] [--replay-days 30,90,365] [--skip-replay]
+    python benchmarks/bench_run.py --exports [--repeat 9]
 """
 
 from __future__ import annotations
@@ -68,13 +73,14 @@ def wait_for(url: str, seconds: float = 30) -> None:
     raise SystemExit(f"emulator did not start at {url}")
 
 
-def write_config(work: Path, url: str) -> Path:
+def write_config(work: Path, url: str, exports: dict | None = None) -> Path:
     """A config for the emulator at `url`, with its data folder `work/data`."""
     config = work / "config.yaml"
     config.write_text(json.dumps({
         "site": {"latitude": 37.77, "longitude": -122.42, "timezone": "America/Los_Angeles"},
         "pvs": {"url": url}, "data_dir": str(work / "data"),
-        "weather": {"enabled": False}}))  # loopback only: no Open-Meteo
+        "weather": {"enabled": False},  # loopback only: no Open-Meteo
+        "exports": exports or {}}))
     config.chmod(0o600)
     return config
 
@@ -185,13 +191,76 @@ def bench_replay(days: int, keep: bool = False) -> tuple[dict[str, float], Path]
             "cpu_s": cpu, "polls_per_cpu_s": polls / cpu, "rss_mb": rss}, work
 
 
+def bench_exports(repeat: int) -> dict[str, float]:
+    """Median run CPU without and with every export this machine can serve (seconds)."""
+    import importlib.util
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.export_servers import create_database, influxd
+
+    exe = Path(sys.executable).with_name("solar-monitor")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    emulator = subprocess.Popen([str(exe), "emulator", "--port", str(port), "--inverters",
+                                 str(INVERTERS), "--firmware", "legacy"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = Path(tempfile.mkdtemp(prefix="bench-exports-"))
+    broker: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(url + "/cgi-bin/dl_cgi/supervisor/info")
+        with influxd(root / "influxd") as server:
+            create_database(server, "solar")
+            exports: dict = {
+                "influxdb": {"url": server.url, "api": "v1", "database": "solar"},
+                "prometheus": {"textfile": str(root / "textfile" / "solar_monitor.prom")}}
+            mosquitto = shutil.which("mosquitto", path="/usr/sbin:/usr/bin")
+            if mosquitto and importlib.util.find_spec("solar_monitor.exports.mqtt"):
+                mqtt_port = free_port()
+                (root / "mosquitto.conf").write_text(
+                    f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n")
+                broker = subprocess.Popen([mosquitto, "-c", str(root / "mosquitto.conf")],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                exports["mqtt"] = {"host": "127.0.0.1", "port": mqtt_port}
+            (root / "plain").mkdir()
+            (root / "exports").mkdir()
+            configs = {"plain": write_config(root / "plain", url),
+                       "exports": write_config(root / "exports", url, exports)}
+            cpu: dict[str, list[float]] = {"plain": [], "exports": []}
+            for n in range(repeat + 1):  # the first of each: migrations, a warm-up
+                for name, config in configs.items():
+                    used, _rss, code, _wall = child_measure([str(exe), "run", "--config",
+                                                             str(config)])
+                    if code != 0:
+                        raise SystemExit(f"a benchmark run ({name}) failed")
+                    if n:
+                        cpu[name].append(used)
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait()
+        emulator.terminate()
+        emulator.wait()
+        shutil.rmtree(root)
+    plain, with_exports = (statistics.median(cpu[k]) for k in ("plain", "exports"))
+    return {"plain_cpu_s": plain, "exports_cpu_s": with_exports,
+            "added_ms": 1000 * (with_exports - plain), "engines": float(len(exports))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--exports", action="store_true",
+                        help="only the CPU the exports add to a run")
     parser.add_argument("--replay-days", default="30,90,365", metavar="N,N,...",
                         help="replays of the simulated year's first N days (N <= 365)")
     parser.add_argument("--skip-replay", action="store_true")
     args = parser.parse_args()
+    if args.exports:
+        ex = bench_exports(args.repeat)
+        print(f"solar-monitor run ({INVERTERS} inverters): {ex['plain_cpu_s']:.3f} s CPU "
+              f"without exports, {ex['exports_cpu_s']:.3f} s with {ex['engines']:.0f} "
+              f"(median of {args.repeat}): the exports add {ex['added_ms']:.0f} ms")
+        return
     run = bench_run(args.repeat)
     print(f"baseline (import requests; GET DeviceList): {run['baseline_cpu_s']:.3f} s CPU, "
           f"{run['baseline_rss_mb']:.1f} MiB peak RSS")

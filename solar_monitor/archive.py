@@ -47,16 +47,19 @@ class ArchivedPoll:
         return day_members(self.path, self.path.stat().st_mtime_ns)[self.member]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one.
 
-    Temp file in the same directory, fsync, rename, fsync the directory.
-    Raises OSError (e.g. ENOSPC) with nothing left behind.
+    Temp file in the same directory, fsync, rename, fsync the directory. `mode` sets the
+    file's permissions (default: the temp file's 0600), e.g. 0o644 for a file another
+    user's process reads. Raises OSError (e.g. ENOSPC) with nothing left behind.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from solar_monitor.config import Config
+from solar_monitor.exports import ENGINES
 from solar_monitor.logsetup import scrub
 
 
@@ -96,11 +97,25 @@ def check_heartbeat(config: Config) -> CheckResult:
     return CheckResult("SKIP" if ok is None else "PASS" if ok else "FAIL", detail)
 
 
+def check_export(name: str) -> Check:
+    """The probe of one export engine, imported only when that export is configured."""
+    def check(config: Config) -> CheckResult:
+        settings = getattr(config.exports, name)
+        if settings is None:
+            return CheckResult("SKIP", f"no exports.{name} section (docs/fleet.md)")
+        from solar_monitor.exports import engine
+
+        ok, detail = engine(name).probe(settings)
+        return CheckResult("PASS" if ok else "FAIL", detail)
+    return check
+
+
 CHECKS: list[tuple[str, Check]] = [("data_dir", check_data_dir), ("pvs", check_pvs)]
 CHECKS.append(("notify", check_notify))
 CHECKS.append(("weather", check_weather))
 CHECKS.append(("google_sheets", check_google_sheets))
 CHECKS.append(("heartbeat", check_heartbeat))
+CHECKS += [(f"exports.{name}", check_export(name)) for name in ENGINES]
 
 
 def run_checks(config: Config) -> bool:

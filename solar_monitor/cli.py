@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--events-out", type=Path, metavar="FILE",
                    help="write every alert event of the replay as JSON lines (backtest)")
+    p.add_argument("--export", choices=("influxdb",),
+                   help="also write every poll of the archive to this configured export "
+                        "(backfill: docs/fleet.md)")
     p.add_argument("--weather", type=Path, metavar="FILE",
                    help="hourly weather CSV for the replay (time,cloud_cover in UTC, %%; "
                    "optional snow_depth (m), snowfall (cm), as Open-Meteo exports it)")
@@ -262,17 +265,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.archive.is_dir():
         print(f"solar-monitor: {args.archive} is not a folder", file=sys.stderr)
         return Exit.FAILED
+    from solar_monitor.exports import ExportError
     from solar_monitor.weather import WeatherError
 
     try:
         report = replay(config, args.archive, notify=args.notify, events_out=args.events_out,
-                        progress=None if args.quiet else _progress, weather=args.weather)
+                        progress=None if args.quiet else _progress, weather=args.weather,
+                        export=args.export)
     except WeatherError as exc:
         print(f"solar-monitor: --weather: {exc}", file=sys.stderr)
         return Exit.FAILED
+    except ExportError as exc:
+        _complain(f"--export {args.export}: {exc}")
+        return Exit.FAILED
+    exported = f", {report.exported} point(s) written to {args.export}" if args.export else ""
     print(f"replayed {report.files} file(s): {report.stored} stored, "
           f"{report.failed} failed poll(s), {report.skipped} already stored"
-          f" in {report.seconds:.1f} s")
+          f"{exported} in {report.seconds:.1f} s")
     return Exit.STAGE if report.stage_errors else Exit.OK
 
 

@@ -288,6 +288,80 @@ class LoggingConfig:
                           check=_local_path)
 
 
+def _prom_file(value: str) -> str | None:
+    if problem := _absolute(value):
+        return problem
+    return None if value.endswith(".prom") else \
+        "must end in .prom (node_exporter's textfile collector reads only *.prom files)"
+
+
+def _host(value: str) -> str | None:
+    if not value or "://" in value or "/" in value or any(c.isspace() for c in value):
+        return "must be a host name or address, without http:// or a path"
+    return None
+
+
+@dataclass(frozen=True)
+class MqttExport:
+    """Publish each poll to an MQTT broker, with Home Assistant discovery
+    (docs/home-assistant.md). Needs paho-mqtt: pip install 'solar-monitor[mqtt]'."""
+
+    host: str = _f(hint="the broker's host name or address, e.g. 192.168.1.20",
+                   check=_host)
+    port: int = _f(1883, check=_range(1, 65535), hint="1883, or 8883 with tls: true")
+    tls: bool = _f(False, hint="true for a broker that speaks TLS (port 8883)")
+    username: str | None = _f(None, hint="the broker user, if it asks for one")
+    password: str | None = _f(None, secret=True, hint="the broker user's password")
+    topic_prefix: str = _f("solar-monitor", hint="topics start <prefix>/<PVS serial>/")
+    discovery_prefix: str | None = _f(
+        "homeassistant", hint="Home Assistant's discovery prefix; empty: no discovery")
+    discovery: Literal["device", "entity"] = _f(
+        "device", hint="'device' (Home Assistant 2024.11 and later) or 'entity' (older)")
+    client_id: str | None = _f(None, hint="the MQTT client id; one is made up when omitted")
+    timeout_s: float = _f(10.0, check=_range(1, 60),
+                          hint="the whole publish; a broker down never fails the run")
+
+
+@dataclass(frozen=True)
+class InfluxdbExport:
+    """Write each poll to InfluxDB (line protocol over HTTP; docs/fleet.md)."""
+
+    url: str = _f(hint="the server, e.g. http://192.168.1.20:8086", check=_url)
+    api: Literal["v1", "v2"] = _f("v1", hint="'v1' (InfluxDB 1.x: database) or 'v2' "
+                                             "(InfluxDB 2.x, VictoriaMetrics: org, bucket, token)")
+    database: str | None = _f(None, hint="v1: the database, e.g. solar (CREATE DATABASE solar)")
+    username: str | None = _f(None, hint="v1: the user, when auth is on")
+    password: str | None = _f(None, secret=True, hint="v1: the user's password")
+    org: str | None = _f(None, hint="v2: the organization name")
+    bucket: str | None = _f(None, hint="v2: the bucket, e.g. solar")
+    token: str | None = _f(None, secret=True, hint="v2: an API token with write access")
+    timeout_s: float = _f(10.0, check=_range(1, 120),
+                          hint="the whole write; a server down never fails the run")
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, fix) for settings the chosen api needs and lacks."""
+        need = ("database",) if self.api == "v1" else ("org", "bucket")
+        return [(k, f"required with api: {self.api}") for k in need if not getattr(self, k)]
+
+
+@dataclass(frozen=True)
+class PrometheusExport:
+    """Write each poll to a textfile for node_exporter's textfile collector (docs/fleet.md)."""
+
+    textfile: str = _f(hint="e.g. /var/lib/prometheus/node-exporter/solar_monitor.prom",
+                       check=_prom_file)
+
+
+@dataclass(frozen=True)
+class Exports:
+    """Optional copies of each poll for the engines people already run; each failure is
+    logged and never fails the run."""
+
+    mqtt: MqttExport | None = _f(None, hint="a section with at least host (Home Assistant)")
+    influxdb: InfluxdbExport | None = _f(None, hint="a section with url and api")
+    prometheus: PrometheusExport | None = _f(None, hint="a section with textfile")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole config file."""
@@ -308,6 +382,7 @@ class Config:
     heartbeat: HeartbeatConfig | None = _f(
         None, hint="a section with the ping url of a healthchecks.io check "
                    "(docs/notifications.md)")
+    exports: Exports = _f(Exports, hint="sections mqtt, influxdb, prometheus (docs/fleet.md)")
 
     @property
     def data_path(self) -> Path:
@@ -542,9 +617,12 @@ def _build(cls: type, raw: dict[str, Any], prefix: str, problems: _Problems,
             continue
         kwargs[name] = value
     try:
-        return cls(**kwargs)
+        value = cls(**kwargs)
     except TypeError:  # a required field was reported above
         return None
+    for key, message in getattr(value, "problems", lambda: [])():
+        problems.add(_join(prefix, key), message, known[key].metadata.get("hint", ""))
+    return value
 
 
 _INVALID = object()

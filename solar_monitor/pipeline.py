@@ -129,7 +129,21 @@ def _alerts_export(ctx: RunContext) -> None:
     alerts_export_stage(ctx)
 
 
+def _queue_exports(ctx: RunContext) -> None:
+    from solar_monitor.exports import queue_poll  # light: engines load only when configured
+
+    queue_poll(ctx)
+
+
+def _exports(ctx: RunContext) -> None:
+    from solar_monitor.exports import export_all
+
+    export_all(ctx)
+
+
 ENRICHERS: list[Enricher] = [_sun_elevation, _weather]
+
+
 def _archive_upkeep(ctx: RunContext) -> None:
     if not ctx.replay:
         from solar_monitor.retention import upkeep
@@ -140,7 +154,9 @@ def _archive_upkeep(ctx: RunContext) -> None:
 
 
 # Order matters: the rules run before the sheet queue (its "open alerts" must be
-# current), and notify runs last: it sends what the rules and the digest queued.
+# current), and notify runs last but the exports: it sends what the rules and the digest
+# queued, and a broker or database that is down (each bounded by its timeout_s) must not
+# hold back an alert.
 STAGES: list[Stage] = [
     Stage("csv", _export_csv),
     Stage("rules", _rules, when="each_poll"),  # a failed poll too: pvs_unreachable
@@ -148,7 +164,9 @@ STAGES: list[Stage] = [
     Stage("digest", _digest),  # last month's digest, once
     Stage("sheets_queue", _queue_sheet_rows, when="each_poll"),
     Stage("sheets", _flush_sheet),  # never fails the run: rows stay queued
+    Stage("exports_queue", _queue_exports, when="each_poll"),  # InfluxDB: every poll kept
     Stage("notify", _flush_notifications),
+    Stage("exports", _exports),  # MQTT, InfluxDB, Prometheus: never fail or stall the run
     Stage("retention", _archive_upkeep),  # compaction, retention, free-space floor
 ]
 

@@ -17,10 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from solar_monitor.archive import ArchivedPoll, read_error, save_answer, save_error, scan_archive
 from solar_monitor.config import Config
 from solar_monitor.context import RunContext
+from solar_monitor.exports import ExportError, engine
+from solar_monitor.exports.data import pvs_serial
 from solar_monitor.pipeline import (
     LOCK_NAME,
     STAGES,
@@ -29,6 +32,9 @@ from solar_monitor.pipeline import (
     raw_dir,
     run_stages,
 )
+from solar_monitor.pvs.errors import ParseError
+from solar_monitor.pvs.models import Snapshot
+from solar_monitor.pvs.parse import parse
 from solar_monitor.runlock import run_lock
 from solar_monitor.store import iso
 
@@ -46,16 +52,22 @@ class ReplayReport:
     skipped: int
     seconds: float
     stage_errors: tuple[str, ...]
+    exported: int = 0  # points written by --export
 
 
 def replay(config: Config, source: Path, *, notify: bool = False, events_out: Path | None = None,
            progress: Callable[[int, float], None] | None = None,
-           weather: Path | None = None) -> ReplayReport:
+           weather: Path | None = None, export: str | None = None) -> ReplayReport:
     """Ingest every archive file under `source` in time order; run the stages.
 
     `weather` is a `time,cloud_cover[,snow_depth,snowfall]` CSV (see weather.CsvWeather);
     without it cloud cover and snow stay empty, as a replay never calls the network.
     Raises WeatherError for a bad CSV.
+    `export` ('influxdb') also writes every poll of the archive, stored before or not,
+    straight to that configured export, in batches (a backfill: years of history land in
+    Grafana). Raises ExportError when it is not configured or the server refuses: what
+    was written stays, and running the same replay again finishes the job (a point
+    written twice is the same point).
     `progress(files so far, fraction of the archive's time span)` every few seconds.
 
     Streams, and saves and forgets: files are read a day at a time (scan_archive), each
@@ -79,6 +91,7 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
     errors: dict[str, None] = {}  # each distinct stage error once, not once a poll
     each_poll = [s for s in STAGES if s.when == "each_poll"]
     last_report = time.monotonic()
+    backfill = _backfill(config, export)
     with run_lock(data / LOCK_NAME), open_store(config) as store:
         # One transaction per batch, not per poll: a killed replay redoes its last batch
         # (ingestion is idempotent by poll time), and replays run several times faster.
@@ -89,15 +102,20 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
                 for archived in batch:
                     seen += 1
                     first, last = first or archived, archived
-                    if iso(archived.polled_at) in known:
-                        skipped += 1
-                        continue
-                    if copy:
-                        archived = _import(config, archived)
                     ctx = RunContext(config=config, store=store, now=archived.polled_at,
                                      poll=archived, replay=True, notify=notify,
                                      notes={NOTES_KEY: weather_csv})
+                    if iso(archived.polled_at) in known:
+                        skipped += 1
+                        if backfill is not None:
+                            ctx.snapshot = _parsed(archived)
+                            _send(backfill, ctx)
+                        continue
+                    if copy:
+                        archived = ctx.poll = _import(config, archived)
                     ctx.snapshot, ctx.error = ingest(ctx, archived)
+                    if backfill is not None:
+                        _send(backfill, ctx)
                     stored += ctx.snapshot is not None
                     failed += ctx.snapshot is None
                     errors.update(dict.fromkeys(run_stages(ctx, each_poll)))
@@ -112,10 +130,37 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
                                 "replay_from": first.polled_at if first else None})
         errors.update(dict.fromkeys(run_stages(end, [s for s in STAGES
                                                      if s.when == "end_of_run"])))
+    exported = backfill.close() if backfill is not None else 0
     if progress and seen:
         progress(seen, 1.0)
     return ReplayReport(seen, stored, failed, skipped, time.monotonic() - started,
-                        tuple(errors))
+                        tuple(errors), exported)
+
+
+def _backfill(config: Config, export: str | None) -> Any:
+    """The export's Backfill writer, or None without --export."""
+    if export is None:
+        return None
+    settings = getattr(config.exports, export, None)
+    if settings is None or not hasattr(engine(export), "Backfill"):
+        raise ExportError(f"exports.{export} is not configured" if settings is None else
+                         f"{export} takes no history; --export works with influxdb")
+    return engine(export).Backfill(settings)
+
+
+def _parsed(archived: ArchivedPoll) -> Snapshot | None:
+    """An already stored poll read again for --export (a failed or unusable one: None)."""
+    if archived.failed:
+        return None
+    try:
+        return parse(archived.read(), polled_at=archived.polled_at)
+    except (ParseError, OSError):
+        return None
+
+
+def _send(backfill: Any, ctx: RunContext) -> None:
+    if ctx.snapshot is not None and ctx.poll is not None:
+        backfill.add(ctx.snapshot, pvs_serial(ctx), ctx.poll.polled_at)
 
 
 def _import(config: Config, archived: ArchivedPoll) -> ArchivedPoll:

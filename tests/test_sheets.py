@@ -365,7 +365,7 @@ def test_without_a_sheet_rows_go_to_the_dry_run_and_gspread_is_not_imported(conf
         "report = run_once(config, now=datetime(2026, 6, 9, 16, tzinfo=UTC), client=StubPvs())\n"
         "assert report.ok and not report.stage_errors, report\n"
         "with open_store(config) as store:\n"
-        "    n = store.db.execute('SELECT count(*) FROM sheet_outbox WHERE sent_at IS NOT NULL')"
+        "    n = store.db.execute('SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL')"
         ".fetchone()[0]\n"
         "print(n, 'gspread' in sys.modules)\n")
     raw = dict(config_dict, weather={"enabled": False})

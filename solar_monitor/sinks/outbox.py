@@ -1,4 +1,5 @@
-"""The sheet's outbox: rows queued in SQLite, sent in order, each exactly once.
+"""The sheet's outbox: rows queued in the shared outbox (solar_monitor/outbox.py), one
+queue per layout, sent in order, each exactly once.
 
 Rows are queued whether or not a sheet is configured (it costs one INSERT a poll); the
 sender appends them to Google, or, with no sheet configured, the dry-run sink marks them
@@ -8,14 +9,13 @@ per layout, so queueing the same row twice is a no-op. Sent rows are pruned afte
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from solar_monitor import outbox as shared
 from solar_monitor.sinks.sheets_layout import (
     ALERTS,
     DAILY,
@@ -30,7 +30,7 @@ from solar_monitor.sinks.sheets_layout import (
 )
 from solar_monitor.store import Store, iso
 
-KEEP_SENT = timedelta(days=31)
+QUEUES = tuple(LAYOUTS)  # the sheet's queues in the shared outbox: one per layout
 MAX_CATCH_UP_DAYS = 400  # a Pi switched off for longer starts the Daily tab afresh
 DAILY_MARK = "sheets.daily_through"
 INVERTER_NUMBERS = "sheets.inverter_numbers"
@@ -52,23 +52,13 @@ class QueuedRow:
     cells: Cells
 
 
-@contextlib.contextmanager
-def _atomic(store: Store) -> Iterator[None]:
-    """A transaction, or the caller's when one is open (the alerts engine may hold one)."""
-    if store.db.in_transaction:
-        yield
-    else:
-        with store.transaction():
-            yield
+_atomic = shared.atomic
 
 
 def enqueue(store: Store, layout: Layout, cells: Cells, now: datetime) -> bool:
     """Queue one row; False when a row with that key was already queued (or sent)."""
-    cur = store.db.execute(
-        "INSERT OR IGNORE INTO sheet_outbox (layout, row_key, cells_json, queued_at) "
-        "VALUES (?, ?, ?, ?)", (layout.name, row_key(layout, cells),
-                                json.dumps(cells, separators=(",", ":")), iso(now)))
-    return bool(cur.rowcount)
+    return shared.put(store, layout.name, row_key(layout, cells),
+                      json.dumps(cells, separators=(",", ":")), now)
 
 
 def enqueue_alert_event(store: Store, event_time: datetime, event: str, rule: str,
@@ -151,49 +141,33 @@ def inverter_numbers(store: Store) -> dict[str, int]:
 
 def pending(store: Store, limit: int | None = None) -> list[QueuedRow]:
     """Unsent rows, oldest first."""
-    sql = ("SELECT id, layout, row_key, cells_json FROM sheet_outbox WHERE sent_at IS NULL "
-           "ORDER BY id")
-    rows = store.db.execute(sql + (" LIMIT ?" if limit else ""),
-                            (limit,) if limit else ()).fetchall()
-    return [QueuedRow(r["id"], LAYOUTS[r["layout"]], r["row_key"],
-                      [(h, v) for h, v in json.loads(r["cells_json"])]) for r in rows]
+    return [QueuedRow(i.id, LAYOUTS[i.queue], i.key,
+                      [(h, v) for h, v in json.loads(i.payload)])
+            for i in shared.pending(store, QUEUES, limit)]
 
 
 def pending_count(store: Store) -> int:
-    return store.db.execute("SELECT count(*) FROM sheet_outbox WHERE sent_at IS NULL"
-                            ).fetchone()[0]
+    return shared.pending_count(store, QUEUES)
 
 
 def mark_sent(store: Store, ids: list[int], now: datetime) -> None:
     """Record rows as delivered (one transaction)."""
-    with _atomic(store):
-        store.db.executemany("UPDATE sheet_outbox SET sent_at=? WHERE id=?",
-                             [(iso(now), i) for i in ids])
+    shared.mark_sent(store, ids, now)
 
 
 def mark_all_sent(store: Store, now: datetime) -> int:
-    """Record every queued row as delivered, in one statement (no row is loaded: after
-    a replay of a year there are 35,000). Returns how many."""
-    with _atomic(store):
-        cur = store.db.execute("UPDATE sheet_outbox SET sent_at=? WHERE sent_at IS NULL",
-                               (iso(now),))
-    return cur.rowcount
+    """Record every queued row as delivered, in one statement. Returns how many."""
+    return shared.mark_all_sent(store, QUEUES, now)
 
 
 def prune(store: Store, now: datetime) -> int:
     """Delete rows sent more than a month ago; returns how many."""
-    with _atomic(store):
-        cur = store.db.execute("DELETE FROM sheet_outbox WHERE sent_at < ?",
-                               (iso(now - KEEP_SENT),))
-    return cur.rowcount
+    return shared.prune(store, QUEUES, now)
 
 
 def recent(store: Store, layout: Layout, limit: int) -> list[Cells]:
     """The last `limit` rows of a layout, queued or sent, oldest first (for previews)."""
-    rows = store.db.execute(
-        "SELECT cells_json FROM sheet_outbox WHERE layout=? ORDER BY id DESC LIMIT ?",
-        (layout.name, limit)).fetchall()
-    return [[(h, v) for h, v in json.loads(r[0])] for r in reversed(rows)]
+    return [[(h, v) for h, v in json.loads(p)] for p in shared.recent(store, layout.name, limit)]
 
 
 __all__ = ["DAILY", "QueuedRow", "count_open_alerts", "enqueue", "enqueue_alert_event",

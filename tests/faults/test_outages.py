@@ -180,7 +180,7 @@ def test_no_other_alert_than_the_injected_faults(outcome: Outcome) -> None:
 
 def test_every_sheet_row_is_present_exactly_once_in_time_order(outcome: Outcome) -> None:
     r = outcome.rig
-    assert r.query("SELECT count(*) FROM sheet_outbox WHERE sent_at IS NULL")[0][0] == 0
+    assert r.query("SELECT count(*) FROM outbox WHERE sent_at IS NULL")[0][0] == 0
     readings = [row["Time (UTC)"] for row in r.sheet_rows("Readings")]
     stored = [row[0] for row in r.query("SELECT polled_at FROM polls WHERE ok=1 "
                                         "ORDER BY polled_at")]

@@ -279,7 +279,7 @@ def _check_alerts(r: Rig, faults: list[Injected]) -> None:
 
 def _check_sheet_and_mail(r: Rig) -> None:
     """Each good poll once in the sheet, in order; one e-mail per notifying transition."""
-    assert r.query("SELECT count(*) FROM sheet_outbox WHERE sent_at IS NULL")[0][0] == 0
+    assert r.query("SELECT count(*) FROM outbox WHERE sent_at IS NULL")[0][0] == 0
     in_sheet = [_iso(datetime(1899, 12, 30, tzinfo=UTC) + timedelta(seconds=round(v * 86400)))
                 for v in (row["Time (UTC)"] for row in r.sheet_rows("Readings"))]
     assert in_sheet == [row[0] for row in r.query("SELECT polled_at FROM polls WHERE ok=1 "
