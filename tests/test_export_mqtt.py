@@ -9,15 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from solar_monitor import pipeline
-from solar_monitor.config import Config, config_from_dict
-from solar_monitor.context import Stage
+from solar_monitor.check import CHECKS, CheckResult
+from solar_monitor.config import Config, MqttExport, config_from_dict
 from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
 from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.exports import mqtt
@@ -30,26 +29,27 @@ from tests.mosquitto_util import (
     self_signed,
     subscriber,
 )
+from tests.test_cli import run_cli, write_config
 from tests.test_pipeline import NOON, Clock
 
-STAGES = list(pipeline.STAGES)
+BASE: dict[str, Any] = {
+    "site": {"latitude": 42.36, "longitude": -71.06, "timezone": "America/New_York"},
+    "pvs": {"url": "http://127.0.0.1:9", "poll_budget_s": 10.0, "request_timeout_s": 5.0},
+    "data_dir": "/nonexistent", "weather": {"enabled": False}, "csv": {"enabled": False}}
 pytestmark = [needs_mosquitto, pytest.mark.timeout(60)]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The fields of config.MqttExport that the exporter reads."""
+def mqtt_section(port: int, **options: object) -> dict[str, object]:
+    """An `exports.mqtt` config section for the broker on `port`."""
+    return {"host": "127.0.0.1", "port": port, "timeout_s": 5, **options}
 
-    host: str = "127.0.0.1"
-    port: int = 1883
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-    topic_prefix: str = "solar-monitor"
-    discovery_prefix: str | None = "homeassistant"
-    discovery: str = "device"
-    client_id: str | None = None
-    timeout_s: float = 5.0
+
+def settings(port: int, **options: object) -> MqttExport:
+    """The validated section, as `check` hands it to probe()."""
+    config = config_from_dict({**BASE, "exports": {"mqtt": mqtt_section(port, **options)}},
+                              env={})
+    assert config.exports.mqtt is not None
+    return config.exports.mqtt
 
 
 @pytest.fixture
@@ -69,19 +69,19 @@ def site(clock: Clock, seed: int = 3, inverters: int = 4) -> Emulator:
     return start_emulator(SimulatedSite(spec), firmware="legacy", clock=clock)
 
 
-def make_config(tmp_path: Path, url: str, name: str = "data", **sections: object) -> Config:
-    return config_from_dict({
-        "site": {"latitude": 42.36, "longitude": -71.06, "timezone": "America/New_York"},
-        "pvs": {"url": url, "poll_budget_s": 10.0, "request_timeout_s": 5.0},
-        "data_dir": str(tmp_path / name), "weather": {"enabled": False},
-        "csv": {"enabled": False}, **sections}, env={})
+def make_config(tmp_path: Path, url: str, mqtt_options: dict[str, object],
+                name: str = "data", **sections: object) -> Config:
+    return config_from_dict(make_dict(tmp_path, url, mqtt_options, name, **sections), env={})
 
 
-def run(config: Config, settings: Settings, clock: Clock,
-        monkeypatch: pytest.MonkeyPatch) -> RunReport:
-    """One run with the MQTT stage after the others."""
-    stage = Stage("mqtt", lambda ctx: mqtt.export_stage(ctx, settings))  # type: ignore[arg-type]
-    monkeypatch.setattr(pipeline, "STAGES", [*STAGES, stage])
+def make_dict(tmp_path: Path, url: str, mqtt_options: dict[str, object],
+              name: str = "data", **sections: object) -> dict[str, object]:
+    return {**BASE, "pvs": {**BASE["pvs"], "url": url}, "data_dir": str(tmp_path / name),
+            "exports": {"mqtt": mqtt_options}, **sections}
+
+
+def run(config: Config, clock: Clock) -> RunReport:
+    """One run at the simulated time (the exports stage publishes at its end)."""
     return run_once(config, now=clock.now)
 
 
@@ -98,12 +98,11 @@ def payload(received, topic: str) -> dict:
     return json.loads(raw)
 
 
-def test_one_run_feeds_home_assistant(tmp_path: Path, broker: int, clock: Clock,
-                                      monkeypatch: pytest.MonkeyPatch):
-    settings = Settings(port=broker)
+def test_one_run_feeds_home_assistant(tmp_path: Path, broker: int, clock: Clock):
+    section = mqtt_section(broker)
     with site(clock) as emu, subscriber(broker) as live:
-        config = make_config(tmp_path, emu.url)
-        report = run(config, settings, clock, monkeypatch)
+        config = make_config(tmp_path, emu.url, section)
+        report = run(config, clock)
     assert report.ok, report.error
     truth = parsed(report)
     pvs = truth["supervisor"]["serial"]
@@ -154,17 +153,16 @@ def test_one_run_feeds_home_assistant(tmp_path: Path, broker: int, clock: Clock,
     assert states and not any(r for _, r in states)  # states are never retained
 
 
-def test_failed_poll_publishes_offline(tmp_path: Path, broker: int, clock: Clock,
-                                       monkeypatch: pytest.MonkeyPatch):
-    settings = Settings(port=broker)
+def test_failed_poll_publishes_offline(tmp_path: Path, broker: int, clock: Clock):
+    section = mqtt_section(broker)
     with site(clock) as emu:
-        config = make_config(tmp_path, emu.url)
-        assert run(config, settings, clock, monkeypatch).ok
+        config = make_config(tmp_path, emu.url, section)
+        assert run(config, clock).ok
         pvs = _pvs(config)
         emu.faults.fail()
         clock.now += timedelta(minutes=15)
         with subscriber(broker) as live:
-            report = run(config, settings, clock, monkeypatch)
+            report = run(config, clock)
     assert not report.ok
     base = f"solar-monitor/{pvs}"
     assert live.last(f"{base}/availability") == b"offline"
@@ -176,52 +174,56 @@ def test_failed_poll_publishes_offline(tmp_path: Path, broker: int, clock: Clock
     assert kept.messages == [(f"{base}/availability", b"offline", True)]
 
 
-def test_broker_down_costs_one_warning_within_the_timeout(
-        tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture):
-    silent = socket.socket()  # accepts TCP, never speaks MQTT: the worst broker
+def test_broker_down_run_exits_0_within_its_timeout(tmp_path: Path):
+    """`solar-monitor run` as cron runs it, against a port that accepts TCP and never
+    speaks MQTT (the worst broker): one warning, exit 0, the timeout respected."""
+    silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()
-    settings = Settings(port=silent.getsockname()[1], timeout_s=1.0)
-    with site(clock) as emu, silent:
-        config = make_config(tmp_path, emu.url)
+    with silent, start_emulator(firmware="legacy") as emu:
+        options = {"host": "127.0.0.1", "port": silent.getsockname()[1], "timeout_s": 1}
+        path = write_config(tmp_path, make_dict(tmp_path, emu.url, options))
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="solar_monitor.exports.mqtt"):
-            report = run(config, settings, clock, monkeypatch)
+        result = run_cli("run", "--config", str(path))
         elapsed = time.monotonic() - started
-    assert report.ok and report.stage_errors == ()
-    warnings = [r.getMessage() for r in caplog.records if r.name.endswith("mqtt")]
-    assert len(warnings) == 1 and "sent no MQTT answer within 1 s" in warnings[0]
-    assert elapsed < 5
+    assert result.returncode == 0, result.stderr
+    warnings = [ln for ln in result.stderr.splitlines() if "mqtt export failed" in ln]
+    assert len(warnings) == 1, result.stderr
+    assert "sent no MQTT answer within 1 s" in warnings[0]
+    assert "Traceback" not in result.stderr
+    assert elapsed < 10  # the process's start and one poll, plus the 1 s bound
 
 
 def test_probe_names_the_fix(tmp_path: Path, broker: int):
-    ok, message = mqtt.probe(Settings(port=broker))
+    ok, message = mqtt.probe(settings(broker))
     assert ok and message == f"127.0.0.1:{broker} accepted the connection"
+    config = make_config(tmp_path, "http://127.0.0.1:9", mqtt_section(broker))
+    assert dict(CHECKS)["exports.mqtt"](config) == CheckResult(
+        "PASS", f"127.0.0.1:{broker} accepted the connection")
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    ok, message = mqtt.probe(Settings(port=port, timeout_s=2))
+    ok, message = mqtt.probe(settings(port, timeout_s=2))
     assert not ok and "refused the connection" in message and "exports.mqtt.host" in message
 
 
-def test_password_broker(tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch,
-                         caplog: pytest.LogCaptureFixture):
+def test_password_broker(tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture):
     with mosquitto(tmp_path / "broker", users={"solar": "s3cret-pw"}) as port:
-        good = Settings(port=port, username="solar", password="s3cret-pw")
-        assert mqtt.probe(good) == (True, f"127.0.0.1:{port} accepted the connection "
-                                          "as solar")
-        bad = replace(good, password="wrong-pw")
-        ok, message = mqtt.probe(bad)
+        login = {"username": "solar", "password": "s3cret-pw"}
+        good, bad = mqtt_section(port, **login), mqtt_section(port, **{**login,
+                                                                       "password": "wrong-pw"})
+        assert mqtt.probe(settings(port, **login)) == (
+            True, f"127.0.0.1:{port} accepted the connection as solar")
+        ok, message = mqtt.probe(settings(port, **{**login, "password": "wrong-pw"}))
         assert not ok and "refused the login" in message
         assert "exports.mqtt.username and password" in message and "wrong-pw" not in message
-        with site(clock) as emu:
-            config = make_config(tmp_path, emu.url)
-            with caplog.at_level(logging.DEBUG):
-                run(config, bad, clock, monkeypatch)
+        with site(clock) as emu, caplog.at_level(logging.DEBUG):
+            run(make_config(tmp_path, emu.url, bad), clock)
             assert "wrong-pw" not in caplog.text and "refused the login" in caplog.text
             clock.now += timedelta(minutes=15)
-            run(config, good, clock, monkeypatch)
+            config = make_config(tmp_path, emu.url, good)
+            run(config, clock)
+        assert "mqtt export works again" in caplog.text
         kept = retained(port, f"solar-monitor/{_pvs(config)}/availability", 1,
                         login=("solar", "s3cret-pw"))
         assert [p for _, p, _ in kept.messages] == [b"online"]
@@ -233,21 +235,20 @@ def test_tls_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     folder.mkdir()
     cert, key = self_signed(folder)
     with mosquitto(folder, tls=(cert, key)) as port:
-        settings = Settings(port=port, tls=True, timeout_s=3)
-        ok, message = mqtt.probe(settings)  # the system's CAs do not know this broker
+        tls = settings(port, tls=True, timeout_s=3)
+        ok, message = mqtt.probe(tls)  # the system's CAs do not know this broker
         assert not ok and "TLS with 127.0.0.1" in message and "certificate" in message
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now they do
-        assert mqtt.probe(settings) == (True, f"127.0.0.1:{port} accepted the connection "
-                                              "over TLS")
+        assert mqtt.probe(tls) == (True, f"127.0.0.1:{port} accepted the connection over TLS")
 
 
-def test_two_sites_one_broker(tmp_path: Path, broker: int, clock: Clock,
-                              monkeypatch: pytest.MonkeyPatch):
-    settings = Settings(port=broker)
+def test_two_sites_one_broker(tmp_path: Path, broker: int, clock: Clock):
+    section = mqtt_section(broker)
     with site(clock, seed=3) as one, site(clock, seed=11) as two, subscriber(broker) as live:
-        first, second = make_config(tmp_path, one.url, "a"), make_config(tmp_path, two.url, "b")
-        assert run(first, settings, clock, monkeypatch).ok
-        assert run(second, settings, clock, monkeypatch).ok
+        first, second = (make_config(tmp_path, one.url, section, "a"),
+                         make_config(tmp_path, two.url, section, "b"))
+        assert run(first, clock).ok
+        assert run(second, clock).ok
     pvs_a, pvs_b = _pvs(first), _pvs(second)
     assert pvs_a != pvs_b
     for pvs in (pvs_a, pvs_b):
@@ -258,13 +259,12 @@ def test_two_sites_one_broker(tmp_path: Path, broker: int, clock: Clock,
     assert check_device_payloads(json.loads(p) for _, p, _ in discovery.messages) == []
 
 
-def test_lifetime_going_backwards_is_withheld(tmp_path: Path, broker: int, clock: Clock,
-                                              monkeypatch: pytest.MonkeyPatch):
-    settings = Settings(port=broker)
+def test_lifetime_going_backwards_is_withheld(tmp_path: Path, broker: int, clock: Clock):
+    section = mqtt_section(broker)
     with site(clock) as emu:
-        config = make_config(tmp_path, emu.url)
+        config = make_config(tmp_path, emu.url, section)
         with subscriber(broker) as live:
-            assert run(config, settings, clock, monkeypatch).ok
+            assert run(config, clock).ok
         pvs = _pvs(config)
         with open_store(config) as store:
             memory = json.loads(store.get_state(mqtt.ENERGY_KEY) or "{}")
@@ -277,7 +277,7 @@ def test_lifetime_going_backwards_is_withheld(tmp_path: Path, broker: int, clock
                 store.set_state(mqtt.ENERGY_KEY, json.dumps(memory))
         clock.now += timedelta(minutes=15)
         with subscriber(broker) as live:
-            assert run(config, settings, clock, monkeypatch).ok
+            assert run(config, clock).ok
     state = payload(live, f"solar-monitor/{pvs}/{serial}/state")
     assert state["energy_kwh"] is None and state["power_w"] > 0
     with open_store(config) as store:
@@ -285,28 +285,27 @@ def test_lifetime_going_backwards_is_withheld(tmp_path: Path, broker: int, clock
 
 
 def test_dark_inverter_is_null_never_zero_and_still_discovered(
-        tmp_path: Path, broker: int, clock: Clock, monkeypatch: pytest.MonkeyPatch):
-    settings = Settings(port=broker)
+        tmp_path: Path, broker: int, clock: Clock):
+    section = mqtt_section(broker)
     with site(clock) as emu:
-        config = make_config(tmp_path, emu.url)
-        assert run(config, settings, clock, monkeypatch).ok
+        config = make_config(tmp_path, emu.url, section)
+        assert run(config, clock).ok
         pvs = _pvs(config)
         missing = emu.site.inverter_serials[1]
         emu.faults.missing_inverter(missing)
         clock.now += timedelta(minutes=15)
         with subscriber(broker) as live:
-            assert run(config, settings, clock, monkeypatch).ok
+            assert run(config, clock).ok
     state = payload(live, f"solar-monitor/{pvs}/{missing}/state")
     assert state["power_w"] is None and state["energy_kwh"] is None
     assert f"homeassistant/device/solar_monitor_{missing}/config" in live.topics()
 
 
-def test_open_alerts_are_problem_entities(tmp_path: Path, broker: int, clock: Clock,
-                                          monkeypatch: pytest.MonkeyPatch):
-    settings = Settings(port=broker)
+def test_open_alerts_are_problem_entities(tmp_path: Path, broker: int, clock: Clock):
+    section = mqtt_section(broker)
     with site(clock) as emu:  # rules off: they would judge the alerts written here
-        config = make_config(tmp_path, emu.url, alerts={"enabled": False})
-        assert run(config, settings, clock, monkeypatch).ok
+        config = make_config(tmp_path, emu.url, section, alerts={"enabled": False})
+        assert run(config, clock).ok
         pvs = _pvs(config)
         serial = emu.site.inverter_serials[2]
         with open_store(config) as store, store.transaction():
@@ -320,7 +319,7 @@ def test_open_alerts_are_problem_entities(tmp_path: Path, broker: int, clock: Cl
                     (rule, subject, message))
         clock.now += timedelta(minutes=15)
         with subscriber(broker) as live:
-            run(config, settings, clock, monkeypatch)
+            run(config, clock)
     base = f"solar-monitor/{pvs}"
     inverter = payload(live, f"{base}/{serial}/problem")
     assert inverter["message"] == f"Inverter {serial} has produced nothing"
@@ -331,13 +330,12 @@ def test_open_alerts_are_problem_entities(tmp_path: Path, broker: int, clock: Cl
     assert payload(live, f"{base}/{other}/problem") == {"alerts": [], "message": ""}
 
 
-def test_entity_discovery_for_older_home_assistant(tmp_path: Path, broker: int, clock: Clock,
-                                                   monkeypatch: pytest.MonkeyPatch):
-    settings = Settings(port=broker, discovery="entity")
+def test_entity_discovery_for_older_home_assistant(tmp_path: Path, broker: int, clock: Clock):
+    section = mqtt_section(broker, discovery="entity")
     with site(clock, inverters=1) as emu:
-        config = make_config(tmp_path, emu.url)
+        config = make_config(tmp_path, emu.url, section)
         with subscriber(broker, "homeassistant/#") as live:
-            assert run(config, settings, clock, monkeypatch).ok
+            assert run(config, clock).ok
     serial = emu.site.inverter_serials[0]
     topics = [t for t in live.topics() if f"/solar_monitor_{serial}/" in t]
     assert f"homeassistant/sensor/solar_monitor_{serial}/power_w/config" in topics

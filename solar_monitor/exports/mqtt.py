@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from solar_monitor.exports import ExportError, note_outcome
+from solar_monitor.exports.data import last_success, open_alerts, pvs_serial
 from solar_monitor.exports.homeassistant import (
     BATTERY,
     CONSUMPTION_METER,
@@ -37,7 +39,7 @@ from solar_monitor.exports.homeassistant import (
 )
 from solar_monitor.logsetup import redact
 from solar_monitor.pvs.parse import BATTERY_DEVICE_TYPES
-from solar_monitor.store import from_iso
+from solar_monitor.store import from_iso, iso
 
 if TYPE_CHECKING:
     from solar_monitor.config import MqttExport
@@ -49,9 +51,10 @@ ENERGY_KEY = "mqtt_energy_kwh"  # store state: the last lifetime kWh published, 
 DEFAULT_PERIOD_S = 900  # the cron's 15 minutes, until the store has polls to measure
 EXPIRE_PERIODS = 3  # HA marks a value unavailable after this many missed polls
 ONLINE, OFFLINE = "online", "offline"
+NOT_INSTALLED = "paho-mqtt is not installed: pip install 'solar-monitor[mqtt]'"
 
 
-class MqttError(Exception):
+class MqttError(ExportError):
     """The broker did not take this run's messages; the text says what to check."""
 
 
@@ -74,11 +77,9 @@ class Batch:
 
 def export_stage(ctx: RunContext, settings: MqttExport,
                  labels: Mapping[str, str] | None = None) -> None:
-    """Publish this run to the broker. Never raises: a failure is one warning.
-
-    `labels` maps an inverter serial to the owner's name for it (device names in HA)."""
-    if ctx.replay:  # HA shows the present; history goes to InfluxDB
-        return
+    """Publish this run to the broker. Never raises: a failure is logged once per outage
+    (exports.note_outcome). `labels` maps an inverter serial to the owner's name for it
+    (its device name in HA)."""
     try:
         batch = build_batch(ctx, settings, labels or {})
         if batch is None:
@@ -87,17 +88,20 @@ def export_stage(ctx: RunContext, settings: MqttExport,
         publish(settings, batch.messages, client_id=settings.client_id or
                 f"solar-monitor-{batch.topics.pvs}",
                 will=Message(batch.topics.monitor_availability, OFFLINE, retain=True))
-        if batch.withheld:
-            log.info("MQTT: lifetime kWh went backwards, withheld: %s",
-                     ", ".join(batch.withheld))
-        _remember_energy(ctx, batch.energy)
     except MqttError as exc:
-        log.warning("MQTT export: %s", exc)
+        note_outcome(ctx.store, "mqtt", str(exc))
+        return
     except ImportError:
-        log.warning("MQTT export: paho-mqtt is not installed: "
-                    "pip install 'solar-monitor[mqtt]'")
+        note_outcome(ctx.store, "mqtt", NOT_INSTALLED)
+        return
     except Exception as exc:  # noqa: BLE001 - an export never fails the run
-        log.warning("MQTT export failed: %s", redact(str(exc), [settings.password or ""]))
+        note_outcome(ctx.store, "mqtt", redact(f"{exc.__class__.__name__}: {exc}",
+                                               [settings.password or ""]))
+        return
+    note_outcome(ctx.store, "mqtt", None)
+    if batch.withheld:
+        log.info("MQTT: lifetime kWh went backwards, withheld: %s", ", ".join(batch.withheld))
+    _remember_energy(ctx, batch.energy)
 
 
 def probe(settings: MqttExport) -> tuple[bool, str]:
@@ -107,7 +111,7 @@ def probe(settings: MqttExport) -> tuple[bool, str]:
     except MqttError as exc:
         return False, str(exc)
     except ImportError:
-        return False, "paho-mqtt is not installed: pip install 'solar-monitor[mqtt]'"
+        return False, NOT_INSTALLED
     login = f" as {settings.username}" if settings.username else ""
     tls = " over TLS" if settings.tls else ""
     return True, f"{settings.host}:{settings.port} accepted the connection{tls}{login}"
@@ -136,7 +140,7 @@ def build_batch(ctx: RunContext, settings: MqttExport,
     energy: dict[str, float] = {}
     withheld: list[str] = []
     polled_at = ctx.snapshot.polled_at if ctx.snapshot else None
-    alerts = open_alerts(ctx, devices)
+    alerts = alerts_by_device(ctx, devices)
     for device in devices:
         if ctx.snapshot is not None or device.kind == "monitor":
             stale = _stale(device.source, polled_at, expire_s)
@@ -145,17 +149,6 @@ def build_batch(ctx: RunContext, settings: MqttExport,
             messages.append(Message(topics.state(device), to_json(state)))
         messages.append(Message(topics.problem(device), to_json(alerts.payload(device.node))))
     return Batch(topics, messages, energy, withheld)
-
-
-def pvs_serial(ctx: RunContext) -> str | None:
-    """The site's PVS serial: this poll's, the configured one, or the last one stored."""
-    sup = ctx.snapshot.supervisor if ctx.snapshot else None
-    if sup is not None and sup.serial:
-        return sup.serial
-    if ctx.config.pvs.serial:
-        return ctx.config.pvs.serial
-    rows = ctx.store.devices("PVS")
-    return max(rows, key=lambda r: r["last_seen"])["serial"] if rows else None
 
 
 def poll_period_s(ctx: RunContext) -> int:
@@ -189,7 +182,7 @@ def site_devices(ctx: RunContext, pvs: str,
                       source=site_source(snap) if snap else None),
                Device("monitor", pvs, "solar-monitor", MONITOR, via=pvs,
                       node=node_id(pvs) + "_monitor",
-                      source={"last_poll": _last_good_poll(ctx)})]
+                      source={"last_poll": last_success(ctx.store)})]
     for row in store.devices("Power Meter"):
         serial = row["serial"]
         kind = meters[serial].kind if serial in meters else _meter_kind(ctx, serial)
@@ -209,19 +202,16 @@ def site_devices(ctx: RunContext, pvs: str,
     return devices, removed
 
 
-def open_alerts(ctx: RunContext, devices: list[Device]) -> Alerts:
+def alerts_by_device(ctx: RunContext, devices: list[Device]) -> Alerts:
     """Open alerts by device node: an inverter's or meter's on it, the Pi's (pi_* rules)
     on the monitor, the rest (the system, a subject no longer known) on the PVS."""
     by_kind = {d.kind: d.node for d in devices if d.kind in ("pvs", "monitor")}
     nodes = {d.serial: d.node for d in devices if d.kind in ("inverter", "meter")}
     alerts = Alerts()
-    rows = ctx.store.db.execute(
-        "SELECT rule, subject, severity, opened_at, message FROM alerts "
-        "WHERE status='open' ORDER BY opened_at, rule")
-    for rule, subject, severity, opened_at, message in rows:
-        owner = by_kind["monitor"] if rule.startswith("pi_") else nodes.get(
-            subject, by_kind["pvs"])
-        alerts.add(owner, rule, severity, opened_at, message)
+    for a in open_alerts(ctx.store):
+        owner = by_kind["monitor"] if a.rule.startswith("pi_") else nodes.get(
+            a.subject, by_kind["pvs"])
+        alerts.add(owner, a.rule, a.severity, iso(a.opened_at) or "", a.message)
     return alerts
 
 
@@ -229,15 +219,6 @@ def _meter_kind(ctx: RunContext, serial: str) -> str | None:
     row = ctx.store.db.execute("SELECT kind FROM meter_readings WHERE serial=? "
                                "ORDER BY poll_id DESC LIMIT 1", (serial,)).fetchone()
     return row[0] if row else None
-
-
-def _last_good_poll(ctx: RunContext) -> str | None:
-    if ctx.snapshot is not None and ctx.snapshot.polled_at is not None:
-        return ctx.snapshot.polled_at.isoformat()
-    row = ctx.store.db.execute(
-        "SELECT polled_at FROM polls WHERE ok=1 ORDER BY polled_at DESC LIMIT 1").fetchone()
-    at = from_iso(row[0]) if row else None
-    return at.isoformat() if at else None
 
 
 def _json_field(text: str | None, key: str) -> str | None:
