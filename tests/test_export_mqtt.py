@@ -17,6 +17,7 @@ import pytest
 
 from solar_monitor.check import CHECKS, CheckResult
 from solar_monitor.config import Config, MqttExport, config_from_dict
+from solar_monitor.context import RunContext
 from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
 from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.exports import mqtt
@@ -356,3 +357,19 @@ def _pvs(config: Config) -> str:
     with open_store(config) as store:
         return store.devices("PVS")[0]["serial"]
 
+
+
+def test_owner_names_inverters(tmp_path: Path, broker: int, clock: Clock):
+    """The `labels` lookup (config `inverters:`) names an inverter's HA device."""
+    with site(clock, inverters=2) as emu:
+        config = make_config(tmp_path, emu.url, mqtt_section(broker))
+        assert run(config, clock).ok
+    named, other = emu.site.inverter_serials
+    assert config.exports.mqtt is not None
+    with open_store(config) as store:
+        ctx = RunContext(config=config, store=store, now=clock.now)
+        mqtt.export_stage(ctx, config.exports.mqtt, labels={named: "South roof, row 2"})
+    kept = retained(broker, "homeassistant/#", 6)
+    names = {d["dev"]["sn"]: d["dev"]["name"]
+             for d in (json.loads(p) for _, p, _ in kept.messages)}
+    assert names[named] == "South roof, row 2" and names[other] == f"Inverter {other}"

@@ -79,9 +79,11 @@ def export_stage(ctx: RunContext, settings: MqttExport,
                  labels: Mapping[str, str] | None = None) -> None:
     """Publish this run to the broker. Never raises: a failure is logged once per outage
     (exports.note_outcome). `labels` maps an inverter serial to the owner's name for it
-    (its device name in HA)."""
+    (its device name in HA); by default the config's `inverters:` map, when it has one."""
+    if labels is None:
+        labels = getattr(ctx.config, "inverters", None) or {}
     try:
-        batch = build_batch(ctx, settings, labels or {})
+        batch = build_batch(ctx, settings, labels)
         if batch is None:
             log.info("MQTT: no PVS serial known yet; nothing to publish before a good poll")
             return
