@@ -287,19 +287,27 @@ def test_lifetime_going_backwards_is_withheld(tmp_path: Path, broker: int, clock
 
 def test_dark_inverter_is_null_never_zero_and_still_discovered(
         tmp_path: Path, broker: int, clock: Clock):
+    """A missing inverter, and a dead one whose last reading the PVS keeps repeating (its
+    DATATIME hours old, its power 0): both null, both still discovered."""
     section = mqtt_section(broker)
     with site(clock) as emu:
         config = make_config(tmp_path, emu.url, section)
         assert run(config, clock).ok
         pvs = _pvs(config)
-        missing = emu.site.inverter_serials[1]
+        missing, dead, alive = emu.site.inverter_serials[1:4]
         emu.faults.missing_inverter(missing)
-        clock.now += timedelta(minutes=15)
+        emu.faults.dead_inverter(dead)
+        clock.now += timedelta(hours=2)
         with subscriber(broker) as live:
-            assert run(config, clock).ok
-    state = payload(live, f"solar-monitor/{pvs}/{missing}/state")
-    assert state["power_w"] is None and state["energy_kwh"] is None
-    assert f"homeassistant/device/solar_monitor_{missing}/config" in live.topics()
+            report = run(config, clock)
+    assert report.ok
+    truth = {i["serial"]: i for i in parsed(report)["inverters"]}
+    assert missing not in truth and truth[dead]["power_kw"] == 0.0  # what the PVS says
+    for serial in (missing, dead):
+        state = payload(live, f"solar-monitor/{pvs}/{serial}/state")
+        assert state["power_w"] is None and state["energy_kwh"] is None, serial
+        assert f"homeassistant/device/solar_monitor_{serial}/config" in live.topics()
+    assert payload(live, f"solar-monitor/{pvs}/{alive}/state")["power_w"] > 0
 
 
 def test_open_alerts_are_problem_entities(tmp_path: Path, broker: int, clock: Clock):

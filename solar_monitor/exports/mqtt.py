@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 ENERGY_KEY = "mqtt_energy_kwh"  # store state: the last lifetime kWh published, per entity
 DEFAULT_PERIOD_S = 900  # the cron's 15 minutes, until the store has polls to measure
 EXPIRE_PERIODS = 3  # HA marks a value unavailable after this many missed polls
+# A device reading older than this when polled is stale: the PVS refreshes a live
+# inverter's every few minutes, and keeps a dead one's last reading for days.
+STALE_AFTER = timedelta(minutes=45)
 ONLINE, OFFLINE = "online", "offline"
 NOT_INSTALLED = "paho-mqtt is not installed: pip install 'solar-monitor[mqtt]'"
 
@@ -145,7 +148,7 @@ def build_batch(ctx: RunContext, settings: MqttExport,
     alerts = alerts_by_device(ctx, devices)
     for device in devices:
         if ctx.snapshot is not None or device.kind == "monitor":
-            stale = _stale(device.source, polled_at, expire_s)
+            stale = _stale(device.source, polled_at)
             state = state_payload(device, stale)
             _guard_energy(device, state, memory, energy, withheld)
             messages.append(Message(topics.state(device), to_json(state)))
@@ -231,12 +234,12 @@ def _json_field(text: str | None, key: str) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def _stale(source: object, polled_at: datetime | None, expire_s: int) -> bool:
-    """A reading the device took long before this poll (a dead inverter's last values,
-    which the PVS keeps for days): published as null, never as the old value."""
+def _stale(source: object, polled_at: datetime | None) -> bool:
+    """A reading the device took long before this poll (a dead inverter's last values):
+    published as null, never as the old value."""
     data_time = getattr(source, "data_time", None)
     return (isinstance(data_time, datetime) and polled_at is not None
-            and polled_at - data_time > timedelta(seconds=expire_s))
+            and polled_at - data_time > STALE_AFTER)
 
 
 def _energy_memory(ctx: RunContext) -> dict[str, float]:
