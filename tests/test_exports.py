@@ -176,7 +176,7 @@ def test_a_hanging_server_costs_only_its_timeout(tmp_path: Path, config_dict: di
         assert time.monotonic() - started < 4
 
 
-def month_archive(raw: Path, days: int = 30, every: timedelta = timedelta(hours=2)) -> int:
+def month_archive(raw: Path, days: int = 30, every: timedelta = timedelta(hours=3)) -> int:
     """A month of DeviceList answers from the simulated site, archived as a run would."""
     sim = SimulatedSite(SiteSpec(epoch=NOON - timedelta(days=days), inverter_count=2,
                                  latitude=42.36, longitude=-71.06,
