@@ -22,7 +22,7 @@ from solar_monitor.emulation.emulator import Emulator, default_spec, start_emula
 from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.exports import mqtt
 from solar_monitor.pipeline import RunReport, open_store, run_once
-from tests.ha_discovery import check_device_payloads
+from tests.ha_discovery import check_component, check_device_payloads
 from tests.mosquitto_util import (
     mosquitto,
     needs_mosquitto,
@@ -352,6 +352,43 @@ def test_entity_discovery_for_older_home_assistant(tmp_path: Path, broker: int, 
     power = payload(live, f"homeassistant/sensor/solar_monitor_{serial}/power_w/config")
     assert power["dev"]["sn"] == serial and power["unit_of_measurement"] == "W"
     assert "p" not in power
+    problems, uids = [], set()
+    for topic, raw, _ in live.messages:
+        entity = json.loads(raw)
+        problems += check_component({**entity, "p": topic.split("/")[1]}, topic)
+        uids.add(entity["unique_id"])
+    assert problems == [] and len(uids) == len(live.messages)
+
+
+def test_without_discovery_the_states_still_flow(tmp_path: Path, broker: int, clock: Clock):
+    """discovery_prefix: null, for Telegraf or Node-RED: no discovery, the same states."""
+    with site(clock, inverters=1) as emu, subscriber(broker) as live:
+        config = make_config(tmp_path, emu.url, mqtt_section(broker, discovery_prefix=None))
+        assert run(config, clock).ok
+    assert not [t for t in live.topics() if t.startswith("homeassistant/")]
+    serial = emu.site.inverter_serials[0]
+    assert payload(live, f"solar-monitor/{_pvs(config)}/{serial}/state")["power_w"] > 0
+
+
+def test_the_discovery_checker_catches_what_ha_rejects():
+    """The checker is no rubber stamp: each mistake HA's docs rule out is reported."""
+    good = {"p": "sensor", "unique_id": "a", "state_topic": "t", "device_class": "energy",
+            "unit_of_measurement": "kWh", "state_class": "total_increasing"}
+    assert check_component(good, "ok") == []
+    for bad, expected in [
+            ({"unit_of_measurement": "W"}, "energy in 'W'"),
+            ({"state_class": "measurement"}, "energy with state_class measurement"),
+            ({"device_class": "energy_meter"}, "not in the table"),
+            ({"unique_id": ""}, "no unique_id"),
+            ({"p": "binary_sensor", "device_class": "problem"}, "no unit or state_class"),
+            ({"entity_category": "primary"}, "entity_category primary")]:
+        problems = check_component({**good, **bad}, "x")
+        assert any(expected in p for p in problems), (bad, problems)
+    device = {"dev": {"ids": ["d"], "name": "D"}, "o": {"name": "o"}, "state_topic": "t",
+              "cmps": {"e": good}}
+    assert check_device_payloads([device]) == []
+    assert any("also in" in p for p in check_device_payloads([device, device]))
+    assert any("no origin" in p for p in check_device_payloads([{**device, "o": {}}]))
 
 
 def test_no_paho_until_a_broker_is_used():
