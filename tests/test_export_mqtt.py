@@ -417,4 +417,5 @@ def test_owner_names_inverters(tmp_path: Path, broker: int, clock: Clock):
     kept = retained(broker, "homeassistant/#", 6)
     names = {d["dev"]["sn"]: d["dev"]["name"]
              for d in (json.loads(p) for _, p, _ in kept.messages)}
-    assert names[named] == "South roof, row 2" and names[other] == f"Inverter {other}"
+    assert names[named] == f"South roof, row 2 (…{named[-5:]})"
+    assert names[other] == f"Inverter …{other[-5:]}"

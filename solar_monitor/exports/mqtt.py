@@ -38,6 +38,7 @@ from solar_monitor.exports.homeassistant import (
     to_json,
 )
 from solar_monitor.logsetup import redact
+from solar_monitor.names import inverter_label
 from solar_monitor.pvs.parse import BATTERY_DEVICE_TYPES
 from solar_monitor.store import from_iso, iso
 
@@ -78,13 +79,20 @@ class Batch:
     withheld: list[str]
 
 
+def _device_name(serial: str, labels: Mapping[str, str]) -> str:
+    """The owner's name for the inverter, as in alerts and the digest; 'Inverter …45868'
+    without one (a bare '…45868' reads oddly in HA's device list)."""
+    label = inverter_label(serial, labels)
+    return label if serial in labels else f"Inverter {label}"
+
+
 def export_stage(ctx: RunContext, settings: MqttExport,
                  labels: Mapping[str, str] | None = None) -> None:
     """Publish this run to the broker. Never raises: a failure is logged once per outage
     (exports.note_outcome). `labels` maps an inverter serial to the owner's name for it
     (its device name in HA); by default the config's `inverters:` map, when it has one."""
     if labels is None:
-        labels = getattr(ctx.config, "inverters", None) or {}
+        labels = ctx.config.inverters
     try:
         batch = build_batch(ctx, settings, labels)
         if batch is None:
@@ -199,7 +207,7 @@ def site_devices(ctx: RunContext, pvs: str,
     removed: list[Device] = []
     for row in store.devices("Inverter"):
         serial = row["serial"]
-        device = Device("inverter", serial, labels.get(serial) or f"Inverter {serial}",
+        device = Device("inverter", serial, _device_name(serial, labels),
                         INVERTER, model=row["model"], via=pvs,
                         firmware=_json_field(row["info_json"], "SWVER"),
                         source=inverters.get(serial))
