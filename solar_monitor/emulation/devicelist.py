@@ -138,7 +138,7 @@ def _inverter_entry(
                 "v_mppt1_v": _num(r.dc_v, 2),
                 "i_mppt1_a": _num(r.dc_a, 2),
                 "t_htsnk_degc": _num(r.heatsink_c, 0),
-                "freq_hz": _num(st.grid_hz, 2),
+                "freq_hz": _num(r.freq_hz, 2),
                 "stat_ind": "0",
             }
         )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 InverterRef = str | int
+DropoutMode = Literal["absent", "stale"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,8 +129,8 @@ class FirmwareChange(_Window):
 
 @dataclass(frozen=True, kw_only=True)
 class DataStale(_Window):
-    """The PVS answers, but every value is frozen at its state at `start` (required);
-    only CURTIME moves."""
+    """A hung PVS: it answers, but every value and measurement time is frozen at its
+    state at `start` (required); only its clock moves (CURTIME, `/sys/livedata/time`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +172,53 @@ class ProductionTripped(_Window):
     the production meter reads 0 and the house runs on the grid."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class StaleInverter(DeadInverter):
+    """A dead inverter that the varserver keeps serving: listed (even after the nightly
+    restart) with the values and msmtEps of its last production before `start`, while
+    the SunStrong app shows it as not working. DeviceList shows it in "error" with those
+    values and DATATIME."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommDropout(_Window):
+    """Power-line communication lost: the inverters still produce (the production meter
+    counts them) but are `absent` from the answer, or `stale`: listed with the values
+    and measurement time of `start` (STATE "error" in DeviceList)."""
+
+    inverters: tuple[InverterRef, ...]
+    mode: DropoutMode = "absent"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PowerLineDropouts(_Window):
+    """Everyday power-line noise: about `per_day` times a day (at seeded times, day and
+    night) one to `max_inverters` inverters drop out for one to `max_polls` polls of
+    `poll_s`, absent or (a `stale_share` of them) stale, as in `CommDropout`. Each
+    dropout starts a minute before a poll instant (multiples of `poll_s`), so it covers
+    exactly its polls."""
+
+    per_day: float = 5.0
+    max_inverters: int = 3
+    max_polls: int = 2
+    poll_s: int = 900
+    stale_share: float = 0.5
+    salt: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlappingInverter(_Window):
+    """One inverter with bad power-line communication: every hour it drops out for one
+    to `max_polls` consecutive polls of `poll_s` (absent or stale, seeded per hour), and
+    produces normally throughout (the production meter shows the whole array)."""
+
+    inverter: InverterRef
+    max_polls: int = 3
+    poll_s: int = 900
+    stale_share: float = 0.5
+    salt: int = 0
+
+
 SiteFault = (
     DeadInverter
     | MissingInverter
@@ -184,6 +233,10 @@ SiteFault = (
     | UploadBacklog
     | GridOutOfRange
     | ProductionTripped
+    | StaleInverter
+    | CommDropout
+    | PowerLineDropouts
+    | FlappingInverter
 )
 
 # Faults that change produced energy: adding one invalidates the energy caches.

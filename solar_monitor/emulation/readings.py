@@ -4,7 +4,7 @@ shared by the answer formats (`devicelist`, `supervisor_info`, `varserver`)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -138,9 +138,32 @@ class _InverterReading:
     dc_a: float
     heatsink_c: float
     has_metrics: bool
+    freq_hz: float
 
 
 def _inverter_reading(site: SimulatedSite, st: SiteState, inv: InverterState) -> _InverterReading:
+    """What the PVS shows for `inv`: its live reading, or the stale one of `inv.frozen_at`."""
+    if inv.frozen_at is not None:
+        return _frozen_reading(site, inv.index, inv.frozen_at)
+    return _live_reading(site, st, inv)
+
+
+def _frozen_reading(site: SimulatedSite, i: int, at: datetime) -> _InverterReading:
+    """Inverter `i`'s values of instant `at`, as the PVS keeps showing them once the
+    inverter fell silent: measurement time `at`, STATE "error" (memoised per site)."""
+    memo = site.frozen_readings.get((i, at))
+    if isinstance(memo, _InverterReading):
+        return memo
+    st = site.state(at)
+    r = replace(_live_reading(site, st, st.inverters[i]), working=False, report_time=at,
+                has_metrics=True)
+    if len(site.frozen_readings) > 4096:
+        site.frozen_readings.clear()
+    site.frozen_readings[(i, at)] = r
+    return r
+
+
+def _live_reading(site: SimulatedSite, st: SiteState, inv: InverterState) -> _InverterReading:
     working = inv.working
     if working:
         report = st.data_time - timedelta(seconds=_jitter_s(site, inv.index, st.data_time))
@@ -162,4 +185,5 @@ def _inverter_reading(site: SimulatedSite, st: SiteState, inv: InverterState) ->
         dc_a=dc_kw * 1000.0 / dc_v if dc_v > 0 else 0.0,
         heatsink_c=st.ambient_c + 45.0 * p / site.spec.panel_kw,
         has_metrics=working or inv.reports_metrics_at_night,
+        freq_hz=st.grid_hz,
     )

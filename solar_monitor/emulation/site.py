@@ -24,19 +24,24 @@ from zoneinfo import ZoneInfo
 from solar_monitor.emulation.devicelist import _render_device_list
 from solar_monitor.emulation.faults import (
     _ENERGY_FAULTS,
+    CommDropout,
     DataStale,
     DeadInverter,
+    DropoutMode,
     FirmwareChange,
+    FlappingInverter,
     FlashLow,
     FlashWorn,
     GridOutOfRange,
     InverterRef,
     MissingInverter,
+    PowerLineDropouts,
     ProductionTripped,
     PvsReboot,
     ShadedInverters,
     SiteFault,
     SnowCover,
+    StaleInverter,
     UploadBacklog,
     WeakInverter,
 )
@@ -45,6 +50,7 @@ from solar_monitor.emulation.spec import SiteSpec
 from solar_monitor.emulation.supervisor_info import _render_supervisor_info
 from solar_monitor.emulation.varserver import _render_vars
 
+_LineEvent = tuple[float, float, tuple[int, ...], DropoutMode]
 STEP_S = 300  # power grid resolution: 5 minutes
 _STEPS = 86400 // STEP_S
 _STEP_H = STEP_S / 3600.0
@@ -90,6 +96,8 @@ class InverterState:
     dead: bool
     missing: bool
     reports_metrics_at_night: bool
+    frozen_at: datetime | None = None  # the PVS shows its values of this instant (stale)
+    kept: bool = False  # the varserver lists it even before it reports after a restart
 
     @property
     def working(self) -> bool:
@@ -181,6 +189,9 @@ class SimulatedSite(Sky):
         self._days: OrderedDict[int, _Day] = OrderedDict()
         self._totals: dict[int, _Totals] = {}
         self._day_energy: dict[int, _Totals] = {}
+        self._first_prod: dict[tuple[int, datetime], datetime] = {}
+        self._line_memo: dict[tuple[PowerLineDropouts, int], tuple[_LineEvent, ...]] = {}
+        self.frozen_readings: dict[tuple[int, datetime], object] = {}  # readings.py's memo
 
     def _index(self, ref: InverterRef) -> int | None:
         if isinstance(ref, int):
@@ -401,6 +412,7 @@ class SimulatedSite(Sky):
             pos = (ts - day * 86400.0) / STEP_S
             k = min(int(pos), _STEPS - 1)
             frac = pos - k
+            comm = self._comm_lost(t)
             inverters = []
             production = 0.0
             production_kwh = 0.0
@@ -417,8 +429,11 @@ class SimulatedSite(Sky):
                         lifetime_kwh=lifetime,
                         last_production=self._last_production(i, day, data, k, frac, ts),
                         dead=self._inverter_faulted(DeadInverter, i, t) is not None,
-                        missing=self._inverter_faulted(MissingInverter, i, t) is not None,
+                        missing=self._inverter_faulted(MissingInverter, i, t) is not None
+                        or (i in comm and comm[i][0] == "absent"),
                         reports_metrics_at_night=i not in self._no_night_metrics,
+                        frozen_at=self._frozen_at(i, t, day, data, k, frac, ts, comm),
+                        kept=self._inverter_faulted(StaleInverter, i, t) is not None,
                     )
                 )
             load, load_e = _interp(data.load_kw, data.load_prefix_kwh, k, frac)
@@ -462,6 +477,111 @@ class SimulatedSite(Sky):
             if last >= 0:
                 return _utc((day - back) * 86400.0 + last * STEP_S)
         return None
+
+    def _frozen_at(self, i: int, t: datetime, day: int, data: _Day, k: int, frac: float,
+                   ts: float, comm: dict[int, tuple[DropoutMode, float]]) -> datetime | None:
+        """The instant whose values the PVS still shows for inverter `i` (None: live): a
+        stale dropout's start, or a StaleInverter's last production."""
+        if i in comm and comm[i][0] == "stale":
+            return _utc(comm[i][1])
+        if self._inverter_faulted(StaleInverter, i, t) is not None:
+            return self._last_production(i, day, data, k, frac, ts)
+        return None
+
+    def _comm_lost(self, t: datetime) -> dict[int, tuple[DropoutMode, float]]:
+        """{inverter: (mode, since epoch s)} for inverters whose power-line communication is
+        down at `t` (CommDropout, PowerLineDropouts, FlappingInverter); absent wins."""
+        out: dict[int, tuple[DropoutMode, float]] = {}
+        ts = _ts(t)
+
+        def lose(i: int | None, mode: DropoutMode, since: float) -> None:
+            if i is None:
+                return
+            old = out.get(i)
+            if old is None or (mode == "absent" and old[0] == "stale") or \
+                    (mode == old[0] and since < old[1]):
+                out[i] = (mode, since)
+
+        for f in self._faults:
+            if not f.active(t):
+                continue
+            if isinstance(f, CommDropout):
+                for ref in f.inverters:
+                    lose(self._index(ref), f.mode, _ts(f.start) if f.start else ts)
+            elif isinstance(f, PowerLineDropouts):
+                day = int(ts // 86400)
+                for d in (day - 1, day):
+                    for a, b, invs, mode in self._line_events(f, d):
+                        if a <= ts < b:
+                            for i in invs:
+                                lose(i, mode, a)
+            elif isinstance(f, FlappingInverter):
+                span = self._flap(f, int(ts // 3600))
+                if span[0] <= ts < span[1]:
+                    lose(self._index(f.inverter), span[2], span[0])
+        return out
+
+    def _line_events(self, f: PowerLineDropouts, day: int) -> tuple[_LineEvent, ...]:
+        """The dropouts of UTC day `day`: (start, end epoch s, inverters, mode), seeded."""
+        memo = self._line_memo.get((f, day))
+        if memo is not None:
+            return memo
+        n, seed = self.spec.inverter_count, self.spec.seed
+        count = int(f.per_day) + (_hash_unit(seed, 40, f.salt, day) < f.per_day % 1)
+        slots = 86400 // f.poll_s
+        out: list[_LineEvent] = []
+        for j in range(count if n else 0):
+            def h(x: int, j: int = j) -> float:
+                return _hash_unit(seed, 41, f.salt, day, j, x)
+            start = day * 86400.0 + int(h(0) * slots) * f.poll_s - 60.0
+            polls = 1 + int(h(1) * f.max_polls)
+            picked = sorted(range(n), key=lambda i, j=j: _hash_unit(seed, 42, f.salt, day, j, i))
+            invs = tuple(sorted(picked[: min(n, 1 + int(h(2) * f.max_inverters))]))
+            mode: DropoutMode = "stale" if h(3) < f.stale_share else "absent"
+            out.append((start, start + polls * f.poll_s, invs, mode))
+        if len(self._line_memo) > 64:
+            self._line_memo.clear()
+        self._line_memo[(f, day)] = tuple(out)
+        return self._line_memo[(f, day)]
+
+    def _flap(self, f: FlappingInverter, hour: int) -> tuple[float, float, DropoutMode]:
+        """The flapping inverter's dropout in UTC hour `hour`: 1..max_polls polls, never the
+        hour's first poll, so it reports at least once an hour (start, end epoch s, mode)."""
+        seed = self.spec.seed
+        per_hour = max(2, 3600 // f.poll_s)
+        polls = 1 + int(_hash_unit(seed, 43, f.salt, hour) * min(f.max_polls, per_hour - 1))
+        offset = 1 + int(_hash_unit(seed, 44, f.salt, hour) * (per_hour - polls))
+        start = hour * 3600.0 + offset * f.poll_s - 60.0
+        mode: DropoutMode = "stale" if _hash_unit(seed, 45, f.salt, hour) < f.stale_share \
+            else "absent"
+        return start, start + polls * f.poll_s, mode
+
+    def first_report(self, i: int, boot: datetime) -> datetime | None:
+        """When inverter `i` first reports after the restart at `boot`: its first production
+        (5-minute grid) plus a seeded dawn lag of up to `spec.dawn_lag_max_s`; None when
+        it has not produced within two days."""
+        key = (i, boot)
+        with self._lock:
+            if key in self._first_prod:
+                return self._first_prod[key]
+            ts = _ts(boot)
+            day = int(ts // 86400)
+            found = None
+            for d in (day, day + 1, day + 2):
+                row = self._day(d).inv_kw[i]
+                k0 = max(0, math.ceil((ts - d * 86400.0) / STEP_S))
+                k = next((k for k in range(k0, _STEPS + 1) if row[k] > 0.0), None)
+                if k is not None:
+                    found = _utc(d * 86400.0 + k * STEP_S)
+                    break
+            if found is None:
+                return None
+            lag = self.spec.dawn_lag_max_s * _hash_unit(self.spec.seed, 21, i, day)
+            found += timedelta(seconds=lag)
+            if len(self._first_prod) > 4096:
+                self._first_prod.clear()
+            self._first_prod[key] = found
+            return found
 
     def _flash_avail_kib(self, t: datetime) -> float:
         normal = 58000.0 + 2000.0 * _hash_unit(self.spec.seed, 14, int(_ts(t) // 3600))

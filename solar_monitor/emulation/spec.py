@@ -29,6 +29,13 @@ class SiteSpec:
     20°). Lifetime counters start at `epoch` from a seeded value worth
     `years_in_service` of production, and integrate forward (and backward) from there.
     `restart_hour_local` is the PVS's nightly restart hour (None: no nightly restart).
+
+    LocalAPI firmware as fielded (both off by default, the first simulator's varserver):
+    `stale_values`: the varserver keeps a silent inverter's last values and msmtEps (at
+    night, dead, behind a tripped breaker) instead of showing 0 kW; `dawn_lag_max_s`:
+    after the nightly restart each inverter is listed only once it reports again, a
+    seeded 0..dawn_lag_max_s after it starts producing (real PVSs: up to ~20 minutes).
+    A site without meters: `production_meter=False, consumption_subtype=None`.
     """
 
     latitude: float = 37.77
@@ -47,6 +54,8 @@ class SiteSpec:
     household_kwh_per_day: float = 20.0
     years_in_service: float = 5.0
     restart_hour_local: int | None = 2
+    stale_values: bool = False
+    dawn_lag_max_s: float = 0.0
     epoch: datetime = datetime(2025, 1, 1, tzinfo=UTC)
     faults: tuple[SiteFault, ...] = field(default=())
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from solar_monitor.emulation.readings import (
     _floor,
+    _frozen_reading,
     _inverter_reading,
     _legs,
     _meters,
@@ -23,7 +24,7 @@ from solar_monitor.emulation.readings import (
 from solar_monitor.emulation.sky import _hash_unit, _ts
 
 if TYPE_CHECKING:
-    from solar_monitor.emulation.site import SimulatedSite, SiteState
+    from solar_monitor.emulation.site import InverterState, SimulatedSite, SiteState
 
 _FLASH_TOTAL_KIB = 131072.0
 
@@ -122,10 +123,12 @@ def _render_vars(site: SimulatedSite, st: SiteState, t: datetime) -> dict[str, s
         raw.update({f"/sys/devices/meter/{idx}/{k}": v for k, v in fields.items()})
     idx = 0
     for inv in st.inverters:
-        # After a restart the varserver only knows inverters that reported since.
-        if inv.missing or inv.last_production is None or inv.last_production < st.last_boot:
+        if inv.missing or not _listed(site, st, inv):
             continue
         r = _inverter_reading(site, st, inv)
+        if site.spec.stale_values and inv.frozen_at is None and inv.last_production and \
+                (inv.dead or inv.power_kw <= 0.0):
+            r = _frozen_reading(site, inv.index, inv.last_production)  # its last values
         fields = {
             "sn": inv.serial,
             "prodMdlNm": "AC_Module_Type_E",
@@ -137,12 +140,12 @@ def _render_vars(site: SimulatedSite, st: SiteState, t: datetime) -> dict[str, s
             "iMppt1A": r.dc_a,
             "vln3phavgV": r.ac_v,
             "i3phsumA": r.ac_a,
-            "freqHz": st.grid_hz,
+            "freqHz": r.freq_hz,
             "tHtsnkDegc": r.heatsink_c,
         }
         raw.update({f"/sys/devices/inverter/{idx}/{k}": v for k, v in fields.items()})
         idx += 1
-    data_ts = _ts(st.data_time)
+    data_ts = _ts(t)  # the PVS's own clock: it moves even while the values are frozen
     raw["/sys/livedata/time"] = int(data_ts * 1000) if site.spec.livedata_time_ms else int(data_ts)
     raw["/sys/livedata/pv_p"] = prod.power_kw
     raw["/sys/livedata/pv_en"] = st.production_kwh
@@ -162,3 +165,17 @@ def _render_vars(site: SimulatedSite, st: SiteState, t: datetime) -> dict[str, s
 
 
 _INDEX = re.compile(r"/\d+/")
+
+
+def _listed(site: SimulatedSite, st: SiteState, inv: InverterState) -> bool:
+    """After a restart the varserver only knows inverters that reported since (with
+    `dawn_lag_max_s`, from a seeded lag after each one's first production); a
+    StaleInverter stays listed."""
+    if inv.kept:
+        return True
+    if inv.last_production is None or inv.last_production < st.last_boot:
+        return False
+    if site.spec.dawn_lag_max_s <= 0:
+        return True
+    first = site.first_report(inv.index, st.last_boot)
+    return first is not None and first <= st.data_time
