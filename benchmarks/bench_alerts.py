@@ -446,8 +446,15 @@ def build_dropout_site(name: str, *, seed: int, days: int) -> Site:
         _fault("production_low", "system", ProductionTripped(start=at(300, 10.0),
                end=at(301, 17.0)), "breaker tripped (DeviceList: all in error, meter 0)"),
     ]
-    words = ["power-line dropouts all year: ~5 a day (day and night), 1-3 inverters, 1-2 "
-             "polls, absent or STATE error with stale values and DATATIME",
+    noise = traps[0]
+    assert isinstance(noise, PowerLineDropouts)
+    events = [e for d in range(_epoch_day(YEAR_START), _epoch_day(YEAR_START) + days)
+              for e in probe._line_events(noise, d)]
+    lit = [e for e in events if sun_elevation_deg(lat, lon, _next_poll(
+        datetime.fromtimestamp(e[0], UTC))) >= DAYLIGHT_DEG]
+    words = [f"power-line dropouts all year: {len(events)} (~5 a day, day and night; "
+             f"{len(lit)} starting with the sun >= 15°), 1-3 inverters, 1-2 polls, absent "
+             "or STATE error with stale values and DATATIME",
              f"flapping week {at(150, 0):%Y-%m-%d}..{at(157, 0):%Y-%m-%d} local: inverter "
              f"…{sn[6][-5:]} out 1-3 polls every hour, producing throughout",
              *overnight,
@@ -494,6 +501,10 @@ def build_no_meter_site(name: str, *, seed: int, days: int) -> Site:
              "nights: stale dusk values until the restart; dawn listing lag up to 20 min",
              "weekly failed polls; clouds; the nightly restart"]
     return _finish(name, spec, inj, edits, [], words, days)
+
+
+def _epoch_day(t: datetime) -> int:
+    return int(t.timestamp() // 86400)
 
 
 def _next_poll(t: datetime) -> datetime:
@@ -627,11 +638,12 @@ def score(s: Site, events: list[dict[str, Any]], days: int) -> dict[str, Any]:
             if (e["rule"] == f.rule or e["rule"] in f.also) and e["subject"] == f.subject \
                     and f.start <= t <= f.end + f.grace:
                 if hit is None:
-                    hit = (k, t)
+                    hit = (k, t, e["rule"])
                 mine += 1
                 used.add(k)  # a second open for the same fault is a flap, not a new alarm
         latency = (hit[1] - ref).total_seconds() / 3600 if hit else None
-        per_fault.append({"rule": f.rule, "subject": f.subject, "start": f.start.isoformat(),
+        per_fault.append({"rule": hit[2] if hit else f.rule, "subject": f.subject,
+                          "start": f.start.isoformat(),
                           "detected": hit is not None, "latency_h": latency,
                           "flaps": max(0, mine - 1),
                           "snow_gone": f.snow_gone.isoformat() if f.snow_gone else None,
@@ -755,9 +767,9 @@ def describe(s: Site) -> str:
         who = f.subject if f.subject == "system" else "…" + f.subject[-5:]
         lines.append(f"| {f.what or f.rule} | {f.start:%Y-%m-%d %H:%M} | "
                      f"{f.end:%Y-%m-%d %H:%M} | {verdict} on {who}"
-                     + (" (latency from the first poll with the sun >= 15°)"
-                        if f.from_daylight else "") + " |")
-    lines += ["", "Traps (must stay quiet):", ""] + [f"- {t}" for t in s.traps]
+                     + (" ¹" if f.from_daylight else "") + " |")
+    lines += ["", "¹ latency counted from the first poll with the sun >= 15° at or after "
+              "the start.", "", "Traps (must stay quiet):", ""] + [f"- {t}" for t in s.traps]
     return "\n".join(lines)
 
 
