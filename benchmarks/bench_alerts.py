@@ -812,6 +812,9 @@ def run(days: int, jobs: int, echo: Callable[[str], None] = print,
                  + (f"  ({f['flaps']} re-open)" if f["flaps"] else ""))
         for e in r["false_alarms"]:
             echo(f"  FALSE ALARM {e['time']} {e['rule']} {e['subject']}: {e['message'][:90]}")
+    faults = [f for r in results for f in r["faults"]]
+    echo(f"all: {sum(f['detected'] for f in faults)}/{len(faults)} faults caught, "
+         f"{sum(len(r['false_alarms']) for r in results)} false alarms")
     first = [r for r in results if r["site"] in FIRST_SITES]
     text = table(first) if first else ""
     for r in results:
