@@ -5,6 +5,7 @@ a site without meters. Each is an option or a fault of the site spec, and seeded
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from solar_monitor.emulation.sim import (
@@ -27,8 +28,7 @@ LOCALAPI = SiteSpec(epoch=datetime(2025, 6, 18, tzinfo=UTC), build=61846, stale_
 
 
 def site(*faults: object, **options: object) -> SimulatedSite:
-    return SimulatedSite(SiteSpec(**{**LOCALAPI.__dict__, **options,  # type: ignore[arg-type]
-                                     "faults": tuple(faults)}))
+    return SimulatedSite(replace(LOCALAPI, faults=faults, **options))
 
 
 def inverters(values: dict[str, str]) -> dict[str, dict[str, str]]:
