@@ -62,10 +62,8 @@ from solar_monitor.emulation.sim import (
     SiteFault,
     SiteSpec,
     SupervisorModel,
-    _typed,
-    public_variables,
-    writable_variables,
 )
+from solar_monitor.emulation.varserver import _typed, public_variables, writable_variables
 
 Firmware = Literal["legacy", "auth", "varserver"]
 Clock = Callable[[], datetime]
