@@ -84,7 +84,9 @@ def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
     by_lower = _zones_by_lower()
     if name.lower() in by_lower:
         return [by_lower[name.lower()]]
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.6)
+    # 0.88: a typo (Los_Angelos, Chicgo, Londn) is found; a city that is no zone name
+    # (America/Boston) is not matched to a far-away zone that merely looks alike
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.88)
     return [by_lower[c] for c in close]
 
 

@@ -76,6 +76,8 @@ def test_time_zone_suggestions() -> None:
     assert timezone_suggestions("america/los_angeles") == ["America/Los_Angeles"]
     assert "America/Chicago" in timezone_suggestions("America/Chicgo")
     assert timezone_suggestions("Nowhere/Atall") == []
+    # a city that is no zone name gets no far-away look-alike (Moncton, Creston, Boise)
+    assert timezone_suggestions("America/Boston") == []
     with pytest.raises(ConfigError, match="did you mean 'Europe/London'"):
         config_from_dict({"site": {"latitude": 51.5, "longitude": -0.12,
                                    "timezone": "Europe/Londn"},
