@@ -42,18 +42,18 @@ def check_data_dir(config: Config) -> CheckResult:
 
 def check_pvs(config: Config) -> CheckResult:
     from solar_monitor.pipeline import make_client
-    from solar_monitor.pvs.errors import PvsAuthError, PvsError
+    from solar_monitor.pvs.client import UNREACHABLE_HINT
+    from solar_monitor.pvs.errors import PvsAuthError, PvsError, PvsUnreachableError
     from solar_monitor.pvs.parse import parse
 
     client = make_client(config)
     try:
         raw = client.poll()
         snapshot = parse(raw.body)
-    except PvsAuthError as exc:
+    except (PvsAuthError, PvsUnreachableError) as exc:  # their message says what to do
         return CheckResult("FAIL", f"{exc}")
     except PvsError as exc:
-        return CheckResult("FAIL", f"{exc}; is the Pi cabled to the PVS LAN1 port and "
-                                   f"is pvs.url right?")
+        return CheckResult("FAIL", f"{exc}; {UNREACHABLE_HINT}")
     build = f"build {raw.build}" if raw.build else "unknown build"
     model = f"{client.model} " if client.model else ""
     scheme = urlsplit(raw.url).scheme

@@ -228,7 +228,8 @@ def collect(config: Config, client: PvsClient, clocks: Clocks, store: Store) -> 
         body = client.poll().body
         error, status = None, 200
     except PvsError as exc:
-        log.warning("poll failed: %s", str(exc))  # a kept record must not hold the frames
+        # the caller says it once (the CLI's error line, check's FAIL line)
+        log.debug("poll failed: %s", str(exc))  # a kept record must not hold the frames
         error, status = str(exc), exc.http_status
     pvs_time = _pvs_clock(body)
     last = store.last_poll()

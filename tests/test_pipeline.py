@@ -247,7 +247,8 @@ def test_poll_budget_bounds_a_dead_pvs(config_dict: dict, clock: Clock):
     assert not report.ok and "cannot reach the PVS" in report.error
     assert datetime.now(UTC) - started < timedelta(seconds=10)
     assert _last_error(config) == {
-        "error": "cannot reach the PVS at http://127.0.0.1:9 (connection refused)",
+        "error": "cannot reach the PVS at http://127.0.0.1:9 (connection refused); is the Pi "
+                 "cabled to the PVS LAN1 port (or on its network), and is pvs.url right?",
         "http_status": None}
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -35,17 +36,19 @@ import urllib3
 from tenacity import (
     RetryError,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
     wait_random,
 )
 
+from solar_monitor.pvs.bounded import read_body
 from solar_monitor.pvs.errors import (
     ParseError,
     PvsAuthError,
     PvsCommunicationError,
     PvsResponseError,
+    PvsUnreachableError,
 )
 from solar_monitor.pvs.models import Api
 from solar_monitor.pvs.parse import firmware_build, load_json
@@ -76,7 +79,15 @@ SLOW_PATH_TIMEOUT_S = 10.0
 TRANSIENT_STATUS = frozenset({502, 503, 504})
 LOST_SESSION_STATUS = frozenset({401, 403, 500})  # 403: older firmware without a session
 REFUSED_STATUS = frozenset({301, 302, 303, 307, 308, 401, 403})
-CONNECT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0  # a PVS or bridge that is there accepts at once
+# Real answers are tens of KB (a few MB for thousands of inverters); past this, decoded,
+# an answer is refused before it can fill a Pi Zero's RAM.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+WAIT_NOTICE_S = 5.0  # an answer slower than this is announced, once per poll
+UNREACHABLE_REASONS = frozenset({"connection refused", "name not resolved",
+                                 "network unreachable", "host unreachable"})
+UNREACHABLE_HINT = ("is the Pi cabled to the PVS LAN1 port (or on its network), and is "
+                    "pvs.url right?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +142,7 @@ class PvsClient:
         self._logged_in = False
         self._token: str | None = None  # sent as `Cookie: session=<token>`, nothing else
         self._last_error: PvsCommunicationError | None = None
+        self._said_waiting = False
         self.build: int | None = None
         self.model: str | None = None
 
@@ -323,7 +335,7 @@ class PvsClient:
         retrying = Retrying(
             stop=stop_after_attempt(retries or 6) | self._budget_spent,
             wait=wait_exponential(multiplier=2, max=30) + wait_random(0, 2),
-            retry=retry_if_exception_type(PvsCommunicationError),
+            retry=retry_if_exception(_retryable),
             sleep=self._budget_sleep,
             reraise=True,
         )
@@ -354,11 +366,13 @@ class PvsClient:
     def _request(self, path: str, headers: dict[str, str] | None,
                  remaining: float) -> tuple[int, bytes]:
         read_timeout = min(self.request_timeout_s, remaining)
-        headers = dict(headers or {})
+        # identity: a compressed answer could only be counted after inflating it
+        headers = {**(headers or {}), "Accept-Encoding": "identity"}
         if self._token is not None:
             # The real cookie is Secure (requests never sends it over http://), and any
             # other cookie crashes the PVS's handler: send the token ourselves, alone.
             headers["Cookie"] = f"session={self._token}"
+        notice = self._waiting_notice()
         try:
             with warnings.catch_warnings():
                 # verify_tls: false is the norm (the PVS's certificate is self-signed);
@@ -367,21 +381,56 @@ class PvsClient:
                 response = self.session.get(
                     self.base_url + path, headers=headers, verify=self.verify_tls,
                     timeout=(min(CONNECT_TIMEOUT_S, read_timeout), read_timeout),
-                    allow_redirects=False)
-                body = response.content
+                    allow_redirects=False, stream=True)
+        except requests.ConnectTimeout:
+            raise PvsUnreachableError(
+                f"cannot reach the PVS at {self._shown_url} (no answer to connect within "
+                f"{min(CONNECT_TIMEOUT_S, read_timeout):.0f} s); {UNREACHABLE_HINT}") from None
         except requests.Timeout:
             raise PvsCommunicationError(
                 f"no answer from the PVS within {read_timeout:.0f} s ({_short(path)})") from None
         except requests.RequestException as exc:
+            reason = _reason(exc)
+            if reason in UNREACHABLE_REASONS:  # nobody there: a retry would not help
+                raise PvsUnreachableError(f"cannot reach the PVS at {self._shown_url} "
+                                          f"({reason}); {UNREACHABLE_HINT}") from None
             raise PvsCommunicationError(
-                f"cannot reach the PVS at {self._shown_url} ({_reason(exc)})") from None
+                f"cannot reach the PVS at {self._shown_url} ({reason})") from None
         finally:
+            notice.cancel()
             self.session.cookies.clear()  # the jar never adds a cookie to our requests
+        try:
+            body = read_body(response, limit=MAX_BODY_BYTES, deadline=self._deadline,
+                             wait_s=read_timeout, monotonic=self._monotonic,
+                             what=_short(path))
+        finally:
+            response.close()
         if response.status_code in TRANSIENT_STATUS:
             raise PvsCommunicationError(
                 f"the PVS (or its bridge) answered HTTP {response.status_code}",
                 http_status=response.status_code)
         return response.status_code, body
+
+    def _waiting_notice(self) -> threading.Timer:
+        """Say once per client, when an answer is slow, how long it may still take: a
+        DeviceList of a large site takes a minute, and a silent run looks hung."""
+        left = self._deadline - self._monotonic()
+
+        def say() -> None:
+            if not self._said_waiting:
+                self._said_waiting = True
+                log.info("waiting for the PVS, up to %.0f s", max(0.0, left - WAIT_NOTICE_S))
+
+        timer = threading.Timer(WAIT_NOTICE_S, say)
+        timer.daemon = True
+        if not self._said_waiting and left > 2 * WAIT_NOTICE_S:
+            timer.start()
+        return timer
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A transient failure: not an answer, and not an address where nothing listens."""
+    return isinstance(exc, PvsCommunicationError) and not isinstance(exc, PvsUnreachableError)
 
 
 def _redact(doc: dict[str, Any], body: bytes) -> bytes:
@@ -440,6 +489,8 @@ def _reason(exc: requests.RequestException) -> str:
     """A short cause: 'connection refused', 'name not resolved', ... never a URL dump."""
     text = str(exc).lower()
     for needle, reason in (("refused", "connection refused"), ("resolve", "name not resolved"),
+                           ("no route to host", "host unreachable"),
+                           ("host is unreachable", "host unreachable"),
                            ("unreachable", "network unreachable"), ("reset", "connection reset"),
                            ("ssl", "TLS error"), ("timed out", "timed out")):
         if needle in text:

@@ -1,0 +1,98 @@
+"""`solar-monitor run`, as cron starts it, against a PVS address that drips, sends 2 GiB,
+sends a gzip bomb or refuses the connection: the run ends within poll_budget_s + 5 s, its
+peak RSS stays under 100 MiB, and the failure is a recorded failed poll with one line."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_notify import free_port
+
+from .hostile import Answer, drip, endless, gzip_answer, gzip_bomb_body, hostile_pvs
+
+BUDGET_S = 3.0
+MAX_RSS_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Child:
+    code: int
+    stderr: str
+    seconds: float
+    peak_rss_bytes: int  # the child's own VmHWM (ru_maxrss from wait4)
+
+
+def run_cli(tmp_path: Path, config_dict: dict, url: str) -> Child:
+    """`python -m solar_monitor run` with pvs.url = `url`, measured from outside."""
+    config_dict["pvs"].update({"url": url, "poll_budget_s": BUDGET_S, "request_timeout_s": 2})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_dict))
+    path.chmod(0o600)
+    with tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "solar_monitor", "run", "--config",
+                                 str(path)], stdout=subprocess.DEVNULL, stderr=err)
+        guard = threading.Timer(60, proc.kill)  # a hung child fails the test, not the suite
+        guard.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        guard.cancel()
+        seconds = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode()
+    return Child(proc.returncode, text, seconds, usage.ru_maxrss * 1024)
+
+
+def stored_failures(config_dict: dict) -> list[tuple[int, str]]:
+    with sqlite3.connect(Path(config_dict["data_dir"]) / "solar-monitor.db") as db:
+        return db.execute("SELECT ok, error FROM polls").fetchall()
+
+
+def error_lines(child: Child) -> list[str]:
+    return [line for line in child.stderr.splitlines() if line.strip()]
+
+
+def test_a_dripping_pvs_ends_the_run_within_the_budget(tmp_path: Path,
+                                                       config_dict: dict) -> None:
+    with hostile_pvs(drip) as url:
+        child = run_cli(tmp_path, config_dict, url)
+    assert child.code == 1, child.stderr
+    assert child.seconds <= BUDGET_S + 5, child
+    [(ok, error)] = stored_failures(config_dict)
+    assert ok == 0 and "did not finish its answer" in error and "\n" not in error
+
+
+@pytest.mark.parametrize("answer", [endless(declared=False), endless(declared=True),
+                                    gzip_answer(gzip_bomb_body())],
+                         ids=["2GiB-streamed", "2GiB-declared", "gzip-bomb"])
+def test_a_huge_answer_is_a_failed_poll_in_bounded_memory(tmp_path: Path, config_dict: dict,
+                                                          answer: Answer) -> None:
+    with hostile_pvs(answer) as url:
+        child = run_cli(tmp_path, config_dict, url)
+    assert child.code == 1, child.stderr
+    assert child.peak_rss_bytes <= MAX_RSS_BYTES, child
+    assert child.seconds <= BUDGET_S + 5, child
+    [(ok, error)] = stored_failures(config_dict)
+    assert ok == 0 and "too large" in error and "limit is 16 MiB" in error
+    assert [line for line in error_lines(child) if "poll failed" in line] == [
+        f"solar-monitor: poll failed: {error}"]
+
+
+def test_a_refused_port_fails_in_seconds_with_one_line_and_the_hint(
+        tmp_path: Path, config_dict: dict) -> None:
+    child = run_cli(tmp_path, config_dict, f"http://127.0.0.1:{free_port()}")
+    assert child.code == 1
+    assert child.seconds <= 5, child
+    assert len(error_lines(child)) == 1, child.stderr
+    assert "connection refused" in child.stderr and "LAN1" in child.stderr
