@@ -267,9 +267,11 @@ class Store:
 
     # --- reading -----------------------------------------------------------------------
 
-    def last_poll(self) -> StoredPoll | None:
-        row = self.db.execute(
-            "SELECT id, polled_at, ok FROM polls ORDER BY polled_at DESC LIMIT 1").fetchone()
+    def last_poll(self, before: datetime | None = None) -> StoredPoll | None:
+        """The latest stored poll, or the latest stamped before `before`."""
+        where, args = ("WHERE polled_at < ?", (iso(before),)) if before else ("", ())
+        row = self.db.execute(f"SELECT id, polled_at, ok FROM polls {where} "  # noqa: S608
+                              "ORDER BY polled_at DESC LIMIT 1", args).fetchone()
         return None if row is None else StoredPoll(row[0], from_iso(row[1]), bool(row[2]))
 
     def polls_from(self, start: str | None, limit: int | None = None) -> Iterator[sqlite3.Row]:

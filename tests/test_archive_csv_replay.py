@@ -144,14 +144,19 @@ def test_retention_deletes_only_old_days_whose_polls_are_stored(tmp_path: Path,
     unstored = save_answer(raw, datetime(2025, 6, 17, 9, 0, tzinfo=UTC), body)
     replay(config, raw)
     late = save_answer(raw, datetime(2025, 6, 16, 9, 0, tzinfo=UTC), body)  # not stored
-    recent = save_answer(raw, datetime(2025, 7, 30, 9, 0, tzinfo=UTC), body)
     with Store(config.data_path / "solar-monitor.db") as store:
+        # a clock thrown to 2099 cannot empty the archive: 30 newer days must be there
+        upkeep(store, raw, datetime(2099, 8, 1, tzinfo=UTC), compact_after_days=None,
+               retention_days=30, min_free_mb=None)
+        assert (raw / "2025/06/18").exists() and unstored.path.exists()
+        recent = [save_answer(raw, datetime(2025, 7, 2, 9, tzinfo=UTC) + timedelta(days=d),
+                              body) for d in range(30)]
         upkeep(store, raw, datetime(2025, 8, 1, tzinfo=UTC), compact_after_days=None,
                retention_days=30, min_free_mb=None)
     assert len(old) == 3  # 06-18 and 06-17 were stored: gone
     assert not (raw / "2025/06/18").exists() and not unstored.path.exists()
     assert late.path.exists()  # never delete a poll the database does not have
-    assert recent.path.exists()
+    assert all(r.path.exists() for r in recent)
 
 
 def test_csv_from_before_the_battery_columns_gets_them_appended(tmp_path: Path,
