@@ -294,6 +294,8 @@ def ingest(ctx: RunContext, archived: ArchivedPoll) -> tuple[Snapshot | None, st
             store.record_failure(archived.polled_at, f"unusable answer: {exc}", None,
                                  _rel(ctx, archived.path))
         return None, f"unusable answer: {exc}"
+    for warning in snapshot.warnings:
+        log.warning("%s", warning)
     enrichment: dict[str, float | None] = {}
     for enricher in ENRICHERS:
         try:

@@ -5,10 +5,12 @@ flashwear read cost at most one retry, never the poll."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ import yaml
 from solar_monitor.config import Config, config_from_dict
 from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
 from solar_monitor.emulation.sim import SimulatedSite
-from solar_monitor.pipeline import make_client, run_once
+from solar_monitor.pipeline import make_client, open_store, run_once
 from solar_monitor.pvs.client import PvsClient
 from solar_monitor.pvs.parse import parse
 from tests.test_emulator import Clock
@@ -210,3 +212,80 @@ def test_cli_run_and_check_report_the_scheme(tmp_path: Path, config_dict: dict) 
         assert check.returncode == 0, check.stdout
         assert f"plain http refused, https works: set pvs.url: {emu.tls_url}" in check.stdout
 
+
+
+# ------------------------------------------------ what fcgi_vars really prints (unescaped)
+
+HOSTILE_SSID = 'My "Home" \\ net{x}'
+HOSTILE_KEY = 'Wk"sec\\ret}{"'
+
+
+def _printed_as_the_real_server(client: PvsClient, ssid: str, key: str) -> PvsClient:
+    """The emulator's /sys/info/ answer with the SSID and Wi-Fi key printed as the real
+    fcgi_vars prints them: unescaped (localapi-observed/README.md), so not JSON."""
+    request = client._request  # noqa: SLF001 - the transport, wrapped
+
+    def unescaped(path: str, headers: dict | None, remaining: float) -> tuple[int, bytes]:
+        status, body = request(path, headers, remaining)
+        if "match=/sys/info/" in path and status == 200:
+            for name, value in (("ssid", ssid), ("wpa_key", key)):
+                body, n = re.subn(rf'"/sys/info/{name}": ?"[^"]*"'.encode(),
+                                  f'"/sys/info/{name}":"{value}"'.encode(), body)
+                assert n == 1, name
+        return status, body
+
+    client._request = unescaped  # type: ignore[method-assign]
+    return client
+
+
+def _every_file_bytes(folder: Path) -> bytes:
+    """Every file under `folder`, gzip members inflated (the raw archive is gzipped)."""
+    out = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            out.append(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    return b"\n".join(out)
+
+
+def test_quotes_and_backslashes_in_ssid_and_wifi_key_cost_no_value_and_leak_no_key(
+        config_dict: dict, clock: Clock, caplog: pytest.LogCaptureFixture):
+    with make_emulator(clock) as emu:
+        config = config_for(config_dict, emu.url)
+        client = _printed_as_the_real_server(client_for(config), HOSTILE_SSID, HOSTILE_KEY)
+        with caplog.at_level(logging.WARNING):
+            report = run_once(config, now=clock.now, client=client)
+    assert report.ok, report.error
+    assert report.totals is not None and report.totals.inverters_total == 6
+    assert any("/sys/info/ssid" in m and "unescaped" in m for m in caplog.messages)
+    files = _every_file_bytes(config.data_path)
+    assert b"sec\\ret" not in files and b"Wk" not in files  # no part of the key anywhere
+    envelope = json.loads(gzip.decompress(report.archive_file.read_bytes()))
+    info = next(r for r in envelope["responses"] if "/sys/info/" in r["path"])
+    assert f'"/sys/info/ssid":"{HOSTILE_SSID}"' in info["body"]  # as received
+    assert '"/sys/info/wpa_key":"(redacted by solar-monitor)"' in info["body"]
+    with open_store(config) as store:
+        assert store.db.execute("SELECT count(*) FROM inverter_readings").fetchone()[0] == 6
+
+
+def test_a_non_utf8_value_is_named_and_the_bytes_are_archived(config_dict: dict,
+                                                              clock: Clock):
+    with make_emulator(clock) as emu:
+        config = config_for(config_dict, emu.url)
+        client = client_for(config)
+        request = client._request  # noqa: SLF001
+
+        def latin1(path: str, headers: dict | None, remaining: float) -> tuple[int, bytes]:
+            status, body = request(path, headers, remaining)
+            if "match=/sys/info/" in path:
+                body = re.sub(rb'"/sys/info/ssid": ?"[^"]*"', b'"/sys/info/ssid":"Caf\xe9"',
+                              body)
+            return status, body
+
+        client._request = latin1  # type: ignore[method-assign]
+        raw = client.poll()
+    snapshot = parse(raw.body)
+    assert len(snapshot.inverters) == 6
+    assert any("could not read /sys/info/ssid" in w for w in snapshot.warnings)
+    info = next(r for r in json.loads(raw.body)["responses"] if "/sys/info/" in r["path"])
+    assert b'"/sys/info/ssid":"Caf\xe9"' in base64.b64decode(info["body_b64"])

@@ -50,6 +50,7 @@ from solar_monitor.pvs.errors import (
     PvsResponseError,
     PvsUnreachableError,
 )
+from solar_monitor.pvs.fcgi_vars import redact_wpa_key
 from solar_monitor.pvs.models import Api
 from solar_monitor.pvs.parse import firmware_build, load_json
 
@@ -71,9 +72,6 @@ VARSERVER_PATHS = (
     "/vars?match=/sys/devices/&fmt=obj",
     "/vars?match=/sys/livedata/&fmt=obj",
 )
-# The PVS's own Wi-Fi key is in /sys/info/ on LocalAPI firmware: never archived or stored.
-REDACTED_VARIABLES = ("/sys/info/wpa_key",)
-REDACTED = "(redacted by solar-monitor)"
 SLOW_PATH_PREFIX = "/vars?match=/sys/pvs/"  # flashwear: known to hang on some firmware
 SLOW_PATH_TIMEOUT_S = 10.0
 TRANSIENT_STATUS = frozenset({502, 503, 504})
@@ -280,10 +278,8 @@ class PvsClient:
                 responses.append({"path": path, "status": None, "body": "",
                                   "error": str(exc)})
                 continue
-            if status == 200:
-                body = _redact(_json_object(body, path), body)
-            text = body.decode("utf-8", errors="replace")
-            responses.append({"path": path, "status": status, "body": text})
+            responses.append({"path": path, "status": status,
+                              **_envelope_body(redact_wpa_key(body))})
         if not any(r["status"] == 200 and "/sys/devices/" in r["path"] for r in responses):
             raise PvsResponseError("varserver lists no devices", http_status=400)
         envelope = {"api": "varserver", "requested_at": requested_at.isoformat(),
@@ -433,13 +429,13 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, PvsCommunicationError) and not isinstance(exc, PvsUnreachableError)
 
 
-def _redact(doc: dict[str, Any], body: bytes) -> bytes:
-    """`body` with the values of REDACTED_VARIABLES replaced (the one change an archived
-    answer gets); unchanged bytes when it holds none."""
-    if not any(name in doc for name in REDACTED_VARIABLES):
-        return body
-    return json.dumps({k: REDACTED if k in REDACTED_VARIABLES else v for k, v in doc.items()},
-                      ensure_ascii=False).encode("utf-8")
+def _envelope_body(body: bytes) -> dict[str, str]:
+    """An answer's bytes as received, in the envelope: text when it is UTF-8 (readable in
+    the archive), else base64 (`body_b64`), so no byte is lost either way."""
+    try:
+        return {"body": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"body": "", "body_b64": base64.b64encode(body).decode("ascii")}
 
 
 def _session_from_login(body: bytes) -> str | None:

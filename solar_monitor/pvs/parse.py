@@ -19,6 +19,8 @@ least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the reading's time, "error" o
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
 import json
 import math
@@ -28,6 +30,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from solar_monitor.pvs import fcgi_vars
 from solar_monitor.pvs.errors import ParseError
 from solar_monitor.pvs.models import (
     PRODUCING_MIN_KW,
@@ -250,6 +253,7 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         else:
             other.append(Device(str(raw.get("DEVICE_TYPE") or "unknown"),
                                 _text(raw.get("SERIAL")), _text(raw.get("STATE")), raw))
+    _check_usable(len(devices), meters, inverters, batteries)
     sup_time = pvs_time(_supervisor_curtime(devices)) if supervisor else None
     pvs_now = sup_time or (max(curtimes) if curtimes else None)
     return Snapshot(
@@ -259,6 +263,14 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         supervisor=supervisor, meters=tuple(meters), inverters=tuple(inverters),
         other=tuple(other), batteries=tuple(batteries),
     )
+
+
+def _check_usable(listed: int, meters: Any, inverters: Any, batteries: Any) -> None:
+    """ParseError when a device list holds no inverter, meter or battery: such a poll
+    says nothing about the site ("0/0 inverters producing" would pass for a reading)."""
+    if not (meters or inverters or batteries):
+        raise ParseError(f"no usable device: {listed} device(s) listed, none an inverter, "
+                         "meter or battery with a serial")
 
 
 def _supervisor_curtime(devices: list[Any]) -> Any:
@@ -336,14 +348,11 @@ def _battery_units(named: dict[str, Any]) -> dict[str, Any]:
 
 def _parse_envelope(doc: dict[str, Any], polled_at: datetime | None) -> Snapshot:
     variables: dict[str, Any] = {}
+    warnings: list[str] = []
     for response in doc["responses"]:
         if not isinstance(response, dict) or response.get("status") != 200:
             continue
-        body = response.get("body")
-        # surrogatepass: a lone surrogate ("\\ud800" in the envelope) becomes a ParseError
-        answer = (load_json(body.encode("utf-8", "surrogatepass")) if isinstance(body, str)
-                  else body)
-        found = _vars_from_answer(answer) if isinstance(answer, dict) else None
+        found = _envelope_answer(response, warnings)
         if found is None:
             raise ParseError(f"varserver answer for {_brief(response.get('path'), 60)} "
                              "is not /vars data")
@@ -351,7 +360,55 @@ def _parse_envelope(doc: dict[str, Any], polled_at: datetime | None) -> Snapshot
     if not variables:
         raise ParseError("the varserver envelope holds no successful answer")
     when = polled_at or _aware(doc.get("requested_at"))
-    return _parse_vars(variables, when, source="varserver")
+    snapshot = _parse_vars(variables, when, source="varserver")
+    _check_usable(len(snapshot.other) + len(snapshot.inverters) + len(snapshot.meters)
+                  + len(snapshot.batteries), snapshot.meters, snapshot.inverters,
+                  snapshot.batteries)
+    return dataclasses.replace(snapshot, warnings=tuple(warnings)) if warnings else snapshot
+
+
+def _envelope_answer(response: dict[str, Any], warnings: list[str]) -> dict[str, Any] | None:
+    """The variables of one archived /vars answer (`body` text, or `body_b64` bytes when
+    the PVS sent bytes that are not UTF-8). An answer that is not JSON because the PVS
+    printed a string unescaped (fcgi_vars does) is read entry by entry, with a warning."""
+    body = response.get("body")
+    if isinstance(response.get("body_b64"), str):
+        try:
+            data = base64.b64decode(response["body_b64"], validate=True)
+        except ValueError:
+            raise ParseError("an archived body_b64 is not base64") from None
+    elif isinstance(body, str):
+        # surrogatepass: a lone surrogate ("\\ud800" in the envelope) becomes a ParseError
+        data = body.encode("utf-8", "surrogatepass")
+    else:
+        return _vars_from_answer(body) if isinstance(body, dict) else None
+    try:
+        answer = load_json(data)
+    except ParseError as exc:
+        path = str(response.get("path", ""))
+        try:
+            found, unreadable, printed = fcgi_vars.scan(data, _match_of(path))
+        except ValueError:
+            raise exc from None
+        what = _short_path(path)
+        if printed:
+            warnings.append(f"the PVS printed {', '.join(printed)} unescaped (not JSON): "
+                            f"read as printed, every other value of {what} kept")
+        if unreadable:
+            warnings.append(f"could not read {', '.join(unreadable)} in {what} (not "
+                            "UTF-8, or cut by a value printed unescaped); the rest is kept")
+        return found
+    return _vars_from_answer(answer) if isinstance(answer, dict) else None
+
+
+def _match_of(path: str) -> str:
+    """The `match=` of a /vars request path ('' when none)."""
+    found = re.search(r"[?&]match=([^&]*)", path)
+    return found.group(1) if found else ""
+
+
+def _short_path(path: str) -> str:
+    return _brief(path.split("&fmt")[0], 60)
 
 
 def _vars_from_answer(doc: dict[str, Any]) -> dict[str, Any] | None:
