@@ -15,6 +15,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -142,8 +143,8 @@ def test_plain_http_refused_switches_to_https_once(config_dict: dict, clock: Clo
             raw = client.poll()
         assert raw.url == emu.tls_url and client.switched_to_https
         switches = [m for m in caplog.messages if "switching to" in m]
-        assert switches == [f"the PVS refused plain http (login as ssm_owner failed (HTTP 301); "
-                            f"check pvs.serial / pvs.password); switching to {emu.tls_url} "
+        assert switches == [f"the PVS refused plain http (the PVS refused plain http for the "
+                            f"login (HTTP 301)); switching to {emu.tls_url} "
                             f"(set pvs.url to it to skip this step)"]
         # nothing but the refused login and supervisor/info went over plain http
         http = [r.target for r in emu.request_log if r.scheme == "http"]
@@ -289,3 +290,34 @@ def test_a_non_utf8_value_is_named_and_the_bytes_are_archived(config_dict: dict,
     assert any("could not read /sys/info/ssid" in w for w in snapshot.warnings)
     info = next(r for r in json.loads(raw.body)["responses"] if "/sys/info/" in r["path"])
     assert b'"/sys/info/ssid":"Caf\xe9"' in base64.b64decode(info["body_b64"])
+
+
+def test_a_refused_login_says_wrong_serial_or_password_once_and_stays_on_http(
+        tmp_path: Path, config_dict: dict) -> None:
+    """A 401 at login is a wrong password, not "plain http refused": no https switch, one
+    login, one error line. The serial typed in lower case gives the upper-case password
+    the real (case-sensitive) server expects."""
+    from tests.faults.hostile import hostile_pvs
+
+    logins: list[str] = []
+
+    def pvs(handler: Any) -> None:
+        if handler.path.startswith("/auth"):
+            logins.append(base64.b64decode(handler.headers["Authorization"].split()[1]).decode())
+            status, body = 401, b'{"status": 401, "description" : "Unauthorized"}'
+        else:
+            status, body = 200, json.dumps({"result": "succeed", "supervisor": {
+                "SWVER": "2025.09, Build 61846", "MODEL": "PVS6", "BUILD": 61846}}).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with hostile_pvs(pvs) as url:
+        config_dict["pvs"].update({"url": url, "serial": "zt01234567890abcdef"})
+        failed = run_cli("run", "--config", str(write_config(tmp_path, config_dict)))
+    assert failed.returncode == 1
+    assert logins == ["ssm_owner:BCDEF"]
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "wrong serial or password" in lines[0], failed.stderr
+    assert "https" not in failed.stderr

@@ -77,6 +77,9 @@ SLOW_PATH_TIMEOUT_S = 10.0
 TRANSIENT_STATUS = frozenset({502, 503, 504})
 LOST_SESSION_STATUS = frozenset({401, 403, 500})  # 403: older firmware without a session
 REFUSED_STATUS = frozenset({301, 302, 303, 307, 308, 401, 403})
+# Plain http itself refused: a redirect (to https) or 426 Upgrade Required. A 401/403 is
+# a refused login or session, never a reason to switch to https.
+HTTP_REFUSED_STATUS = frozenset({301, 302, 303, 307, 308, 426})
 CONNECT_TIMEOUT_S = 5.0  # a PVS or bridge that is there accepts at once
 # Real answers are tens of KB (a few MB for thousands of inverters); past this, decoded,
 # an answer is refused before it can fill a Pi Zero's RAM.
@@ -183,10 +186,10 @@ class PvsClient:
         return self._shown_url
 
     def _can_switch(self, exc: PvsAuthError) -> bool:
-        """Plain http login or reads refused (or port 80 closed) on login firmware."""
+        """Plain http refused (a redirect or 426) on login firmware."""
         if self.switched_to_https or not self.base_url.startswith("http://"):
             return False  # old firmware has no https: its 403 must keep its own message
-        return self._needs_login() and exc.http_status in REFUSED_STATUS
+        return self._needs_login() and exc.http_status in HTTP_REFUSED_STATUS
 
     def _switch_to_https(self, exc: Exception) -> None:
         parts = urlsplit(self.base_url)
@@ -308,7 +311,9 @@ class PvsClient:
 
     def _login(self) -> None:
         """Log in as ssm_owner with the last five characters of the serial."""
-        password = self._password or (self.serial[-5:] if self.serial else None)
+        # upper-case: the real server's password is case-sensitive, and a serial typed in
+        # lower case in the config must still work
+        password = self._password or (self.serial[-5:].upper() if self.serial else None)
         if not password:
             raise PvsAuthError("this firmware needs a login, but the PVS serial is unknown; "
                                "set pvs.serial in the config")
@@ -316,9 +321,13 @@ class PvsClient:
         self._token = None
         status, body = self._get(LOGIN_PATH, headers={"Authorization": f"basic {basic}"})
         token = _session_from_login(body) if status == 200 else None
+        if status in HTTP_REFUSED_STATUS:
+            raise PvsAuthError(f"the PVS refused plain http for the login (HTTP {status})",
+                               http_status=status)
         if token is None:
-            raise PvsAuthError(f"login as {self.username} failed (HTTP {status}); check "
-                               f"pvs.serial / pvs.password", http_status=status)
+            raise PvsAuthError(f"the PVS refused the login as {self.username} (HTTP "
+                               f"{status}): wrong serial or password; check pvs.serial / "
+                               f"pvs.password", http_status=status)
         self._token = token
         self._logged_in = True
 
