@@ -227,3 +227,33 @@ def test_store_keeps_batteries_flash_wear_and_cpu_percent(tmp_path: Path):
         assert json.loads(bat["extra_json"]) == {"tInvtrDegc": "31.5"}
         seen = s.db.execute("SELECT device_type, last_state FROM devices WHERE serial='ESS1'")
         assert tuple(seen.fetchone()) == ("ess", "BACKUP")
+
+
+def test_pvs_text_reaches_the_csv_as_plain_text(tmp_path: Path, config_dict: dict):
+    """A serial `=HYPERLINK(...)`, a firmware `@SUM(...)` with NUL, ESC, CR/LF and a
+    right-to-left override: the CSV cells are text Excel never runs, with no control
+    character; a negative number (-0.015 kW at night) stays a number."""
+    config = config_from_dict(config_dict, env={})
+    doc = json.loads(real("dl_cgi_61839_30").read_bytes())
+    hostile_serial = '=HYPERLINK("http://evil.example/x","click")\x00'
+    for device in doc["devices"]:
+        if device["DEVICE_TYPE"] == "PVS":
+            device["SWVER"] = "@SUM(1+1)\x1b[2J\r\nBuild 61839\u202etxt.exe"
+        if device.get("SERIAL") == "EFAKE001":
+            device["SERIAL"] = hostile_serial
+            device["STATE"] = "-working\t"
+        if device.get("TYPE") == "PVS5-METER-P":
+            device["p_3phsum_kw"] = "-0.015"
+    raw = config.data_path / "raw"
+    save_answer(raw, datetime(2025, 6, 18, 4, 0, tzinfo=UTC), json.dumps(doc).encode())
+    assert replay(config, raw).stored == 1
+    csv_dir = config.data_path / "csv"
+    [readings] = list(csv.DictReader((csv_dir / "readings.csv").open(newline="")))
+    assert readings["firmware"] == "'@SUM(1+1)[2JBuild 61839txt.exe"
+    assert readings["production_kw"] == "-0.015"
+    [inverters] = csv_dir.glob("inverters-*.csv")
+    rows = {r["serial"]: r for r in csv.DictReader(inverters.open(newline=""))}
+    hostile = rows["'" + '=HYPERLINK("http://evil.example/x","click")']
+    assert hostile["state"] == "'-working"
+    text = (csv_dir / "readings.csv").read_text() + inverters.read_text()
+    assert not any(ch in text for ch in "\x00\x1b\r\u202e")

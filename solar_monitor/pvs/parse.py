@@ -118,6 +118,9 @@ _DEVICE_VAR = re.compile(r"^/sys/devices/([^/]+)/(\d{1,9})/([^/]+)$")
 _OLD_DEVICE_VAR = re.compile(r"^/sys/devices/(\d{1,9})/([^/]+)/data$")
 _BUILD = re.compile(r"build\s*(\d{1,9})(?!\d)", re.IGNORECASE)
 _SW_REV_BUILD = re.compile(r"\.(\d{4,6})$")
+# C0 and C1 controls, DEL, and the bidi marks, embeddings, overrides and isolates (U+202E
+# shows "exe.txt" as "txt.exe"), and the Unicode line and paragraph separators
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 # --- entry point -------------------------------------------------------------------------
@@ -251,7 +254,7 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         elif kind in BATTERY_DEVICE_TYPES:
             batteries.append(_legacy_battery(raw))
         else:
-            other.append(Device(str(raw.get("DEVICE_TYPE") or "unknown"),
+            other.append(Device(_text(raw.get("DEVICE_TYPE")) or "unknown",
                                 _text(raw.get("SERIAL")), _text(raw.get("STATE")), raw))
     _check_usable(len(devices), meters, inverters, batteries)
     sup_time = pvs_time(_supervisor_curtime(devices)) if supervisor else None
@@ -477,14 +480,14 @@ def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inve
              and reference - measured <= timedelta(seconds=VARSERVER_FRESH_S))
     power = named.get("power_kw")
     working = fresh and power is not None and power >= PRODUCING_MIN_KW
-    return Inverter(serial=str(fields["sn"]), model=_text(fields.get("prodMdlNm")),
+    return Inverter(serial=_text(fields["sn"]) or "", model=_text(fields.get("prodMdlNm")),
                     state="working" if working else "error", state_derived=True,
                     data_time=measured, extra=extra, **named)
 
 
 def _var_meter(fields: Mapping[str, Any]) -> Meter:
     named, extra = _split(fields, {}, VAR_METER_METRICS, _VAR_CONSUMED)
-    serial = str(fields["sn"])
+    serial = _text(fields["sn"]) or ""
     return Meter(serial=serial, kind=meter_kind("", serial, None), subtype=None,
                  model=_text(fields.get("prodMdlNm")), data_time=_aware(fields.get("msmtEps")),
                  extra=extra, **named)
@@ -585,9 +588,11 @@ def _int(value: Any) -> int | None:
 
 
 def _text(value: Any) -> str | None:
+    """PVS text for a named field: control characters (NUL, ESC, CR/LF, bidi overrides)
+    stripped, since it reaches CSV files, sheets, e-mails and terminals; None if empty."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = _CONTROL.sub("", str(value)).strip()
     return text or None
 
 

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from solar_monitor.sinks.cells import neutralise
 from solar_monitor.store import from_iso
 
 Kind = Literal["number", "local_dt", "utc_dt", "date", "local_time", "text"]
@@ -108,8 +109,7 @@ def _local(fmt: str) -> Callable[[Cell, ZoneInfo], Cell]:
 
 
 def _text(value: Cell, _tz: ZoneInfo) -> Cell:
-    text = str(value)[:MAX_TEXT]
-    return "'" + text if text else ""
+    return neutralise(str(value)[:MAX_TEXT], always=True)
 
 
 _RENDER: dict[Kind, Callable[[Cell, ZoneInfo], Cell]] = {
