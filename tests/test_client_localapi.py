@@ -321,3 +321,46 @@ def test_a_refused_login_says_wrong_serial_or_password_once_and_stays_on_http(
     lines = [line for line in failed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "wrong serial or password" in lines[0], failed.stderr
     assert "https" not in failed.stderr
+
+
+def _port_80_open() -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", 80)) == 0
+
+
+def test_port_80_refused_switches_to_https(config_dict: dict, clock: Clock,
+                                           caplog: pytest.LogCaptureFixture):
+    if _port_80_open():
+        pytest.skip("something listens on 127.0.0.1:80: the refusal cannot be shown here")
+    with make_emulator(clock) as emu:
+        config = config_for(config_dict, "http://127.0.0.1", https_port=emu.tls_port)
+        with caplog.at_level(logging.WARNING, logger="solar_monitor.pvs.client"):
+            raw = client_for(config).poll()
+        assert raw.url == emu.tls_url
+        assert [m for m in caplog.messages if "switching to" in m] == [
+            f"the PVS refused plain http (port 80 refused the connection); switching to "
+            f"{emu.tls_url} (set pvs.url to it to skip this step)"]
+    from solar_monitor.pvs.errors import PvsUnreachableError
+
+    client = client_for(config_for(config_dict, "http://127.0.0.1", https_port=emu.tls_port))
+    with pytest.raises(PvsUnreachableError, match=r"^cannot reach the PVS at http://127\.0\.0"
+                       r"\.1 \(connection refused\) nor at https://127\.0\.0\.1:\d+ \(connection "
+                       r"refused\); is the Pi cabled"):
+        client.poll()  # the emulator is gone: neither answers, said in one line
+
+
+def test_a_slow_answer_is_announced_once(config_dict: dict, clock: Clock,
+                                         caplog: pytest.LogCaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch):
+    from solar_monitor.pvs import client as client_module
+
+    monkeypatch.setattr(client_module, "WAIT_NOTICE_S", 0.2)
+    with start_emulator(firmware="legacy", clock=clock) as emu:
+        emu.faults.slow(0.5)  # supervisor/info and DeviceList, each 0.5 s late
+        with caplog.at_level(logging.INFO, logger="solar_monitor.pvs.client"):
+            client_for(config_for(config_dict, emu.url, poll_budget_s=10)).poll()
+    waits = [m for m in caplog.messages if m.startswith("waiting for the PVS")]
+    assert waits == ["waiting for the PVS, up to 10 s"]

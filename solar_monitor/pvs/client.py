@@ -8,13 +8,17 @@ that `supervisor/info` reports (a PVS5 has no BUILD: its build is in SWVER):
   login; read `/vars` instead.
 The LocalAPI's session cookie is `Secure`, which no cookie jar sends over http://, and any
 other cookie crashes its handler: the client sends `Cookie: session=<token>` itself and
-nothing else, so http:// and https:// both work. When plain http is refused anyway, the
-client switches to https by itself and logs it once. A 401 (no or expired session), a
-500 (the handler respawning) or an empty 200 means a lost session: log in again, once.
+nothing else, so http:// and https:// both work. When plain http itself is refused (port
+80 refuses the connection, or the answer is a redirect or 426), the client switches to
+https by itself and logs it once; a 401/403 at login is a wrong serial or password, never
+that. A 401 (no or expired session), a 500 (the handler respawning) or an empty 200 means
+a lost session: log in again, once.
 Only GET requests on read paths are ever sent: nothing here can change PVS state.
-Transient failures are retried with exponential backoff and jitter inside one time budget,
-so a 15-minute cron never piles up runs; a `/sys/pvs/` read (flash wear, known to hang on
-some firmware) gets a short timeout of its own and the poll is kept without it.
+Transient failures are retried with exponential backoff and jitter inside one deadline,
+which also bounds each connect and read and the reading of every body (pvs/bounded.py),
+so a 15-minute cron never piles up runs; an address where nothing listens fails at once.
+A `/sys/pvs/` read (flash wear, known to hang on some firmware) gets a short timeout of
+its own and the poll is kept without it.
 """
 
 from __future__ import annotations
@@ -153,7 +157,20 @@ class PvsClient:
         """One reading. Raises PvsCommunicationError, PvsAuthError or PvsResponseError."""
         self._deadline = self._monotonic() + self.budget_s
         requested_at = self._now()
-        api = self._choose_api()
+        try:
+            api = self._choose_api()
+        except PvsUnreachableError as exc:
+            if not self._port_80_refused(exc):
+                raise
+            http_url = self._shown_url
+            self._switch_to_https("port 80 refused the connection")
+            try:
+                api = self._choose_api()
+            except PvsUnreachableError as https_exc:  # nothing there at all: say both
+                raise PvsUnreachableError(
+                    f"cannot reach the PVS at {http_url} ({exc.reason}) nor at "
+                    f"{self._shown_url} ({https_exc.reason}); {UNREACHABLE_HINT}",
+                    reason=exc.reason) from None
         try:
             return self._read(api, requested_at)
         except PvsAuthError as exc:
@@ -191,7 +208,13 @@ class PvsClient:
             return False  # old firmware has no https: its 403 must keep its own message
         return self._needs_login() and exc.http_status in HTTP_REFUSED_STATUS
 
-    def _switch_to_https(self, exc: Exception) -> None:
+    def _port_80_refused(self, exc: PvsUnreachableError) -> bool:
+        """Plain http refused at the TCP level on its default port: https may answer."""
+        parts = urlsplit(self.base_url)
+        return (not self.switched_to_https and parts.scheme == "http"
+                and parts.port in (None, 80) and exc.reason == "connection refused")
+
+    def _switch_to_https(self, why: object) -> None:
         parts = urlsplit(self.base_url)
         host = parts.netloc.rpartition(":")[0] if parts.port else parts.netloc
         netloc = host if self.https_port == 443 else f"{host}:{self.https_port}"
@@ -202,7 +225,7 @@ class PvsClient:
         self._token = None
         self._last_error = None
         log.warning("the PVS refused plain http (%s); switching to %s (set pvs.url to it "
-                    "to skip this step)", exc, self._shown_url)
+                    "to skip this step)", why, self._shown_url)
 
     def supervisor_info(self) -> dict[str, Any]:
         """The open `/cgi-bin/dl_cgi/supervisor/info` answer (no login needed)."""
@@ -388,9 +411,9 @@ class PvsClient:
                     timeout=(min(CONNECT_TIMEOUT_S, read_timeout), read_timeout),
                     allow_redirects=False, stream=True)
         except requests.ConnectTimeout:
-            raise PvsUnreachableError(
-                f"cannot reach the PVS at {self._shown_url} (no answer to connect within "
-                f"{min(CONNECT_TIMEOUT_S, read_timeout):.0f} s); {UNREACHABLE_HINT}") from None
+            reason = f"no answer to connect within {min(CONNECT_TIMEOUT_S, read_timeout):.0f} s"
+            raise PvsUnreachableError(f"cannot reach the PVS at {self._shown_url} ({reason}); "
+                                      f"{UNREACHABLE_HINT}", reason=reason) from None
         except requests.Timeout:
             raise PvsCommunicationError(
                 f"no answer from the PVS within {read_timeout:.0f} s ({_short(path)})") from None
@@ -398,7 +421,8 @@ class PvsClient:
             reason = _reason(exc)
             if reason in UNREACHABLE_REASONS:  # nobody there: a retry would not help
                 raise PvsUnreachableError(f"cannot reach the PVS at {self._shown_url} "
-                                          f"({reason}); {UNREACHABLE_HINT}") from None
+                                          f"({reason}); {UNREACHABLE_HINT}",
+                                          reason=reason) from None
             raise PvsCommunicationError(
                 f"cannot reach the PVS at {self._shown_url} ({reason})") from None
         finally:
