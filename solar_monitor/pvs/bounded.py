@@ -10,8 +10,13 @@ at the first byte over the cap. Only gzip/deflate are inflated (the client asks 
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from solar_monitor.pvs.errors import PvsCommunicationError, PvsResponseError
@@ -124,3 +129,68 @@ def _limit_wait(raw: Any, seconds: float) -> None:
     sock = getattr(getattr(raw, "connection", None), "sock", None)
     if sock is not None:
         sock.settimeout(max(_MIN_WAIT_S, seconds))
+
+
+# --- the header phase: a status line or headers dripped a byte a second -------------------
+# http.client reads the status line and headers with readline (64 KiB a line, 100 lines),
+# each socket read under the read timeout, so a drip there outlives any timeout too. The
+# adapter below arms a timer around each connection's getresponse() that shuts the socket
+# down at the poll's deadline (a shutdown wakes a blocked recv; a close would not).
+
+_HEADERS = threading.local()
+
+
+@contextmanager
+def headers_deadline(deadline: float, monotonic: Callable[[], float]) -> Iterator[None]:
+    """Within this block, waiting for an answer's headers ends at `deadline` (monotonic)."""
+    _HEADERS.deadline = time.monotonic() + (deadline - monotonic())  # on the real clock
+    try:
+        yield
+    finally:
+        _HEADERS.deadline = None
+
+
+def deadline_adapter() -> Any:
+    """A requests transport adapter whose connections honour `headers_deadline`."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def guarded(base: type) -> type:
+        class Guarded(base):  # type: ignore[valid-type, misc]
+            def getresponse(self) -> Any:
+                timer = _arm(self.sock)
+                try:
+                    return super().getresponse()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+        return Guarded
+
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = guarded(HTTPConnection)
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = guarded(HTTPSConnection)
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+    return Adapter()
+
+
+def _arm(sock: Any) -> threading.Timer | None:
+    deadline = getattr(_HEADERS, "deadline", None)
+    if sock is None or deadline is None:
+        return None
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (sock,))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _shut(sock: Any) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)

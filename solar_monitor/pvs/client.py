@@ -46,7 +46,7 @@ from tenacity import (
     wait_random,
 )
 
-from solar_monitor.pvs.bounded import read_body
+from solar_monitor.pvs.bounded import deadline_adapter, headers_deadline, read_body
 from solar_monitor.pvs.errors import (
     ParseError,
     PvsAuthError,
@@ -139,7 +139,7 @@ class PvsClient:
         self.request_timeout_s = request_timeout_s
         self.slow_read_timeout_s = slow_read_timeout_s
         self.budget_s = budget_s
-        self.session = session or requests.Session()
+        self.session = session or _bounded_session()
         self._monotonic = monotonic
         self._sleep = sleep
         self._now = now
@@ -406,10 +406,11 @@ class PvsClient:
                 # verify_tls: false is the norm (the PVS's certificate is self-signed);
                 # urllib3 would warn on stderr at every request of every cron run
                 warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                response = self.session.get(
-                    self.base_url + path, headers=headers, verify=self.verify_tls,
-                    timeout=(min(CONNECT_TIMEOUT_S, read_timeout), read_timeout),
-                    allow_redirects=False, stream=True)
+                with headers_deadline(self._deadline, self._monotonic):
+                    response = self.session.get(
+                        self.base_url + path, headers=headers, verify=self.verify_tls,
+                        timeout=(min(CONNECT_TIMEOUT_S, read_timeout), read_timeout),
+                        allow_redirects=False, stream=True)
         except requests.ConnectTimeout:
             reason = f"no answer to connect within {min(CONNECT_TIMEOUT_S, read_timeout):.0f} s"
             raise PvsUnreachableError(f"cannot reach the PVS at {self._shown_url} ({reason}); "
@@ -418,6 +419,10 @@ class PvsClient:
             raise PvsCommunicationError(
                 f"no answer from the PVS within {read_timeout:.0f} s ({_short(path)})") from None
         except requests.RequestException as exc:
+            if self._monotonic() >= self._deadline:  # the header watchdog shut it down
+                raise PvsCommunicationError(
+                    f"the PVS did not send the headers of its answer to {_short(path)} "
+                    "within the poll budget: a stalled or dripping answer") from None
             reason = _reason(exc)
             if reason in UNREACHABLE_REASONS:  # nobody there: a retry would not help
                 raise PvsUnreachableError(f"cannot reach the PVS at {self._shown_url} "
@@ -455,6 +460,15 @@ class PvsClient:
         if not self._said_waiting and left > 2 * WAIT_NOTICE_S:
             timer.start()
         return timer
+
+
+def _bounded_session() -> requests.Session:
+    """A session whose every connection stops waiting for headers at the poll's deadline."""
+    session = requests.Session()
+    adapter = deadline_adapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _retryable(exc: BaseException) -> bool:

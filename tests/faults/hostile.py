@@ -34,6 +34,14 @@ def drip(handler: BaseHTTPRequestHandler) -> None:
         time.sleep(1.0)
 
 
+def header_drip(handler: BaseHTTPRequestHandler) -> None:
+    """The status line and then headers, one byte a second, for ever."""
+    for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 10 ** 6:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(1.0)
+
+
 def endless(declared: bool) -> Answer:
     """2 GiB of JSON-looking padding, written as fast as the client reads, with its
     Content-Length or (`declared` False) without one: read until the server closes."""

@@ -19,7 +19,15 @@ import yaml
 
 from tests.test_notify import free_port
 
-from .hostile import Answer, drip, endless, gzip_answer, gzip_bomb_body, hostile_pvs
+from .hostile import (
+    Answer,
+    drip,
+    endless,
+    gzip_answer,
+    gzip_bomb_body,
+    header_drip,
+    hostile_pvs,
+)
 
 BUDGET_S = 3.0
 MAX_RSS_BYTES = 100 * 1024 * 1024
@@ -63,14 +71,17 @@ def error_lines(child: Child) -> list[str]:
     return [line for line in child.stderr.splitlines() if line.strip()]
 
 
-def test_a_dripping_pvs_ends_the_run_within_the_budget(tmp_path: Path,
-                                                       config_dict: dict) -> None:
-    with hostile_pvs(drip) as url:
+@pytest.mark.parametrize(("answer", "said"), [
+    (drip, "did not finish its answer"), (header_drip, "did not send the headers")],
+    ids=["body", "headers"])
+def test_a_dripping_pvs_ends_the_run_within_the_budget(tmp_path: Path, config_dict: dict,
+                                                       answer: Answer, said: str) -> None:
+    with hostile_pvs(answer) as url:
         child = run_cli(tmp_path, config_dict, url)
     assert child.code == 1, child.stderr
     assert child.seconds <= BUDGET_S + 5, child
     [(ok, error)] = stored_failures(config_dict)
-    assert ok == 0 and "did not finish its answer" in error and "\n" not in error
+    assert ok == 0 and said in error and "\n" not in error
 
 
 @pytest.mark.parametrize("answer", [endless(declared=False), endless(declared=True),
