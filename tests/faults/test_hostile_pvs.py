@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from .hostile import (
     Answer,
     drip,
     endless,
+    fixed,
     gzip_answer,
     gzip_bomb_body,
     header_drip,
@@ -107,3 +109,29 @@ def test_a_refused_port_fails_in_seconds_with_one_line_and_the_hint(
     assert child.seconds <= 5, child
     assert len(error_lines(child)) == 1, child.stderr
     assert "connection refused" in child.stderr and "LAN1" in child.stderr
+
+
+@pytest.mark.parametrize(("status", "budget_s"), [(503, 6.0), (None, BUDGET_S)],
+                         ids=["503-forever", "silent"])
+def test_retries_never_outlast_the_one_deadline(status: int | None, budget_s: float) -> None:
+    """A bridge answering 503 for ever is retried with back-off, and a PVS that never
+    answers is waited for, both only until the poll's deadline: real sleeps, real clock."""
+    from solar_monitor.pvs.client import PvsClient
+    from solar_monitor.pvs.errors import PvsCommunicationError
+
+    tries: list[float] = []
+
+    def answer(handler: Any) -> None:
+        tries.append(time.monotonic())
+        if status is None:
+            time.sleep(30)  # accepts, never answers
+        fixed(status or 200, b"<html>503 Service Unavailable</html>", "text/html")(handler)
+
+    with hostile_pvs(answer) as url:
+        client = PvsClient(url, budget_s=budget_s, request_timeout_s=20)
+        start = time.monotonic()
+        with pytest.raises(PvsCommunicationError):
+            client.poll()
+        seconds = time.monotonic() - start
+    assert seconds <= budget_s + 0.5, seconds
+    assert len(tries) >= (2 if status else 1)  # 503 is retried inside the budget
