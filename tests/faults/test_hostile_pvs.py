@@ -135,3 +135,18 @@ def test_retries_never_outlast_the_one_deadline(status: int | None, budget_s: fl
         seconds = time.monotonic() - start
     assert seconds <= budget_s + 0.5, seconds
     assert len(tries) >= (2 if status else 1)  # 503 is retried inside the budget
+
+
+def test_an_answer_without_a_usable_device_is_a_failed_poll(tmp_path: Path,
+                                                            config_dict: dict) -> None:
+    """Devices of the wrong types: before, exit 0 with '? kW production, 0/0 inverters
+    producing'; now a failed poll that says why."""
+    body = (b'{"devices": [{"DEVICE_TYPE": ["Inverter"], "SERIAL": {"x": 1}}, 7, "x", null,'
+            b' {"DEVICE_TYPE": "Inverter", "SERIAL": null}], "result": "succeed"}')
+    with hostile_pvs(fixed(200, body)) as url:
+        child = run_cli(tmp_path, config_dict, url)
+    assert child.code == 1, child.stderr
+    [(ok, error)] = stored_failures(config_dict)
+    assert ok == 0 and error == ("unusable answer: no usable device: 5 device(s) listed, "
+                                 "none an inverter, meter or battery with a serial")
+    assert "0/0" not in child.stderr
