@@ -34,6 +34,16 @@ def drip(handler: BaseHTTPRequestHandler) -> None:
         time.sleep(1.0)
 
 
+def stall(handler: BaseHTTPRequestHandler) -> None:
+    """Headers and one byte of body, then silence (the connection stays open)."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "100")
+    handler.end_headers()
+    handler.wfile.write(b"{")
+    handler.wfile.flush()
+    time.sleep(60)
+
+
 def header_drip(handler: BaseHTTPRequestHandler) -> None:
     """The status line and then headers, one byte a second, for ever."""
     for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 10 ** 6:

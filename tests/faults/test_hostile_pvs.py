@@ -29,6 +29,7 @@ from .hostile import (
     gzip_bomb_body,
     header_drip,
     hostile_pvs,
+    stall,
 )
 
 BUDGET_S = 3.0
@@ -109,6 +110,19 @@ def test_a_refused_port_fails_in_seconds_with_one_line_and_the_hint(
     assert child.seconds <= 5, child
     assert len(error_lines(child)) == 1, child.stderr
     assert "connection refused" in child.stderr and "LAN1" in child.stderr
+
+
+def test_a_stall_mid_body_ends_at_the_deadline_not_the_read_timeout() -> None:
+    """Each socket wait is cut to what is left of the budget: a 60 s read timeout does
+    not let a body that stops after one byte hold the poll past its 3 s."""
+    from solar_monitor.pvs.client import PvsClient
+    from solar_monitor.pvs.errors import PvsCommunicationError
+
+    with hostile_pvs(stall) as url:
+        start = time.monotonic()
+        with pytest.raises(PvsCommunicationError, match="did not finish its answer"):
+            PvsClient(url, budget_s=BUDGET_S, request_timeout_s=60).poll()
+        assert time.monotonic() - start <= BUDGET_S + 0.5
 
 
 @pytest.mark.parametrize(("status", "budget_s"), [(503, 6.0), (None, BUDGET_S)],
