@@ -12,7 +12,6 @@ no I/O.
 
 from __future__ import annotations
 
-import json
 import re
 
 WPA_KEY = "/sys/info/wpa_key"
@@ -25,7 +24,6 @@ _ENTRY = re.compile(rf'(?:^\s*\{{|,)\s*"({_NAME})"\s*:\s*"')
 _ENTRY_BYTES = re.compile(rf'"\s*,\s*"{_NAME}"\s*:\s*"'.encode())
 _UNESCAPED = re.compile(r'["\\\x00-\x1f]')
 _KEY_START = re.compile(rb'"/sys/info/wpa_key"\s*:\s*"')
-_JSON_STRING_END = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def scan(data: bytes, wanted: str = "") -> tuple[dict[str, str], list[str], list[str]]:
@@ -58,31 +56,21 @@ def scan(data: bytes, wanted: str = "") -> tuple[dict[str, str], list[str], list
 
 def redact_wpa_key(body: bytes) -> bytes:
     """`body` with the Wi-Fi key's value replaced by REDACTED, every other byte as
-    received; unchanged when it holds no key. In broken JSON the value is taken to run to
-    the last entry start within the longest possible key, so a key holding `","` cannot
-    leave part of itself behind."""
+    received; unchanged when it holds no key. The value is taken to run to the last entry
+    start (or the last closing quote) within the longest possible key: a key holding
+    `","/x":"` looks like more entries, even as valid JSON, and must leave nothing
+    behind. What may go with it is a short entry right after the key; the real server
+    lists /sys/info/ in name order, where wpa_key comes last."""
     found = _KEY_START.search(body)
     if found is None:
         return body
     start = found.end()
-    if _valid_json(body):
-        end = _JSON_STRING_END.match(body, start)
-        stop = end.end() - 1 if end else len(body)
-    else:
-        stops = [m.start() for m in _ENTRY_BYTES.finditer(body, start)]
-        near = [s for s in stops if s <= start + _MAX_KEY_BYTES]
-        close = body.rstrip().rfind(b'"')
-        stop = near[-1] if near else stops[0] if stops else max(close, start)
+    close = max(body.rstrip().rfind(b'"'), start)  # the last value's closing quote
+    stops = [m.start() for m in _ENTRY_BYTES.finditer(body, start)] + [close]
+    near = [s for s in stops if s <= start + _MAX_KEY_BYTES]
+    stop = near[-1] if near else stops[0]
     # a broken answer may name the key twice: the rest is redacted the same way
     return body[:start] + REDACTED.encode() + redact_wpa_key(body[stop:])
-
-
-def _valid_json(body: bytes) -> bool:
-    try:
-        json.loads(body)
-    except (ValueError, RecursionError):
-        return False
-    return True
 
 
 def _has_surrogate(text: str) -> bool:
