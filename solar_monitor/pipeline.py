@@ -72,7 +72,9 @@ def _export_csv(ctx: RunContext) -> None:
     if ctx.config.csv.enabled:
         from solar_monitor.sinks.csv_files import export_csv
 
-        written = export_csv(ctx.store, ctx.config.data_path / "csv", ctx.config.tz)
+        # a run exports up to its own poll: a row stamped later is a wrong stamp
+        until = iso(ctx.now + TOLERANCE) if ctx.poll is not None and not ctx.replay else None
+        written = export_csv(ctx.store, ctx.config.data_path / "csv", ctx.config.tz, until)
         log.debug("CSV: %d rows appended", written)
 
 

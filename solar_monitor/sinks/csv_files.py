@@ -100,20 +100,24 @@ INVERTER_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo) -> int:
-    """Append every stored poll the CSV files do not have yet. Returns rows written.
+def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo, until: str | None = None) -> int:
+    """Append every stored poll the CSV files do not have yet, up to the store time
+    `until` when given. Returns rows written.
 
-    Rows stream from the store to the files (a replay of a year ends with about a
-    million inverter rows): memory stays flat whatever the history's length."""
+    `until` keeps out a poll an older version stamped in the future (a PVS clock in
+    2099): exported last, it would be every file's watermark and hide the polls after it;
+    now its line is cut by the repair and not written again. Rows stream from the store
+    to the files (a replay of a year ends with about a million inverter rows): memory
+    stays flat whatever the history's length."""
     csv_dir.mkdir(parents=True, exist_ok=True)
     readings = csv_dir / "readings.csv"
     mark = _repair_and_watermark(readings)
     _widen(readings, READINGS_COLUMNS)  # after the repair: a torn line must not be kept
-    written = _append(readings, READINGS_COLUMNS, store.polls_from(mark), tz)
+    written = _append(readings, READINGS_COLUMNS, store.polls_from(mark, until=until), tz)
 
     marks: dict[Path, str | None] = {}  # each file is repaired once per export
     inverter_since = _latest_inverter_watermark(csv_dir, marks)
-    rows = store.inverter_rows_from(inverter_since)
+    rows = store.inverter_rows_from(inverter_since, until)
     # the rows come oldest first, so each local month's rows are one run of the stream
     for month, month_rows in itertools.groupby(
             rows, key=lambda row: _local_text(row["polled_at"], tz)[:7]):  # YYYY-MM

@@ -10,6 +10,7 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,13 +20,17 @@ from solar_monitor.emulation.emulator import Emulator, default_spec, start_emula
 from solar_monitor.emulation.sim import SimulatedSite
 from solar_monitor.pipeline import _pvs_clock, make_client, open_store, run_once
 from solar_monitor.pvs.client import PvsClient, RawPoll
+from solar_monitor.pvs.parse import parse
 from solar_monitor.rules.engine import events_between
+from solar_monitor.sinks.csv_files import export_csv
+from solar_monitor.sinks.outbox import DAILY_MARK
 
 from ..test_pipeline import Clock
 
 STEP = timedelta(minutes=15)
 T0 = datetime(2026, 6, 10, 14, 0, tzinfo=UTC)  # 10:00 in New York
 LAST = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+NY = ZoneInfo("America/New_York")
 
 
 # --- the decision, alone ----------------------------------------------------------------
@@ -293,8 +298,12 @@ def test_a_2099_row_stored_by_an_older_version_blocks_no_later_poll(
     with _site_emulator(real, "legacy") as emu:
         config = _config(config_dict, emu.url)
         assert run_once(config, now=real.now).ok
-        with open_store(config) as store, store.transaction():
-            store.record_failure(Y2099, "stamped by an older version", None, "raw/x")
+        with open_store(config) as store:
+            with store.transaction():
+                store.record_snapshot(Y2099, parse(_pvs_clock_at(config, Y2099).poll().body),
+                                      "raw/2099/01/01/20990101T120000Z.json.gz")
+                store.set_state(DAILY_MARK, "2098-12-31")
+            export_csv(store, config.data_path / "csv", NY)  # as the older version did
         for _ in range(3):
             real.now += STEP
             with caplog.at_level(logging.WARNING):
@@ -305,3 +314,12 @@ def test_a_2099_row_stored_by_an_older_version_blocks_no_later_poll(
     with open_store(config) as store:
         assert store.poll_times_since(T0, T0 + timedelta(hours=1)) == {
             f"2026-06-10T14:{m:02d}:00Z" for m in (0, 15, 30, 45)}
+        assert store.get_state(DAILY_MARK) == "2026-06-09"  # the Daily tab is not frozen
+    # the CSV files lose their 2099 lines and hold every real poll, in order, once
+    expected = [T0 + STEP * i for i in range(4)]
+    with open_store(config) as store, store.transaction():
+        store.db.execute("DELETE FROM polls WHERE polled_at LIKE '2099%'")  # for the check
+    _assert_in_order_once(config, expected)
+    assert not list((config.data_path / "csv").glob("inverters-2099-*.csv")) or all(
+        len(p.read_text().splitlines()) == 1
+        for p in (config.data_path / "csv").glob("inverters-2099-*.csv"))
