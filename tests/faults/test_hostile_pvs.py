@@ -54,7 +54,8 @@ def run_cli(tmp_path: Path, config_dict: dict, url: str) -> Child:
         start = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "solar_monitor", "run", "--config",
                                  str(path)], stdout=subprocess.DEVNULL, stderr=err)
-        guard = threading.Timer(60, proc.kill)  # a hung child fails the test, not the suite
+        # a hung child fails the test, not the suite
+        guard = threading.Timer(BUDGET_S + 60, proc.kill)
         guard.start()
         _, status, usage = os.wait4(proc.pid, 0)
         guard.cancel()
