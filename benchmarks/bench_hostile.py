@@ -1,10 +1,11 @@
 """`solar-monitor run` against hostile PVS stand-ins: wall time and peak RSS of each run.
 
 Each case starts a loopback fake (tests/faults/hostile.py), runs the real CLI in a fresh
-child process with `poll_budget_s` --budget (request_timeout_s 2), and reads the child's
-own peak RSS from wait4 (ru_maxrss, the kernel's VmHWM). Targets (issue 18/22): a drip
-ends within the budget + 5 s; a 2 GiB body and a 1 MB gzip bomb stay <= 100 MiB; a
-refused port ends within 5 s. Every case must be a failed poll (exit 1) with one reason.
+child process with `poll_budget_s` --budget (request_timeout_s 2), and reads the run's
+own peak RSS (ru_maxrss, reported by a small wrapper process that starts it). Targets
+(issues 18 and 22): a drip ends within the budget + 5 s; a 2 GiB body and a 1 MB gzip
+bomb stay <= 100 MiB; a refused port ends within 5 s. Every case must be a failed poll
+(exit 1) with one reason.
 
     .venv/bin/python benchmarks/bench_hostile.py [--budget 3]
 """
