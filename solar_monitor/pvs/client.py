@@ -88,7 +88,7 @@ CONNECT_TIMEOUT_S = 5.0  # a PVS or bridge that is there accepts at once
 # Real answers are tens of KB (a few MB for thousands of inverters); past this, decoded,
 # an answer is refused before it can fill a Pi Zero's RAM.
 MAX_BODY_BYTES = 16 * 1024 * 1024
-WAIT_NOTICE_S = 5.0  # an answer slower than this is announced, once per poll
+WAIT_NOTICE_S = 10.0  # slower than a usual DeviceList (6-10 s): announced, once per poll
 UNREACHABLE_REASONS = frozenset({"connection refused", "name not resolved",
                                  "network unreachable", "host unreachable"})
 UNREACHABLE_HINT = ("is the Pi cabled to the PVS LAN1 port (or on its network), and is "
