@@ -86,7 +86,7 @@ def _setup(api: str, where: str) -> str:
 
 def check_pvs(config: Config) -> CheckResult:
     from solar_monitor.pipeline import make_client
-    from solar_monitor.pvs.errors import PvsAuthError, PvsError
+    from solar_monitor.pvs.errors import PvsAuthError, PvsError, PvsUnreachableError
     from solar_monitor.pvs.parse import parse
 
     client = make_client(config)
@@ -94,7 +94,7 @@ def check_pvs(config: Config) -> CheckResult:
     try:
         raw = client.poll()
         snapshot = parse(raw.body)
-    except PvsAuthError as exc:
+    except (PvsAuthError, PvsUnreachableError) as exc:  # their message says what to do
         return CheckResult("FAIL", f"{exc}")
     except PvsError as exc:
         hint = {"lan1": "is the Pi cabled to the PVS LAN1 port and is pvs.url right?",

@@ -227,7 +227,8 @@ def _run(config: Config, started: datetime) -> tuple[int, RunEnd]:
                           ) from exc
         raise
     if not report.ok:
-        log.error("poll failed: %s", report.error)
+        if config.logging.file:  # else the log is stderr, where _complain says it
+            log.error("poll failed: %s", report.error)
         _complain(f"poll failed: {report.error}")
         return Exit.FAILED, RunEnd(started, "poll_failed", Exit.FAILED,
                                    f"poll failed: {report.error}", pi=report.pi)

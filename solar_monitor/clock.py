@@ -8,11 +8,16 @@ as noon (a false "inverter dead" alert).
 
 So every poll is placed by three witnesses:
   1. the PVS's own clock (CURTIME / livedata time), which is NTP-synced and battery-backed:
-     when it disagrees with the Pi's by more than TOLERANCE, the PVS wins;
+     when it disagrees with the Pi's by more than TOLERANCE, the PVS wins, unless the
+     kernel says NTP keeps the Pi's clock synced, or the PVS's time is more than
+     MAX_PVS_LEAD after the last poll (a PVS that answers 2099 once): a PVS clock can be
+     wrong too, and a stamp in the future would block every later poll;
   2. for a failed poll (no PVS time), the time elapsed since the last PVS-confirmed poll
      on the kernel's boot clock, which no wall-clock jump moves (same boot only);
   3. the last stored poll: a poll is never stamped at or before it. A poll that cannot be
      placed after it is not recorded (its raw answer is kept aside, see archive.UNPLACED).
+     A stored poll after the time two clocks agree on (`trusted_now`) is a stamp an older
+     version took from a bad PVS clock: it is not the last poll.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 TOLERANCE = timedelta(minutes=5)
+# How far past the last poll (or the Pi's clock, before any poll) a PVS time may lead and
+# still correct an unsynced Pi: a Pi unplugged for weeks restarts at its last saved time.
+MAX_PVS_LEAD = timedelta(days=31)
+_TIME_ERROR = 5  # adjtimex(2): the kernel's clock is not synchronized
 ANCHOR_KEY = "clock_anchor"  # store state: the last PVS-confirmed time on the boot clock
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -36,6 +45,7 @@ class Clocks:
     wall: datetime
     boot_id: str | None = None
     since_boot_s: float | None = None
+    synced: bool = False  # the kernel says NTP disciplines the wall clock (adjtimex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +88,29 @@ def read_clocks() -> Clocks:
         since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
     except (OSError, AttributeError):  # not Linux
         return Clocks(wall)
-    return Clocks(wall, boot_id, since_boot)
+    return Clocks(wall, boot_id, since_boot, ntp_synced())
+
+
+def ntp_synced() -> bool:
+    """True when the kernel's clock is synchronized (what `timedatectl` calls "System
+    clock synchronized"), read with adjtimex(2); False when unknown."""
+    import ctypes  # only here: a run pays for it once
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        timex = ctypes.create_string_buffer(256)  # struct timex is 208 bytes; modes = 0
+        state = libc.adjtimex(timex)
+    except (OSError, AttributeError):
+        return False
+    return 0 <= state < _TIME_ERROR
+
+
+def trusted_now(clocks: Clocks, pvs_time: datetime | None) -> datetime | None:
+    """The time now when it can be trusted: an NTP-synced Pi clock, or a Pi clock the
+    PVS's agrees with (two witnesses). None when neither holds."""
+    if clocks.synced or (pvs_time is not None and abs(pvs_time - clocks.wall) <= TOLERANCE):
+        return clocks.wall
+    return None
 
 
 def place_poll(clocks: Clocks, pvs_time: datetime | None, last: datetime | None,
@@ -93,7 +125,13 @@ def place_poll(clocks: Clocks, pvs_time: datetime | None, last: datetime | None,
     candidates: list[tuple[datetime, str, str | None]] = []
     if pvs_time is not None:
         pvs = pvs_time.astimezone(UTC).replace(microsecond=0)
-        if abs(pvs - pi) > TOLERANCE:
+        if abs(pvs - pi) > TOLERANCE and (clocks.synced or pvs > (last or pi) + MAX_PVS_LEAD):
+            why = ("the Pi's clock is NTP-synced" if clocks.synced
+                   else f"it is more than {MAX_PVS_LEAD.days} days after the last poll")
+            candidates.append((pi, "pi", f"the PVS's clock ({_fmt(pvs)}) is {_gap(pvs, pi)} "
+                               f"the Pi's, and {why}: this poll is stamped with the Pi's "
+                               "clock (the PVS's clock is wrong)"))
+        elif abs(pvs - pi) > TOLERANCE:
             candidates.append((pvs, "pvs", f"the Pi's clock ({_fmt(pi)}) is {_gap(pi, pvs)} "
                                f"the PVS's ({_fmt(pvs)}); this poll is stamped with the "
                                "PVS's time. Is NTP reachable? (timedatectl status)"))
@@ -124,6 +162,8 @@ def anchor_for(clocks: Clocks, placement: Placement, pvs_time: datetime | None
     if (pvs_time is None or placement.at is None or clocks.boot_id is None
             or clocks.since_boot_s is None or placement.source not in ("pi", "pvs")):
         return None
+    if not clocks.synced and abs(pvs_time - placement.at) > TOLERANCE:
+        return None  # the PVS's time was not believed: it confirmed nothing
     return Anchor(clocks.boot_id, clocks.since_boot_s, placement.at)
 
 

@@ -32,6 +32,9 @@ class RunContext:
     replay: bool = False
     notify: bool = True
     notes: dict[str, object] = field(default_factory=dict)
+    # The Pi's own clock at the start of the run (`now` is the poll's stamp): archive
+    # upkeep goes by it, never by a stamp a PVS clock may have set.
+    wall: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,14 @@ from solar_monitor.archive import (
 )
 from solar_monitor.clock import (
     ANCHOR_KEY,
+    TOLERANCE,
     Anchor,
     Clocks,
     Placement,
     anchor_for,
     place_poll,
     read_clocks,
+    trusted_now,
 )
 from solar_monitor.config import Config
 from solar_monitor.context import PI_HEALTH_KEY, RunContext, Stage
@@ -39,12 +41,13 @@ from solar_monitor.pvs.errors import ParseError, PvsError
 from solar_monitor.pvs.models import Snapshot, Totals, totals
 from solar_monitor.pvs.parse import parse
 from solar_monitor.runlock import run_lock
-from solar_monitor.store import Store
+from solar_monitor.store import Store, iso
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "solar-monitor.db"
 LOCK_NAME = "run.lock"
+FUTURE_POLL_KEY = "future_poll_warned"  # store state: the future-stamped row already said
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,9 @@ def _export_csv(ctx: RunContext) -> None:
     if ctx.config.csv.enabled:
         from solar_monitor.sinks.csv_files import export_csv
 
-        written = export_csv(ctx.store, ctx.config.data_path / "csv", ctx.config.tz)
+        # a run exports up to its own poll: a row stamped later is a wrong stamp
+        until = iso(ctx.now + TOLERANCE) if ctx.poll is not None and not ctx.replay else None
+        written = export_csv(ctx.store, ctx.config.data_path / "csv", ctx.config.tz, until)
         log.debug("CSV: %d rows appended", written)
 
 
@@ -155,7 +160,8 @@ def _archive_upkeep(ctx: RunContext) -> None:
         from solar_monitor.retention import upkeep
 
         a = ctx.config.archive
-        upkeep(ctx.store, raw_dir(ctx.config), ctx.now, compact_after_days=a.compact_after_days,
+        upkeep(ctx.store, raw_dir(ctx.config), ctx.wall or ctx.now,
+               compact_after_days=a.compact_after_days,
                retention_days=a.retention_days, min_free_mb=a.min_free_mb)
 
 
@@ -217,7 +223,7 @@ def run_once(config: Config, *, now: datetime | None = None,
         collected = collect(config, client or make_client(config), clocks, store)
         archived, placement = collected.archived, collected.placement
         ctx = RunContext(config=config, store=store, now=placement.at or clocks.wall,
-                         poll=archived if placement.at else None)
+                         poll=archived if placement.at else None, wall=clocks.wall)
         if placement.at is None:  # the clock went back: record nothing, flush the rest
             ctx.error = f"poll not recorded: {placement.warning}"
             stages = [s for s in STAGES if s.when == "end_of_run"]
@@ -253,11 +259,11 @@ def collect(config: Config, client: PvsClient, clocks: Clocks, store: Store) -> 
         body = client.poll().body
         error, status = None, 200
     except PvsError as exc:
-        log.warning("poll failed: %s", str(exc))  # a kept record must not hold the frames
+        # the caller says it once (the CLI's error line, check's FAIL line)
+        log.debug("poll failed: %s", str(exc))  # a kept record must not hold the frames
         error, status = str(exc), exc.http_status
     pvs_time = _pvs_clock(body)
-    last = store.last_poll()
-    placement = place_poll(clocks, pvs_time, last.polled_at if last else None,
+    placement = place_poll(clocks, pvs_time, _last_placed(store, clocks, pvs_time),
                            Anchor.from_json(store.get_state(ANCHOR_KEY)))
     if placement.warning:
         log.warning("clock: %s", placement.warning)
@@ -266,6 +272,25 @@ def collect(config: Config, client: PvsClient, clocks: Clocks, store: Store) -> 
     archived = (save_answer(root, at, body) if body is not None
                 else save_error(root, at, error or "poll failed", status))
     return Collected(archived, status, placement, anchor_for(clocks, placement, pvs_time))
+
+
+def _last_placed(store: Store, clocks: Clocks, pvs_time: datetime | None) -> datetime | None:
+    """The last stored poll's time, not counting polls stamped after a time two clocks
+    agree on: an older version stamped polls with a PVS clock in 2099, and such a row
+    must not keep every later poll out. Said once per such row."""
+    last = store.last_poll()
+    now = trusted_now(clocks, pvs_time)
+    if last is None or now is None or last.polled_at <= now + TOLERANCE:
+        return last.polled_at if last else None
+    before = store.last_poll(before=now + TOLERANCE)
+    if store.get_state(FUTURE_POLL_KEY) != iso(last.polled_at):
+        log.warning("clock: a stored poll is stamped %s, in the future (this Pi's clock and "
+                    "the PVS's say %s): an earlier version took a wrong PVS clock. Later "
+                    "polls are placed after %s, and that row is left as it is.",
+                    iso(last.polled_at), iso(now), iso(before.polled_at) if before else "none")
+        with store.transaction():
+            store.set_state(FUTURE_POLL_KEY, iso(last.polled_at) or "")
+    return before.polled_at if before else None
 
 
 def _pvs_clock(body: bytes | None) -> datetime | None:
@@ -296,6 +321,8 @@ def ingest(ctx: RunContext, archived: ArchivedPoll) -> tuple[Snapshot | None, st
             store.record_failure(archived.polled_at, f"unusable answer: {exc}", None,
                                  _rel(ctx, archived.path))
         return None, f"unusable answer: {exc}"
+    for warning in snapshot.warnings:
+        log.warning("%s", warning)
     enrichment: dict[str, float | None] = {}
     for enricher in ENRICHERS:
         try:

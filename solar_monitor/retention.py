@@ -10,9 +10,13 @@
   warning. The database and CSV files, the system of record, are never touched.
 
 A day is compacted or deleted only when every poll in it is in the store, so upkeep can
-never lose a reading the database does not have. Each step is atomic (temp file, fsync,
-rename) and idempotent: a run killed halfway leaves a day both loose and compacted, which
-readers take once, and the next run finishes the job.
+never lose a reading the database does not have. Ages go by the Pi's clock (never by a
+poll's stamp, which a PVS clock may have set to 2099) and by what is stored: deletion
+keeps the newest `retention_days` (free-space floor: `compact_after_days`) days of the
+archive whatever the clock says, so a clock thrown years ahead cannot empty it.
+Each step is atomic (temp file, fsync, rename) and idempotent: a run killed halfway
+leaves a day both loose and compacted, which readers take once, and the next run
+finishes the job.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def upkeep(store: Store, raw: Path, now: datetime, *, compact_after_days: int | 
     if compact_after_days:
         compacted = 0
         newest = today - timedelta(days=compact_after_days)
-        for day in archive_days(raw):
+        for day in archive_days(raw):  # packing loses nothing: the clock alone decides
             if compacted >= COMPACT_PER_RUN or day.day >= newest:
                 break
             if cutoff is not None and day.day < cutoff:
@@ -92,7 +96,7 @@ def upkeep(store: Store, raw: Path, now: datetime, *, compact_after_days: int | 
                 compacted += 1
     if cutoff is not None:
         removed: list[Day] = []
-        for day in archive_days(raw):
+        for day in _older_than_newest(archive_days(raw), retention_days or 0):
             if len(removed) >= RETIRE_PER_RUN or day.day >= cutoff:
                 break
             if _delete(store, day):
@@ -118,6 +122,12 @@ def archive_days(raw: Path) -> list[Day]:
     return [Day(d, folders.get(d), tars.get(d)) for d in sorted(folders.keys() | tars.keys())]
 
 
+def _older_than_newest(days: list[Day], keep: int) -> list[Day]:
+    """`days` (oldest first) without the newest `keep`: what the archive holds decides
+    which days are recent, not only the clock."""
+    return days[:max(0, len(days) - keep)]
+
+
 def compact(day: Day) -> Path:
     """Write the day's tar (atomically), check it reads back whole, remove the folder."""
     records = day.records()
@@ -134,7 +144,7 @@ def compact(day: Day) -> Path:
 def keep_free(store: Store, raw: Path, today: date, min_free_mb: int, keep_days: int) -> None:
     """Delete the oldest raw days while the filesystem has less than `min_free_mb` free."""
     freed: list[date] = []
-    for day in archive_days(raw):
+    for day in _older_than_newest(archive_days(raw), keep_days):
         if free_mb(raw) >= min_free_mb or day.day >= today - timedelta(days=keep_days):
             break
         if _delete(store, day):

@@ -267,27 +267,33 @@ class Store:
 
     # --- reading -----------------------------------------------------------------------
 
-    def last_poll(self) -> StoredPoll | None:
-        row = self.db.execute(
-            "SELECT id, polled_at, ok FROM polls ORDER BY polled_at DESC LIMIT 1").fetchone()
+    def last_poll(self, before: datetime | None = None) -> StoredPoll | None:
+        """The latest stored poll, or the latest stamped before `before`."""
+        where, args = ("WHERE polled_at < ?", (iso(before),)) if before else ("", ())
+        row = self.db.execute(f"SELECT id, polled_at, ok FROM polls {where} "  # noqa: S608
+                              "ORDER BY polled_at DESC LIMIT 1", args).fetchone()
         return None if row is None else StoredPoll(row[0], from_iso(row[1]), bool(row[2]))
 
-    def polls_from(self, start: str | None, limit: int | None = None) -> Iterator[sqlite3.Row]:
-        """Poll rows (with totals) at or after the ISO time `start`, oldest first; a
-        cursor, read as it is consumed (a year is 35,040 rows)."""
-        sql = "SELECT * FROM polls WHERE polled_at >= ? ORDER BY polled_at"
-        args: list[Any] = [start or ""]
+    def polls_from(self, start: str | None, limit: int | None = None,
+                   until: str | None = None) -> Iterator[sqlite3.Row]:
+        """Poll rows (with totals) at or after the ISO time `start` (and at or before
+        `until`), oldest first; a cursor, read as it is consumed (a year is 35,040 rows)."""
+        sql = "SELECT * FROM polls WHERE polled_at >= ? AND polled_at <= ? ORDER BY polled_at"
+        args: list[Any] = [start or "", until or "~"]  # "~" sorts after every time
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
         return self.db.execute(sql, args)
 
-    def inverter_rows_from(self, start: str | None) -> Iterator[sqlite3.Row]:
-        """Per-inverter readings of polls at or after `start`, oldest poll first; a
-        cursor, read as it is consumed (a year of 30 inverters is a million rows)."""
+    def inverter_rows_from(self, start: str | None,
+                           until: str | None = None) -> Iterator[sqlite3.Row]:
+        """Per-inverter readings of polls at or after `start` (and at or before `until`),
+        oldest poll first; a cursor, read as it is consumed (a year of 30 inverters is a
+        million rows)."""
         return self.db.execute(
             "SELECT p.polled_at, r.* FROM inverter_readings r JOIN polls p ON p.id = r.poll_id "
-            "WHERE p.polled_at >= ? ORDER BY p.polled_at, r.serial", (start or "",))
+            "WHERE p.polled_at >= ? AND p.polled_at <= ? ORDER BY p.polled_at, r.serial",
+            (start or "", until or "~"))
 
     def devices(self, device_type: str | None = None) -> Sequence[sqlite3.Row]:
         sql = "SELECT * FROM devices"

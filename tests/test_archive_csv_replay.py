@@ -144,14 +144,19 @@ def test_retention_deletes_only_old_days_whose_polls_are_stored(tmp_path: Path,
     unstored = save_answer(raw, datetime(2025, 6, 17, 9, 0, tzinfo=UTC), body)
     replay(config, raw)
     late = save_answer(raw, datetime(2025, 6, 16, 9, 0, tzinfo=UTC), body)  # not stored
-    recent = save_answer(raw, datetime(2025, 7, 30, 9, 0, tzinfo=UTC), body)
     with Store(config.data_path / "solar-monitor.db") as store:
+        # a clock thrown to 2099 cannot empty the archive: 30 newer days must be there
+        upkeep(store, raw, datetime(2099, 8, 1, tzinfo=UTC), compact_after_days=None,
+               retention_days=30, min_free_mb=None)
+        assert (raw / "2025/06/18").exists() and unstored.path.exists()
+        recent = [save_answer(raw, datetime(2025, 7, 2, 9, tzinfo=UTC) + timedelta(days=d),
+                              body) for d in range(30)]
         upkeep(store, raw, datetime(2025, 8, 1, tzinfo=UTC), compact_after_days=None,
                retention_days=30, min_free_mb=None)
     assert len(old) == 3  # 06-18 and 06-17 were stored: gone
     assert not (raw / "2025/06/18").exists() and not unstored.path.exists()
     assert late.path.exists()  # never delete a poll the database does not have
-    assert recent.path.exists()
+    assert all(r.path.exists() for r in recent)
 
 
 def test_csv_from_before_the_battery_columns_gets_them_appended(tmp_path: Path,
@@ -222,3 +227,33 @@ def test_store_keeps_batteries_flash_wear_and_cpu_percent(tmp_path: Path):
         assert json.loads(bat["extra_json"]) == {"tInvtrDegc": "31.5"}
         seen = s.db.execute("SELECT device_type, last_state FROM devices WHERE serial='ESS1'")
         assert tuple(seen.fetchone()) == ("ess", "BACKUP")
+
+
+def test_pvs_text_reaches_the_csv_as_plain_text(tmp_path: Path, config_dict: dict):
+    """A serial `=HYPERLINK(...)`, a firmware `@SUM(...)` with NUL, ESC, CR/LF and a
+    right-to-left override: the CSV cells are text Excel never runs, with no control
+    character; a negative number (-0.015 kW at night) stays a number."""
+    config = config_from_dict(config_dict, env={})
+    doc = json.loads(real("dl_cgi_61839_30").read_bytes())
+    hostile_serial = '=HYPERLINK("http://evil.example/x","click")\x00'
+    for device in doc["devices"]:
+        if device["DEVICE_TYPE"] == "PVS":
+            device["SWVER"] = "@SUM(1+1)\x1b[2J\r\nBuild 61839\u202etxt.exe"
+        if device.get("SERIAL") == "EFAKE001":
+            device["SERIAL"] = hostile_serial
+            device["STATE"] = "-working\t"
+        if device.get("TYPE") == "PVS5-METER-P":
+            device["p_3phsum_kw"] = "-0.015"
+    raw = config.data_path / "raw"
+    save_answer(raw, datetime(2025, 6, 18, 4, 0, tzinfo=UTC), json.dumps(doc).encode())
+    assert replay(config, raw).stored == 1
+    csv_dir = config.data_path / "csv"
+    [readings] = list(csv.DictReader((csv_dir / "readings.csv").open(newline="")))
+    assert readings["firmware"] == "'@SUM(1+1)[2JBuild 61839txt.exe"
+    assert readings["production_kw"] == "-0.015"
+    [inverters] = csv_dir.glob("inverters-*.csv")
+    rows = {r["serial"]: r for r in csv.DictReader(inverters.open(newline=""))}
+    hostile = rows["'" + '=HYPERLINK("http://evil.example/x","click")']
+    assert hostile["state"] == "'-working"
+    text = (csv_dir / "readings.csv").read_text() + inverters.read_text()
+    assert not any(ch in text for ch in "\x00\x1b\r\u202e")

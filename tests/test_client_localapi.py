@@ -5,14 +5,17 @@ flashwear read cost at most one retry, never the poll."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,7 +23,7 @@ import yaml
 from solar_monitor.config import Config, config_from_dict
 from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
 from solar_monitor.emulation.sim import SimulatedSite
-from solar_monitor.pipeline import make_client, run_once
+from solar_monitor.pipeline import make_client, open_store, run_once
 from solar_monitor.pvs.client import PvsClient
 from solar_monitor.pvs.parse import parse
 from tests.test_emulator import Clock
@@ -140,8 +143,8 @@ def test_plain_http_refused_switches_to_https_once(config_dict: dict, clock: Clo
             raw = client.poll()
         assert raw.url == emu.tls_url and client.switched_to_https
         switches = [m for m in caplog.messages if "switching to" in m]
-        assert switches == [f"the PVS refused plain http (login as ssm_owner failed (HTTP 301); "
-                            f"check pvs.serial / pvs.password); switching to {emu.tls_url} "
+        assert switches == [f"the PVS refused plain http (the PVS refused plain http for the "
+                            f"login (HTTP 301)); switching to {emu.tls_url} "
                             f"(set pvs.url to it to skip this step)"]
         # nothing but the refused login and supervisor/info went over plain http
         http = [r.target for r in emu.request_log if r.scheme == "http"]
@@ -210,3 +213,154 @@ def test_cli_run_and_check_report_the_scheme(tmp_path: Path, config_dict: dict) 
         assert check.returncode == 0, check.stdout
         assert f"plain http refused, https works: set pvs.url: {emu.tls_url}" in check.stdout
 
+
+
+# ------------------------------------------------ what fcgi_vars really prints (unescaped)
+
+HOSTILE_SSID = 'My "Home" \\ net{x}'
+HOSTILE_KEY = 'Wk"sec\\ret}{"'
+
+
+def _printed_as_the_real_server(client: PvsClient, ssid: str, key: str) -> PvsClient:
+    """The emulator's /sys/info/ answer with the SSID and Wi-Fi key printed as the real
+    fcgi_vars prints them: unescaped (localapi-observed/README.md), so not JSON."""
+    request = client._request  # noqa: SLF001 - the transport, wrapped
+
+    def unescaped(path: str, headers: dict | None, remaining: float) -> tuple[int, bytes]:
+        status, body = request(path, headers, remaining)
+        if "match=/sys/info/" in path and status == 200:
+            for name, value in (("ssid", ssid), ("wpa_key", key)):
+                body, n = re.subn(rf'"/sys/info/{name}": ?"[^"]*"'.encode(),
+                                  f'"/sys/info/{name}":"{value}"'.encode(), body)
+                assert n == 1, name
+        return status, body
+
+    client._request = unescaped  # type: ignore[method-assign]
+    return client
+
+
+def _every_file_bytes(folder: Path) -> bytes:
+    """Every file under `folder`, gzip members inflated (the raw archive is gzipped)."""
+    out = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            out.append(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    return b"\n".join(out)
+
+
+def test_quotes_and_backslashes_in_ssid_and_wifi_key_cost_no_value_and_leak_no_key(
+        config_dict: dict, clock: Clock, caplog: pytest.LogCaptureFixture):
+    with make_emulator(clock) as emu:
+        config = config_for(config_dict, emu.url)
+        client = _printed_as_the_real_server(client_for(config), HOSTILE_SSID, HOSTILE_KEY)
+        with caplog.at_level(logging.WARNING):
+            report = run_once(config, now=clock.now, client=client)
+    assert report.ok, report.error
+    assert report.totals is not None and report.totals.inverters_total == 6
+    assert any("/sys/info/ssid" in m and "unescaped" in m for m in caplog.messages)
+    files = _every_file_bytes(config.data_path)
+    assert b"sec\\ret" not in files and b"Wk" not in files  # no part of the key anywhere
+    envelope = json.loads(gzip.decompress(report.archive_file.read_bytes()))
+    info = next(r for r in envelope["responses"] if "/sys/info/" in r["path"])
+    assert f'"/sys/info/ssid":"{HOSTILE_SSID}"' in info["body"]  # as received
+    assert '"/sys/info/wpa_key":"(redacted by solar-monitor)"' in info["body"]
+    with open_store(config) as store:
+        assert store.db.execute("SELECT count(*) FROM inverter_readings").fetchone()[0] == 6
+
+
+def test_a_non_utf8_value_is_named_and_the_bytes_are_archived(config_dict: dict,
+                                                              clock: Clock):
+    with make_emulator(clock) as emu:
+        config = config_for(config_dict, emu.url)
+        client = client_for(config)
+        request = client._request  # noqa: SLF001
+
+        def latin1(path: str, headers: dict | None, remaining: float) -> tuple[int, bytes]:
+            status, body = request(path, headers, remaining)
+            if "match=/sys/info/" in path:
+                body = re.sub(rb'"/sys/info/ssid": ?"[^"]*"', b'"/sys/info/ssid":"Caf\xe9"',
+                              body)
+            return status, body
+
+        client._request = latin1  # type: ignore[method-assign]
+        raw = client.poll()
+    snapshot = parse(raw.body)
+    assert len(snapshot.inverters) == 6
+    assert any("could not read /sys/info/ssid" in w for w in snapshot.warnings)
+    info = next(r for r in json.loads(raw.body)["responses"] if "/sys/info/" in r["path"])
+    assert b'"/sys/info/ssid":"Caf\xe9"' in base64.b64decode(info["body_b64"])
+
+
+def test_a_refused_login_says_wrong_serial_or_password_once_and_stays_on_http(
+        tmp_path: Path, config_dict: dict) -> None:
+    """A 401 at login is a wrong password, not "plain http refused": no https switch, one
+    login, one error line. The serial typed in lower case gives the upper-case password
+    the real (case-sensitive) server expects."""
+    from tests.faults.hostile import hostile_pvs
+
+    logins: list[str] = []
+
+    def pvs(handler: Any) -> None:
+        if handler.path.startswith("/auth"):
+            logins.append(base64.b64decode(handler.headers["Authorization"].split()[1]).decode())
+            status, body = 401, b'{"status": 401, "description" : "Unauthorized"}'
+        else:
+            status, body = 200, json.dumps({"result": "succeed", "supervisor": {
+                "SWVER": "2025.09, Build 61846", "MODEL": "PVS6", "BUILD": 61846}}).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with hostile_pvs(pvs) as url:
+        config_dict["pvs"].update({"url": url, "serial": "zt01234567890abcdef"})
+        failed = run_cli("run", "--config", str(write_config(tmp_path, config_dict)))
+    assert failed.returncode == 1
+    assert logins == ["ssm_owner:BCDEF"]
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "wrong serial or password" in lines[0], failed.stderr
+    assert "https" not in failed.stderr
+
+
+def _port_80_open() -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", 80)) == 0
+
+
+def test_port_80_refused_switches_to_https(config_dict: dict, clock: Clock,
+                                           caplog: pytest.LogCaptureFixture):
+    if _port_80_open():
+        pytest.skip("something listens on 127.0.0.1:80: the refusal cannot be shown here")
+    with make_emulator(clock) as emu:
+        config = config_for(config_dict, "http://127.0.0.1", https_port=emu.tls_port)
+        with caplog.at_level(logging.WARNING, logger="solar_monitor.pvs.client"):
+            raw = client_for(config).poll()
+        assert raw.url == emu.tls_url
+        assert [m for m in caplog.messages if "switching to" in m] == [
+            f"the PVS refused plain http (port 80 refused the connection); switching to "
+            f"{emu.tls_url} (set pvs.url to it to skip this step)"]
+    from solar_monitor.pvs.errors import PvsUnreachableError
+
+    client = client_for(config_for(config_dict, "http://127.0.0.1", https_port=emu.tls_port))
+    with pytest.raises(PvsUnreachableError, match=r"^cannot reach the PVS at http://127\.0\.0"
+                       r"\.1 \(connection refused\) nor at https://127\.0\.0\.1:\d+ \(connection "
+                       r"refused\); is the Pi cabled"):
+        client.poll()  # the emulator is gone: neither answers, said in one line
+
+
+def test_a_slow_answer_is_announced_once(config_dict: dict, clock: Clock,
+                                         caplog: pytest.LogCaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch):
+    from solar_monitor.pvs import client as client_module
+
+    monkeypatch.setattr(client_module, "WAIT_NOTICE_S", 0.2)
+    with start_emulator(firmware="legacy", clock=clock) as emu:
+        emu.faults.slow(0.5)  # supervisor/info and DeviceList, each 0.5 s late
+        with caplog.at_level(logging.INFO, logger="solar_monitor.pvs.client"):
+            client_for(config_for(config_dict, emu.url, poll_budget_s=10)).poll()
+    waits = [m for m in caplog.messages if m.startswith("waiting for the PVS")]
+    assert waits == ["waiting for the PVS, up to 10 s"]

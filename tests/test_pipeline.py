@@ -202,10 +202,11 @@ def test_forced_legacy_on_varserver_firmware_explains(config_dict: dict, clock: 
 
 def test_wrong_password_is_an_auth_failure(config_dict: dict, clock: Clock):
     with make_emulator(clock, "auth") as emu:
-        config = config_for(config_dict, emu.url, password="wrong")
+        config = config_for(config_dict, emu.url, password="Xyzzy9")
         report = run_once(config, now=clock.now, client=fast_client(config))
     assert not report.ok
-    assert "login as ssm_owner failed" in report.error and "wrong" not in report.error
+    assert "refused the login as ssm_owner" in report.error and "Xyzzy9" not in report.error
+    assert "wrong serial or password" in report.error
 
 
 def test_dead_and_missing_inverters(config_dict: dict, clock: Clock):
@@ -247,7 +248,8 @@ def test_poll_budget_bounds_a_dead_pvs(config_dict: dict, clock: Clock):
     assert not report.ok and "cannot reach the PVS" in report.error
     assert datetime.now(UTC) - started < timedelta(seconds=10)
     assert _last_error(config) == {
-        "error": "cannot reach the PVS at http://127.0.0.1:9 (connection refused)",
+        "error": "cannot reach the PVS at http://127.0.0.1:9 (connection refused); is the Pi "
+                 "cabled to the PVS LAN1 port (or on its network), and is pvs.url right?",
         "http_status": None}
 
 

@@ -8,13 +8,17 @@ that `supervisor/info` reports (a PVS5 has no BUILD: its build is in SWVER):
   login; read `/vars` instead.
 The LocalAPI's session cookie is `Secure`, which no cookie jar sends over http://, and any
 other cookie crashes its handler: the client sends `Cookie: session=<token>` itself and
-nothing else, so http:// and https:// both work. When plain http is refused anyway, the
-client switches to https by itself and logs it once. A 401 (no or expired session), a
-500 (the handler respawning) or an empty 200 means a lost session: log in again, once.
+nothing else, so http:// and https:// both work. When plain http itself is refused (port
+80 refuses the connection, or the answer is a redirect or 426), the client switches to
+https by itself and logs it once; a 401/403 at login is a wrong serial or password, never
+that. A 401 (no or expired session), a 500 (the handler respawning) or an empty 200 means
+a lost session: log in again, once.
 Only GET requests on read paths are ever sent: nothing here can change PVS state.
-Transient failures are retried with exponential backoff and jitter inside one time budget,
-so a 15-minute cron never piles up runs; a `/sys/pvs/` read (flash wear, known to hang on
-some firmware) gets a short timeout of its own and the poll is kept without it.
+Transient failures are retried with exponential backoff and jitter inside one deadline,
+which also bounds each connect and read and the reading of every body (pvs/bounded.py),
+so a 15-minute cron never piles up runs; an address where nothing listens fails at once.
+A `/sys/pvs/` read (flash wear, known to hang on some firmware) gets a short timeout of
+its own and the poll is kept without it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -35,18 +40,21 @@ import urllib3
 from tenacity import (
     RetryError,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
     wait_random,
 )
 
+from solar_monitor.pvs.bounded import deadline_adapter, headers_deadline, read_body
 from solar_monitor.pvs.errors import (
     ParseError,
     PvsAuthError,
     PvsCommunicationError,
     PvsResponseError,
+    PvsUnreachableError,
 )
+from solar_monitor.pvs.fcgi_vars import redact_wpa_key
 from solar_monitor.pvs.models import Api
 from solar_monitor.pvs.parse import firmware_build, load_json
 
@@ -68,15 +76,23 @@ VARSERVER_PATHS = (
     "/vars?match=/sys/devices/&fmt=obj",
     "/vars?match=/sys/livedata/&fmt=obj",
 )
-# The PVS's own Wi-Fi key is in /sys/info/ on LocalAPI firmware: never archived or stored.
-REDACTED_VARIABLES = ("/sys/info/wpa_key",)
-REDACTED = "(redacted by solar-monitor)"
 SLOW_PATH_PREFIX = "/vars?match=/sys/pvs/"  # flashwear: known to hang on some firmware
 SLOW_PATH_TIMEOUT_S = 10.0
 TRANSIENT_STATUS = frozenset({502, 503, 504})
 LOST_SESSION_STATUS = frozenset({401, 403, 500})  # 403: older firmware without a session
 REFUSED_STATUS = frozenset({301, 302, 303, 307, 308, 401, 403})
-CONNECT_TIMEOUT_S = 10.0
+# Plain http itself refused: a redirect (to https) or 426 Upgrade Required. A 401/403 is
+# a refused login or session, never a reason to switch to https.
+HTTP_REFUSED_STATUS = frozenset({301, 302, 303, 307, 308, 426})
+CONNECT_TIMEOUT_S = 5.0  # a PVS or bridge that is there accepts at once
+# Real answers are tens of KB (a few MB for thousands of inverters); past this, decoded,
+# an answer is refused before it can fill a Pi Zero's RAM.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+WAIT_NOTICE_S = 10.0  # slower than a usual DeviceList (6-10 s): announced, once per poll
+UNREACHABLE_REASONS = frozenset({"connection refused", "name not resolved",
+                                 "network unreachable", "host unreachable"})
+UNREACHABLE_HINT = ("is the Pi cabled to the PVS LAN1 port (or on its network), and is "
+                    "pvs.url right?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +139,7 @@ class PvsClient:
         self.request_timeout_s = request_timeout_s
         self.slow_read_timeout_s = slow_read_timeout_s
         self.budget_s = budget_s
-        self.session = session or requests.Session()
+        self.session = session or _bounded_session()
         self._monotonic = monotonic
         self._sleep = sleep
         self._now = now
@@ -131,6 +147,7 @@ class PvsClient:
         self._logged_in = False
         self._token: str | None = None  # sent as `Cookie: session=<token>`, nothing else
         self._last_error: PvsCommunicationError | None = None
+        self._said_waiting = False
         self.build: int | None = None
         self.model: str | None = None
 
@@ -140,7 +157,20 @@ class PvsClient:
         """One reading. Raises PvsCommunicationError, PvsAuthError or PvsResponseError."""
         self._deadline = self._monotonic() + self.budget_s
         requested_at = self._now()
-        api = self._choose_api()
+        try:
+            api = self._choose_api()
+        except PvsUnreachableError as exc:
+            if not self._port_80_refused(exc):
+                raise
+            http_url = self._shown_url
+            self._switch_to_https("port 80 refused the connection")
+            try:
+                api = self._choose_api()
+            except PvsUnreachableError as https_exc:  # nothing there at all: say both
+                raise PvsUnreachableError(
+                    f"cannot reach the PVS at {http_url} ({exc.reason}) nor at "
+                    f"{self._shown_url} ({https_exc.reason}); {UNREACHABLE_HINT}",
+                    reason=exc.reason) from None
         try:
             return self._read(api, requested_at)
         except PvsAuthError as exc:
@@ -173,12 +203,18 @@ class PvsClient:
         return self._shown_url
 
     def _can_switch(self, exc: PvsAuthError) -> bool:
-        """Plain http login or reads refused (or port 80 closed) on login firmware."""
+        """Plain http refused (a redirect or 426) on login firmware."""
         if self.switched_to_https or not self.base_url.startswith("http://"):
             return False  # old firmware has no https: its 403 must keep its own message
-        return self._needs_login() and exc.http_status in REFUSED_STATUS
+        return self._needs_login() and exc.http_status in HTTP_REFUSED_STATUS
 
-    def _switch_to_https(self, exc: Exception) -> None:
+    def _port_80_refused(self, exc: PvsUnreachableError) -> bool:
+        """Plain http refused at the TCP level on its default port: https may answer."""
+        parts = urlsplit(self.base_url)
+        return (not self.switched_to_https and parts.scheme == "http"
+                and parts.port in (None, 80) and exc.reason == "connection refused")
+
+    def _switch_to_https(self, why: object) -> None:
         parts = urlsplit(self.base_url)
         host = parts.netloc.rpartition(":")[0] if parts.port else parts.netloc
         netloc = host if self.https_port == 443 else f"{host}:{self.https_port}"
@@ -189,7 +225,7 @@ class PvsClient:
         self._token = None
         self._last_error = None
         log.warning("the PVS refused plain http (%s); switching to %s (set pvs.url to it "
-                    "to skip this step)", exc, self._shown_url)
+                    "to skip this step)", why, self._shown_url)
 
     def supervisor_info(self) -> dict[str, Any]:
         """The open `/cgi-bin/dl_cgi/supervisor/info` answer (no login needed)."""
@@ -268,10 +304,8 @@ class PvsClient:
                 responses.append({"path": path, "status": None, "body": "",
                                   "error": str(exc)})
                 continue
-            if status == 200:
-                body = _redact(_json_object(body, path), body)
-            text = body.decode("utf-8", errors="replace")
-            responses.append({"path": path, "status": status, "body": text})
+            responses.append({"path": path, "status": status,
+                              **_envelope_body(redact_wpa_key(body))})
         if not any(r["status"] == 200 and "/sys/devices/" in r["path"] for r in responses):
             raise PvsResponseError("varserver lists no devices", http_status=400)
         envelope = {"api": "varserver", "requested_at": requested_at.isoformat(),
@@ -300,7 +334,9 @@ class PvsClient:
 
     def _login(self) -> None:
         """Log in as ssm_owner with the last five characters of the serial."""
-        password = self._password or (self.serial[-5:] if self.serial else None)
+        # upper-case: the real server's password is case-sensitive, and a serial typed in
+        # lower case in the config must still work
+        password = self._password or (self.serial[-5:].upper() if self.serial else None)
         if not password:
             raise PvsAuthError("this firmware needs a login, but the PVS serial is unknown; "
                                "set pvs.serial in the config")
@@ -308,9 +344,13 @@ class PvsClient:
         self._token = None
         status, body = self._get(LOGIN_PATH, headers={"Authorization": f"basic {basic}"})
         token = _session_from_login(body) if status == 200 else None
+        if status in HTTP_REFUSED_STATUS:
+            raise PvsAuthError(f"the PVS refused plain http for the login (HTTP {status})",
+                               http_status=status)
         if token is None:
-            raise PvsAuthError(f"login as {self.username} failed (HTTP {status}); check "
-                               f"pvs.serial / pvs.password", http_status=status)
+            raise PvsAuthError(f"the PVS refused the login as {self.username} (HTTP "
+                               f"{status}): wrong serial or password; check pvs.serial / "
+                               f"pvs.password", http_status=status)
         self._token = token
         self._logged_in = True
 
@@ -323,7 +363,7 @@ class PvsClient:
         retrying = Retrying(
             stop=stop_after_attempt(retries or 6) | self._budget_spent,
             wait=wait_exponential(multiplier=2, max=30) + wait_random(0, 2),
-            retry=retry_if_exception_type(PvsCommunicationError),
+            retry=retry_if_exception(_retryable),
             sleep=self._budget_sleep,
             reraise=True,
         )
@@ -354,43 +394,95 @@ class PvsClient:
     def _request(self, path: str, headers: dict[str, str] | None,
                  remaining: float) -> tuple[int, bytes]:
         read_timeout = min(self.request_timeout_s, remaining)
-        headers = dict(headers or {})
+        # identity: a compressed answer could only be counted after inflating it
+        headers = {**(headers or {}), "Accept-Encoding": "identity"}
         if self._token is not None:
             # The real cookie is Secure (requests never sends it over http://), and any
             # other cookie crashes the PVS's handler: send the token ourselves, alone.
             headers["Cookie"] = f"session={self._token}"
+        notice = self._waiting_notice()
         try:
             with warnings.catch_warnings():
                 # verify_tls: false is the norm (the PVS's certificate is self-signed);
                 # urllib3 would warn on stderr at every request of every cron run
                 warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                response = self.session.get(
-                    self.base_url + path, headers=headers, verify=self.verify_tls,
-                    timeout=(min(CONNECT_TIMEOUT_S, read_timeout), read_timeout),
-                    allow_redirects=False)
-                body = response.content
+                with headers_deadline(self._deadline, self._monotonic):
+                    response = self.session.get(
+                        self.base_url + path, headers=headers, verify=self.verify_tls,
+                        timeout=(min(CONNECT_TIMEOUT_S, read_timeout), read_timeout),
+                        allow_redirects=False, stream=True)
+        except requests.ConnectTimeout:
+            reason = f"no answer to connect within {min(CONNECT_TIMEOUT_S, read_timeout):.0f} s"
+            raise PvsUnreachableError(f"cannot reach the PVS at {self._shown_url} ({reason}); "
+                                      f"{UNREACHABLE_HINT}", reason=reason) from None
         except requests.Timeout:
             raise PvsCommunicationError(
                 f"no answer from the PVS within {read_timeout:.0f} s ({_short(path)})") from None
         except requests.RequestException as exc:
+            if self._monotonic() >= self._deadline:  # the header watchdog shut it down
+                raise PvsCommunicationError(
+                    f"the PVS did not send the headers of its answer to {_short(path)} "
+                    "within the poll budget: a stalled or dripping answer") from None
+            reason = _reason(exc)
+            if reason in UNREACHABLE_REASONS:  # nobody there: a retry would not help
+                raise PvsUnreachableError(f"cannot reach the PVS at {self._shown_url} "
+                                          f"({reason}); {UNREACHABLE_HINT}",
+                                          reason=reason) from None
             raise PvsCommunicationError(
-                f"cannot reach the PVS at {self._shown_url} ({_reason(exc)})") from None
+                f"cannot reach the PVS at {self._shown_url} ({reason})") from None
         finally:
+            notice.cancel()
             self.session.cookies.clear()  # the jar never adds a cookie to our requests
+        try:
+            body = read_body(response, limit=MAX_BODY_BYTES, deadline=self._deadline,
+                             wait_s=read_timeout, monotonic=self._monotonic,
+                             what=_short(path))
+        finally:
+            response.close()
         if response.status_code in TRANSIENT_STATUS:
             raise PvsCommunicationError(
                 f"the PVS (or its bridge) answered HTTP {response.status_code}",
                 http_status=response.status_code)
         return response.status_code, body
 
+    def _waiting_notice(self) -> threading.Timer:
+        """Say once per client, when an answer is slow, how long it may still take: a
+        DeviceList of a large site takes a minute, and a silent run looks hung."""
+        left = self._deadline - self._monotonic()
 
-def _redact(doc: dict[str, Any], body: bytes) -> bytes:
-    """`body` with the values of REDACTED_VARIABLES replaced (the one change an archived
-    answer gets); unchanged bytes when it holds none."""
-    if not any(name in doc for name in REDACTED_VARIABLES):
-        return body
-    return json.dumps({k: REDACTED if k in REDACTED_VARIABLES else v for k, v in doc.items()},
-                      ensure_ascii=False).encode("utf-8")
+        def say() -> None:
+            if not self._said_waiting:
+                self._said_waiting = True
+                log.info("waiting for the PVS, up to %.0f s", max(0.0, left - WAIT_NOTICE_S))
+
+        timer = threading.Timer(WAIT_NOTICE_S, say)
+        timer.daemon = True
+        if not self._said_waiting and left > 2 * WAIT_NOTICE_S:
+            timer.start()
+        return timer
+
+
+def _bounded_session() -> requests.Session:
+    """A session whose every connection stops waiting for headers at the poll's deadline."""
+    session = requests.Session()
+    adapter = deadline_adapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A transient failure: not an answer, and not an address where nothing listens."""
+    return isinstance(exc, PvsCommunicationError) and not isinstance(exc, PvsUnreachableError)
+
+
+def _envelope_body(body: bytes) -> dict[str, str]:
+    """An answer's bytes as received, in the envelope: text when it is UTF-8 (readable in
+    the archive), else base64 (`body_b64`), so no byte is lost either way."""
+    try:
+        return {"body": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"body": "", "body_b64": base64.b64encode(body).decode("ascii")}
 
 
 def _session_from_login(body: bytes) -> str | None:
@@ -440,6 +532,8 @@ def _reason(exc: requests.RequestException) -> str:
     """A short cause: 'connection refused', 'name not resolved', ... never a URL dump."""
     text = str(exc).lower()
     for needle, reason in (("refused", "connection refused"), ("resolve", "name not resolved"),
+                           ("no route to host", "host unreachable"),
+                           ("host is unreachable", "host unreachable"),
                            ("unreachable", "network unreachable"), ("reset", "connection reset"),
                            ("ssl", "TLS error"), ("timed out", "timed out")):
         if needle in text:

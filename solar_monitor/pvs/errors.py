@@ -15,6 +15,16 @@ class PvsCommunicationError(PvsError):
     """The PVS could not be reached or answered 5xx / too slowly: try again next run."""
 
 
+class PvsUnreachableError(PvsCommunicationError):
+    """Nothing answers at the PVS's address (refused, no route, unknown name): not retried
+    within a run, since seconds later it is the same; check the cabling and pvs.url.
+    `reason` is the short cause ("connection refused")."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class PvsAuthError(PvsError):
     """Login failed or the session was refused: check the serial / password."""
 

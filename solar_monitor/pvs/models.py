@@ -184,6 +184,7 @@ class Snapshot:
     other: tuple[Device, ...] = ()
     livedata: Mapping[str, Any] = field(default_factory=dict)
     batteries: tuple[Battery, ...] = ()
+    warnings: tuple[str, ...] = ()  # what was read around (a variable printed unescaped)
 
     def meter(self, kind: MeterKind) -> Meter | None:
         """The first meter of that kind, or None."""

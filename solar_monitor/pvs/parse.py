@@ -19,6 +19,8 @@ least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the reading's time, "error" o
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
 import json
 import math
@@ -28,6 +30,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from solar_monitor.pvs import fcgi_vars
 from solar_monitor.pvs.errors import ParseError
 from solar_monitor.pvs.models import (
     PRODUCING_MIN_KW,
@@ -115,6 +118,9 @@ _DEVICE_VAR = re.compile(r"^/sys/devices/([^/]+)/(\d{1,9})/([^/]+)$")
 _OLD_DEVICE_VAR = re.compile(r"^/sys/devices/(\d{1,9})/([^/]+)/data$")
 _BUILD = re.compile(r"build\s*(\d{1,9})(?!\d)", re.IGNORECASE)
 _SW_REV_BUILD = re.compile(r"\.(\d{4,6})$")
+# C0 and C1 controls, DEL, and the bidi marks, embeddings, overrides and isolates (U+202E
+# shows "exe.txt" as "txt.exe"), and the Unicode line and paragraph separators
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 # --- entry point -------------------------------------------------------------------------
@@ -248,8 +254,9 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         elif kind in BATTERY_DEVICE_TYPES:
             batteries.append(_legacy_battery(raw))
         else:
-            other.append(Device(str(raw.get("DEVICE_TYPE") or "unknown"),
+            other.append(Device(_text(raw.get("DEVICE_TYPE")) or "unknown",
                                 _text(raw.get("SERIAL")), _text(raw.get("STATE")), raw))
+    _check_usable(len(devices), meters, inverters, batteries)
     sup_time = pvs_time(_supervisor_curtime(devices)) if supervisor else None
     pvs_now = sup_time or (max(curtimes) if curtimes else None)
     return Snapshot(
@@ -259,6 +266,14 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         supervisor=supervisor, meters=tuple(meters), inverters=tuple(inverters),
         other=tuple(other), batteries=tuple(batteries),
     )
+
+
+def _check_usable(listed: int, meters: Any, inverters: Any, batteries: Any) -> None:
+    """ParseError when a device list holds no inverter, meter or battery: such a poll
+    says nothing about the site ("0/0 inverters producing" would pass for a reading)."""
+    if not (meters or inverters or batteries):
+        raise ParseError(f"no usable device: {listed} device(s) listed, none an inverter, "
+                         "meter or battery with a serial")
 
 
 def _supervisor_curtime(devices: list[Any]) -> Any:
@@ -336,14 +351,11 @@ def _battery_units(named: dict[str, Any]) -> dict[str, Any]:
 
 def _parse_envelope(doc: dict[str, Any], polled_at: datetime | None) -> Snapshot:
     variables: dict[str, Any] = {}
+    warnings: list[str] = []
     for response in doc["responses"]:
         if not isinstance(response, dict) or response.get("status") != 200:
             continue
-        body = response.get("body")
-        # surrogatepass: a lone surrogate ("\\ud800" in the envelope) becomes a ParseError
-        answer = (load_json(body.encode("utf-8", "surrogatepass")) if isinstance(body, str)
-                  else body)
-        found = _vars_from_answer(answer) if isinstance(answer, dict) else None
+        found = _envelope_answer(response, warnings)
         if found is None:
             raise ParseError(f"varserver answer for {_brief(response.get('path'), 60)} "
                              "is not /vars data")
@@ -351,7 +363,55 @@ def _parse_envelope(doc: dict[str, Any], polled_at: datetime | None) -> Snapshot
     if not variables:
         raise ParseError("the varserver envelope holds no successful answer")
     when = polled_at or _aware(doc.get("requested_at"))
-    return _parse_vars(variables, when, source="varserver")
+    snapshot = _parse_vars(variables, when, source="varserver")
+    _check_usable(len(snapshot.other) + len(snapshot.inverters) + len(snapshot.meters)
+                  + len(snapshot.batteries), snapshot.meters, snapshot.inverters,
+                  snapshot.batteries)
+    return dataclasses.replace(snapshot, warnings=tuple(warnings)) if warnings else snapshot
+
+
+def _envelope_answer(response: dict[str, Any], warnings: list[str]) -> dict[str, Any] | None:
+    """The variables of one archived /vars answer (`body` text, or `body_b64` bytes when
+    the PVS sent bytes that are not UTF-8). An answer that is not JSON because the PVS
+    printed a string unescaped (fcgi_vars does) is read entry by entry, with a warning."""
+    body = response.get("body")
+    if isinstance(response.get("body_b64"), str):
+        try:
+            data = base64.b64decode(response["body_b64"], validate=True)
+        except ValueError:
+            raise ParseError("an archived body_b64 is not base64") from None
+    elif isinstance(body, str):
+        # surrogatepass: a lone surrogate ("\\ud800" in the envelope) becomes a ParseError
+        data = body.encode("utf-8", "surrogatepass")
+    else:
+        return _vars_from_answer(body) if isinstance(body, dict) else None
+    try:
+        answer = load_json(data)
+    except ParseError as exc:
+        path = str(response.get("path", ""))
+        try:
+            found, unreadable, printed = fcgi_vars.scan(data, _match_of(path))
+        except ValueError:
+            raise exc from None
+        what = _short_path(path)
+        if printed:
+            warnings.append(f"the PVS printed {', '.join(printed)} unescaped (not JSON): "
+                            f"read as printed, every other value of {what} kept")
+        if unreadable:
+            warnings.append(f"could not read {', '.join(unreadable)} in {what} (not "
+                            "UTF-8, or cut by a value printed unescaped); the rest is kept")
+        return found
+    return _vars_from_answer(answer) if isinstance(answer, dict) else None
+
+
+def _match_of(path: str) -> str:
+    """The `match=` of a /vars request path ('' when none)."""
+    found = re.search(r"[?&]match=([^&]*)", path)
+    return found.group(1) if found else ""
+
+
+def _short_path(path: str) -> str:
+    return _brief(path.split("&fmt")[0], 60)
 
 
 def _vars_from_answer(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -420,14 +480,14 @@ def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inve
              and reference - measured <= timedelta(seconds=VARSERVER_FRESH_S))
     power = named.get("power_kw")
     working = fresh and power is not None and power >= PRODUCING_MIN_KW
-    return Inverter(serial=str(fields["sn"]), model=_text(fields.get("prodMdlNm")),
+    return Inverter(serial=_text(fields["sn"]) or "", model=_text(fields.get("prodMdlNm")),
                     state="working" if working else "error", state_derived=True,
                     data_time=measured, extra=extra, **named)
 
 
 def _var_meter(fields: Mapping[str, Any]) -> Meter:
     named, extra = _split(fields, {}, VAR_METER_METRICS, _VAR_CONSUMED)
-    serial = str(fields["sn"])
+    serial = _text(fields["sn"]) or ""
     return Meter(serial=serial, kind=meter_kind("", serial, None), subtype=None,
                  model=_text(fields.get("prodMdlNm")), data_time=_aware(fields.get("msmtEps")),
                  extra=extra, **named)
@@ -528,9 +588,11 @@ def _int(value: Any) -> int | None:
 
 
 def _text(value: Any) -> str | None:
+    """PVS text for a named field: control characters (NUL, ESC, CR/LF, bidi overrides)
+    stripped, since it reaches CSV files, sheets, e-mails and terminals; None if empty."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = _CONTROL.sub("", str(value)).strip()
     return text or None
 
 

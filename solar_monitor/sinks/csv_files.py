@@ -29,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from solar_monitor.archive import write_atomic
+from solar_monitor.sinks.cells import neutralise
 from solar_monitor.store import Store, from_iso
 
 TAIL_BYTES = 512 * 1024
@@ -47,6 +48,11 @@ def _field(name: str) -> Callable[[Any, ZoneInfo], Any]:
     return lambda row, _tz: row[name]
 
 
+def _text(name: str) -> Callable[[Any, ZoneInfo], Any]:
+    """A text column's cell, neutralised: PVS text must not become a formula in Excel."""
+    return lambda row, _tz: neutralise(row[name]) if isinstance(row[name], str) else row[name]
+
+
 def _local(row: Any, tz: ZoneInfo) -> str:
     return _local_text(row["polled_at"], tz)
 
@@ -60,7 +66,7 @@ READINGS_COLUMNS: tuple[Column, ...] = (
     Column("time_utc", _field("polled_at")),
     Column("time_local", _local),
     Column("ok", lambda row, _tz: row["ok"]),
-    Column("error", _field("error")),
+    Column("error", _text("error")),
     Column("production_kw", _field("production_kw")),
     Column("consumption_kw", _field("consumption_kw")),
     Column("net_grid_kw", _field("net_grid_kw")),
@@ -69,8 +75,8 @@ READINGS_COLUMNS: tuple[Column, ...] = (
     Column("inverters_total", _field("inverters_total")),
     Column("cloud_cover_pct", _field("cloud_cover_pct")),
     Column("sun_elevation_deg", _field("sun_elevation_deg")),
-    Column("firmware", _field("firmware")),
-    Column("api", _field("api")),
+    Column("firmware", _text("firmware")),
+    Column("api", _text("api")),
     Column("battery_kw", _field("battery_kw")),  # + discharging, - charging
     Column("battery_soc_pct", _field("battery_soc_pct")),
     # appended later (issue 15): an older file's header is widened, its rows stay as written
@@ -80,8 +86,8 @@ READINGS_COLUMNS: tuple[Column, ...] = (
 INVERTER_COLUMNS: tuple[Column, ...] = (
     Column("time_utc", _field("polled_at")),
     Column("time_local", _local),
-    Column("serial", _field("serial")),
-    Column("state", _field("state")),
+    Column("serial", _text("serial")),
+    Column("state", _text("state")),
     Column("power_kw", _field("power_kw")),
     Column("lifetime_kwh", _field("lifetime_kwh")),
     Column("ac_voltage_v", _field("ac_voltage_v")),
@@ -94,20 +100,24 @@ INVERTER_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo) -> int:
-    """Append every stored poll the CSV files do not have yet. Returns rows written.
+def export_csv(store: Store, csv_dir: Path, tz: ZoneInfo, until: str | None = None) -> int:
+    """Append every stored poll the CSV files do not have yet, up to the store time
+    `until` when given. Returns rows written.
 
-    Rows stream from the store to the files (a replay of a year ends with about a
-    million inverter rows): memory stays flat whatever the history's length."""
+    `until` keeps out a poll an older version stamped in the future (a PVS clock in
+    2099): exported last, it would be every file's watermark and hide the polls after it;
+    now its line is cut by the repair and not written again. Rows stream from the store
+    to the files (a replay of a year ends with about a million inverter rows): memory
+    stays flat whatever the history's length."""
     csv_dir.mkdir(parents=True, exist_ok=True)
     readings = csv_dir / "readings.csv"
     mark = _repair_and_watermark(readings)
     _widen(readings, READINGS_COLUMNS)  # after the repair: a torn line must not be kept
-    written = _append(readings, READINGS_COLUMNS, store.polls_from(mark), tz)
+    written = _append(readings, READINGS_COLUMNS, store.polls_from(mark, until=until), tz)
 
     marks: dict[Path, str | None] = {}  # each file is repaired once per export
     inverter_since = _latest_inverter_watermark(csv_dir, marks)
-    rows = store.inverter_rows_from(inverter_since)
+    rows = store.inverter_rows_from(inverter_since, until)
     # the rows come oldest first, so each local month's rows are one run of the stream
     for month, month_rows in itertools.groupby(
             rows, key=lambda row: _local_text(row["polled_at"], tz)[:7]):  # YYYY-MM

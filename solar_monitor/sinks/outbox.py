@@ -112,7 +112,10 @@ def enqueue_completed_days(store: Store, tz: ZoneInfo, now: datetime,
     today = now.astimezone(tz).date()
     mark = store.get_state(DAILY_MARK)
     yesterday = today - timedelta(days=1)
-    if mark is None:
+    # A mark after yesterday: a poll an older version stamped in the future (a PVS clock
+    # in 2099) set it, or an older poll is being recovered. Start again from yesterday:
+    # rows already queued or sent are not queued twice (their key), none is skipped.
+    if mark is None or mark > yesterday.isoformat():
         with _atomic(store):
             store.set_state(DAILY_MARK, yesterday.isoformat())
         return 0

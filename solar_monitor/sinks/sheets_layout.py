@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from solar_monitor.display import shown_production_kw
 from solar_monitor.names import inverter_label
+from solar_monitor.sinks.cells import neutralise
 from solar_monitor.store import from_iso
 
 Kind = Literal["number", "local_dt", "utc_dt", "date", "local_time", "text"]
@@ -110,8 +111,7 @@ def _local(fmt: str) -> Callable[[Cell, ZoneInfo], Cell]:
 
 
 def _text(value: Cell, _tz: ZoneInfo) -> Cell:
-    text = str(value)[:MAX_TEXT]
-    return "'" + text if text else ""
+    return neutralise(str(value)[:MAX_TEXT], always=True)
 
 
 _RENDER: dict[Kind, Callable[[Cell, ZoneInfo], Cell]] = {

@@ -4,25 +4,33 @@ or reorders a row and never raises a false alert. The PVS's own clock is the wit
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from solar_monitor.clock import TOLERANCE, Anchor, Clocks, place_poll
+from solar_monitor.clock import TOLERANCE, Anchor, Clocks, anchor_for, place_poll
 from solar_monitor.config import Config, config_from_dict
 from solar_monitor.emulation.emulator import Emulator, default_spec, start_emulator
 from solar_monitor.emulation.sim import SimulatedSite
-from solar_monitor.pipeline import _pvs_clock, open_store, run_once
+from solar_monitor.pipeline import _pvs_clock, make_client, open_store, run_once
+from solar_monitor.pvs.client import PvsClient, RawPoll
+from solar_monitor.pvs.parse import parse
 from solar_monitor.rules.engine import events_between
+from solar_monitor.sinks.csv_files import export_csv
+from solar_monitor.sinks.outbox import DAILY_MARK
 
 from ..test_pipeline import Clock
 
 STEP = timedelta(minutes=15)
 T0 = datetime(2026, 6, 10, 14, 0, tzinfo=UTC)  # 10:00 in New York
 LAST = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+NY = ZoneInfo("America/New_York")
 
 
 # --- the decision, alone ----------------------------------------------------------------
@@ -219,3 +227,99 @@ def test_unplaced_files_are_not_replayed(tmp_path: Path, config_dict: dict) -> N
     save_error(raw, T0, "x", None)
     save_error(raw / UNPLACED, T0 - timedelta(hours=5), "y", None)
     assert [p.polled_at for p in iter_archive(raw, UTC)] == [T0]
+
+
+# --- a PVS clock in 2099: never the stamp, never data loss -------------------------------
+
+Y2099 = datetime(2099, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_pvs_clock_far_from_a_synced_pi_clock_is_not_the_stamp() -> None:
+    p = place_poll(Clocks(T0, synced=True), T0 - timedelta(hours=6), LAST, None)
+    assert (p.at, p.source) == (T0, "pi") and "NTP-synced" in (p.warning or "")
+    synced = Clocks(T0, "boot-a", 10.0, synced=True)
+    assert anchor_for(synced, p, T0 - timedelta(hours=6)) == Anchor("boot-a", 10.0, T0)
+
+
+def test_a_pvs_clock_far_ahead_of_the_last_poll_is_not_the_stamp() -> None:
+    unsynced = Clocks(T0, "boot-a", 10.0)
+    p = place_poll(unsynced, Y2099, LAST, None)
+    assert (p.at, p.source) == (T0, "pi") and "more than 31 days after" in (p.warning or "")
+    assert anchor_for(unsynced, p, Y2099) is None  # the PVS confirmed nothing
+    # weeks unplugged: the PVS still corrects a Pi that restarted at its last saved time
+    weeks = place_poll(Clocks(LAST), LAST + timedelta(days=20), LAST, None)
+    assert (weeks.at, weeks.source) == (LAST + timedelta(days=20), "pvs")
+
+
+def _pvs_clock_at(config: Config, when: datetime) -> PvsClient:
+    """The configured client, with every CURTIME of its DeviceList answer set to `when`
+    (the emulator's answer, wrapped: a PVS whose clock says 2099 once)."""
+    stamp = when.strftime("%Y,%m,%d,%H,%M,%S").encode()
+    client = make_client(config)
+    poll = client.poll
+
+    def wrong_clock() -> RawPoll:
+        raw = poll()
+        body = re.sub(rb'"CURTIME": *"[0-9,]+"', b'"CURTIME": "' + stamp + b'"', raw.body)
+        assert body != raw.body
+        return dataclasses.replace(raw, body=body)
+
+    client.poll = wrong_clock  # type: ignore[method-assign]
+    return client
+
+
+@pytest.mark.parametrize("synced", [False, True], ids=["pi-unsynced", "pi-ntp-synced"])
+def test_one_answer_in_2099_between_good_polls_loses_nothing(
+        config_dict: dict, synced: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: the 2099 poll was stored as 2099, every later poll was refused ("poll not
+    recorded", blaming the Pi's clock) and retention_days 30 deleted every raw file."""
+    real = Clock(T0)
+    config_dict["archive"] = {"retention_days": 30}
+    with _site_emulator(real, "legacy") as emu:
+        config = _config(config_dict, emu.url)
+        expected = []
+        for step in range(5):
+            client = _pvs_clock_at(config, Y2099) if step == 2 else make_client(config)
+            with caplog.at_level(logging.WARNING):
+                report = run_once(config, clocks=Clocks(real.now, synced=synced),
+                                  client=client, pi_root=config.data_path / "no-pi")
+            assert report.ok and report.polled_at == real.now, report.error
+            expected.append(real.now)
+            real.now += STEP
+    assert "PVS's clock is wrong" in caplog.text and "poll not recorded" not in caplog.text
+    raw = sorted((config.data_path / "raw").rglob("*.json.gz"))
+    assert len(raw) == 5 and not list((config.data_path / "raw").rglob("unplaced/*"))
+    _assert_in_order_once(config, expected)
+
+
+def test_a_2099_row_stored_by_an_older_version_blocks_no_later_poll(
+        config_dict: dict, caplog: pytest.LogCaptureFixture) -> None:
+    real = Clock(T0)
+    with _site_emulator(real, "legacy") as emu:
+        config = _config(config_dict, emu.url)
+        assert run_once(config, now=real.now).ok
+        with open_store(config) as store:
+            with store.transaction():
+                store.record_snapshot(Y2099, parse(_pvs_clock_at(config, Y2099).poll().body),
+                                      "raw/2099/01/01/20990101T120000Z.json.gz")
+                store.set_state(DAILY_MARK, "2098-12-31")
+            export_csv(store, config.data_path / "csv", NY)  # as the older version did
+        for _ in range(3):
+            real.now += STEP
+            with caplog.at_level(logging.WARNING):
+                report = run_once(config, now=real.now)
+            assert report.ok and report.polled_at == real.now, report.error
+    said = [m for m in caplog.messages if "in the future" in m]
+    assert len(said) == 1 and "2099-01-01T12:00:00Z" in said[0]  # once, not every run
+    with open_store(config) as store:
+        assert store.poll_times_since(T0, T0 + timedelta(hours=1)) == {
+            f"2026-06-10T14:{m:02d}:00Z" for m in (0, 15, 30, 45)}
+        assert store.get_state(DAILY_MARK) == "2026-06-09"  # the Daily tab is not frozen
+    # the CSV files lose their 2099 lines and hold every real poll, in order, once
+    expected = [T0 + STEP * i for i in range(4)]
+    with open_store(config) as store, store.transaction():
+        store.db.execute("DELETE FROM polls WHERE polled_at LIKE '2099%'")  # for the check
+    _assert_in_order_once(config, expected)
+    assert not list((config.data_path / "csv").glob("inverters-2099-*.csv")) or all(
+        len(p.read_text().splitlines()) == 1
+        for p in (config.data_path / "csv").glob("inverters-2099-*.csv"))

@@ -265,7 +265,7 @@ def test_100k_levels_of_nesting_is_a_parse_error(opener: str) -> None:
 def test_nesting_just_below_the_limit_still_prints() -> None:
     """A deep but allowed payload must survive snapshot_to_dict (the CLI's recursion)."""
     deep = "[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3)
-    data = f'{{"devices": [{{"DEVICE_TYPE": "x", "v": {deep}}}]}}'.encode()
+    data = f'{{"devices": [{{"DEVICE_TYPE": "Inverter", "SERIAL": "E1", "v": {deep}}}]}}'.encode()
     assert parse_or_error(data) is not None
     too_deep = f'{{"devices": [{{"DEVICE_TYPE": "x", "v": [{deep}]}}]}}'.encode()
     with pytest.raises(ParseError, match="nested too deeply"):

@@ -310,8 +310,8 @@ def test_every_secret_is_really_configured(site: Site, rsa_key: tuple[Any, str],
 
 PVS_FAULTS: dict[str, tuple[str, Callable[[Emulator], None], str]] = {
     # name: (firmware, fault, what the error says)
-    "login_401": ("varserver", lambda emu: None, "login as ssm_owner failed (HTTP 401)"),
-    "auth_firmware_401": ("auth", lambda emu: None, "login as ssm_owner failed (HTTP 401)"),
+    "login_401": ("varserver", lambda emu: None, "refused the login as ssm_owner (HTTP 401)"),
+    "auth_firmware_401": ("auth", lambda emu: None, "refused the login as ssm_owner (HTTP 401)"),
     "forbidden_403": ("legacy", lambda emu: emu.faults.forbidden(), "HTTP 403"),
     "html": ("legacy", lambda emu: emu.faults.html(), "HTML page"),
     "truncated": ("legacy", lambda emu: emu.faults.truncated(), "truncated JSON"),
@@ -353,7 +353,7 @@ def test_check_with_login_rejected(site: Site, capsys: pytest.CaptureFixture[str
     with emulator("varserver") as emu:
         site.raw["pvs"]["url"] = emu.url
         result = site.cli(capsys, "check")
-    assert result.code == 1 and "FAIL pvs: login as ssm_owner failed" in result.out
+    assert result.code == 1 and "FAIL pvs: the PVS refused the login as ssm_owner" in result.out
     assert_clean(canaries, {"stdout": result.out, "stderr": result.err, **result.texts})
 
 
@@ -671,7 +671,7 @@ def test_real_processes_at_debug_leak_nothing(
                                 config, "-v"], capture_output=True, text=True, timeout=60,
                                env=env, cwd=REPO) for args in (["run"], ["test-alert"])]
     run, alert = runs
-    assert run.returncode == 1 and "login as ssm_owner failed (HTTP 401)" in run.stderr
+    assert run.returncode == 1 and "refused the login as ssm_owner (HTTP 401)" in run.stderr
     assert "DEBUG" in run.stderr and "Google Sheet not updated" in run.stderr, run.stderr
     assert "will retry next run" in run.stderr
     assert alert.returncode == 1 and alert.stdout.count("FAIL ") == 2, alert.stdout
