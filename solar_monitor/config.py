@@ -75,6 +75,29 @@ def _zones_by_lower() -> dict[str, str]:
     return {z.lower(): z for z in available_timezones()}
 
 
+# What owners write for a US zone instead of its IANA name: the abbreviations on a clock
+# and the state's big city (an IANA zone is named after one city: all of California is
+# America/Los_Angeles). Spelling-close names ('MST' for 'PST') would be the wrong zone.
+_COMMON_ZONE_NAMES = {
+    "pst": "America/Los_Angeles", "pdt": "America/Los_Angeles",
+    "pacific": "America/Los_Angeles", "america/san_francisco": "America/Los_Angeles",
+    "america/san_diego": "America/Los_Angeles", "america/sacramento": "America/Los_Angeles",
+    "america/san_jose": "America/Los_Angeles", "america/seattle": "America/Los_Angeles",
+    "america/portland": "America/Los_Angeles", "america/las_vegas": "America/Los_Angeles",
+    "mst": "America/Denver", "mdt": "America/Denver", "mountain": "America/Denver",
+    "america/salt_lake_city": "America/Denver", "arizona": "America/Phoenix",
+    "cst": "America/Chicago", "cdt": "America/Chicago", "central": "America/Chicago",
+    "america/dallas": "America/Chicago", "america/houston": "America/Chicago",
+    "america/austin": "America/Chicago", "est": "America/New_York",
+    "edt": "America/New_York", "eastern": "America/New_York",
+    "america/boston": "America/New_York", "america/miami": "America/New_York",
+    "america/atlanta": "America/New_York", "america/washington": "America/New_York",
+    "america/philadelphia": "America/New_York",
+    "hst": "Pacific/Honolulu", "hawaii": "Pacific/Honolulu",
+    "akst": "America/Anchorage", "alaska": "America/Anchorage",
+}
+
+
 def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
     """IANA zone names close to `name` (case-insensitive), best first."""
     import difflib
@@ -84,6 +107,9 @@ def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
     by_lower = _zones_by_lower()
     if name.lower() in by_lower:
         return [by_lower[name.lower()]]
+    key = name.strip().lower().replace(" ", "_")
+    if key in _COMMON_ZONE_NAMES:
+        return [_COMMON_ZONE_NAMES[key]]
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.6)
     return [by_lower[c] for c in close]
 

@@ -82,6 +82,26 @@ def test_time_zone_suggestions() -> None:
                           "pvs": {"url": "http://127.0.0.1"}, "data_dir": "/tmp/x"}, env={})
 
 
+@pytest.mark.parametrize(("written", "meant"), [
+    ("PST", "America/Los_Angeles"), ("America/San_Francisco", "America/Los_Angeles"),
+    ("Pacific", "America/Los_Angeles"), ("CDT", "America/Chicago"),
+    ("america/boston", "America/New_York"),
+])
+def test_an_owners_name_for_a_us_zone_suggests_its_iana_name(written: str, meant: str) -> None:
+    # difflib alone offered 'MST' for 'PST' and 'America/Rosario' for 'America/San_Francisco'
+    assert timezone_suggestions(written) == [meant]
+
+
+def test_check_warns_on_a_zone_without_summer_time(tmp_path: Path, config_dict: dict) -> None:
+    config_dict["site"] = {**SAN_FRANCISCO, "longitude": -71.06, "timezone": "EST"}
+    result = check_site(config_from_dict(config_dict, env={}))
+    assert result.status == "WARN"
+    assert "EST never changes for summer time: if your clocks do, use America/New_York" in \
+        result.detail
+    config_dict["site"]["timezone"] = "America/New_York"
+    assert check_site(config_from_dict(config_dict, env={})).status == "PASS"
+
+
 WINTER = datetime(2026, 1, 15, tzinfo=UTC)
 
 
