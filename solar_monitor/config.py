@@ -114,6 +114,14 @@ def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
     return [by_lower[c] for c in close]
 
 
+def _serial(value: str) -> str | None:
+    """The login password is the serial's last 5 characters, as the PVS prints them."""
+    if value != value.strip().upper():
+        return (f"must be in capitals without spaces, as on the sticker (the login "
+                f"password is its last 5 characters): {value.strip().upper()!r}")
+    return None
+
+
 def _range(lo: float, hi: float) -> typing.Callable[[float], str | None]:
     def check(value: float) -> str | None:
         return None if lo <= value <= hi else f"must be between {lo:g} and {hi:g}"
@@ -140,7 +148,8 @@ class PvsConfig:
                   check=_url)
     api: Literal["auto", "legacy", "varserver"] = _f(
         "auto", hint="leave 'auto' unless detection fails")
-    serial: str | None = _f(None, hint="the PVS serial; read from the PVS when omitted")
+    serial: str | None = _f(None, hint="the PVS serial; read from the PVS when omitted",
+                            check=_serial)
     username: str = _f("ssm_owner", hint="'ssm_owner' (older firmware: 'spwr_owner')")
     password: str | None = _f(None, secret=True,
                               hint="defaults to the last 5 characters of the serial")
@@ -157,14 +166,14 @@ class PvsConfig:
 class CsvConfig:
     """Local CSV exports under <data_dir>/csv/."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: no CSV files")
 
 
 @dataclass(frozen=True)
 class DigestConfig:
     """The monthly e-mail digest, sent once by the first run after the month ends."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: no monthly e-mail")
     tags: list[str] = _f(["digest"], hint="notify targets with one of these tags receive it")
     day_of_month: int = _f(1, check=_range(1, 28),
                            hint="send on the first run on or after this day of the next month")
@@ -191,7 +200,7 @@ class ArchiveConfig:
 class WeatherConfig:
     """Cloud cover from Open-Meteo (free, no key), stored with each poll."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: no weather requests, cloud cover stays empty")
     url: str = _f("https://api.open-meteo.com/v1/forecast", check=_url,
                   hint="the Open-Meteo forecast endpoint; change only for a self-hosted one")
     refresh_minutes: int = _f(60, check=_range(15, 1440),
@@ -286,7 +295,7 @@ def _rule_ids(value: list[str]) -> str | None:
 class SnowConfig:
     """Snow in the weather data: inverter darkness is then not judged a failure (issue 15)."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: dark panels under snow are judged as any others")
     min_depth_m: float = _f(0.01, check=_range(0.001, 10),
                             hint="snow on the ground (m, Open-Meteo's snow_depth) from which "
                                  "dark panels are put down to snow")
@@ -304,7 +313,7 @@ class SnowConfig:
 class AlertsConfig:
     """Alert rules and their e-mails (docs: solar_monitor/rules/catalog.py lists the rules)."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: no alerts at all")
     reminder_hours: float = _f(24.0, check=_range(1, 8760),
                                hint="repeat an open alert's e-mail this often")
     tags: list[str] = _f(["alerts"], hint="notify targets with one of these tags receive them")
