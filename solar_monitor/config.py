@@ -114,14 +114,6 @@ def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
     return [by_lower[c] for c in close]
 
 
-def _serial(value: str) -> str | None:
-    """The login password is the serial's last 5 characters, as the PVS prints them."""
-    if value != value.strip().upper():
-        return (f"must be in capitals without spaces, as on the sticker (the login "
-                f"password is its last 5 characters): {value.strip().upper()!r}")
-    return None
-
-
 def _range(lo: float, hi: float) -> typing.Callable[[float], str | None]:
     def check(value: float) -> str | None:
         return None if lo <= value <= hi else f"must be between {lo:g} and {hi:g}"
@@ -148,8 +140,7 @@ class PvsConfig:
                   check=_url)
     api: Literal["auto", "legacy", "varserver"] = _f(
         "auto", hint="leave 'auto' unless detection fails")
-    serial: str | None = _f(None, hint="the PVS serial; read from the PVS when omitted",
-                            check=_serial)
+    serial: str | None = _f(None, hint="the PVS serial; read from the PVS when omitted")
     username: str = _f("ssm_owner", hint="'ssm_owner' (older firmware: 'spwr_owner')")
     password: str | None = _f(None, secret=True,
                               hint="defaults to the last 5 characters of the serial")

@@ -136,15 +136,3 @@ def test_a_config_the_user_may_not_read_says_to_use_sudo(tmp_path: Path, config_
             in result.stderr)
     assert "Traceback" not in result.stderr
 
-
-@pytest.mark.parametrize("written", ["zt606308934628a0780", " ZT606308934628A0780"])
-def test_a_serial_not_written_as_on_the_sticker_names_the_fix(config_dict, written):
-    # the login password is the serial's last 5 characters: 'a0780' fails where 'A0780' works
-    config_dict["pvs"]["serial"] = written
-    with pytest.raises(ConfigError) as info:
-        config_from_dict(config_dict, env={})
-    assert info.value.problems[0].startswith(
-        f"At 'pvs.serial': {written!r} must be in capitals without spaces, as on the sticker "
-        "(the login password is its last 5 characters): 'ZT606308934628A0780'")
-    config_dict["pvs"]["serial"] = "ZT606308934628A0780"
-    assert config_from_dict(config_dict, env={}).pvs.serial == "ZT606308934628A0780"
