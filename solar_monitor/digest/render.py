@@ -414,9 +414,9 @@ def render_text(data: DigestData) -> str:
     for n, i in enumerate(data.inverters, 1):
         flag = "  << WEAK" if i.weak else ""
         new = f" (new {i.first_day:%d %b})" if i.new else ""
-        out.append(f"  {n:2d}. {i.label:<24} {i.kwh:8.1f} kWh  "
-                   f"{_pct(i.share_of_median_pct, 0, 'no share (median 0 kWh)'):>5} of "
-                   f"median{new}{flag}")
+        share = "no share: the median is 0 kWh" if i.share_of_median_pct is None else \
+            f"{i.share_of_median_pct:>4.0f}% of median"
+        out.append(f"  {n:2d}. {i.label:<24} {i.kwh:8.1f} kWh  {share}{new}{flag}")
     if not data.inverters:
         out.append("  No inverter reported this month.")
     out += ["", "Data completeness",
