@@ -187,7 +187,8 @@ def check_export(name: str) -> Check:
     def check(config: Config) -> CheckResult:
         settings = getattr(config.exports, name)
         if settings is None:
-            return CheckResult("SKIP", f"no exports.{name} section (docs/fleet.md)")
+            doc = "docs/home-assistant.md" if name == "mqtt" else "docs/fleet.md"
+            return CheckResult("SKIP", f"no exports.{name} section ({doc})")
         from solar_monitor.exports import engine
 
         ok, detail = engine(name).probe(settings)
