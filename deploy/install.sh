@@ -280,7 +280,9 @@ else
 #   GMAIL_APP_PASSWORD=abcdabcdabcdabcd
 # and in config.yaml: mailtos://you:${GMAIL_APP_PASSWORD}@gmail.com?to=you@gmail.com
 # Read by the systemd unit, by `sudo solar-monitor ...` and by the cron line.
-# Root's, mode 0600: edit with `sudo nano /etc/solar-monitor/env`.
+# Root's, mode 0600: edit with `sudoedit /etc/solar-monitor/env`.
+# A value is taken as written (spaces and $ need no quotes); one with a backslash goes
+# in single quotes ('a\b'). In a URL, a password's @ : / # ? % must be %-encoded.
 EOF
 fi
 if [[ -z "$DRY_RUN" ]]; then
