@@ -332,7 +332,9 @@ def test_test_alert_prints_one_line_per_target(
     assert main(["test-alert", "--config", str(path), "--tag", "alerts"]) == 0
     assert len(inbox.messages) == 2
     assert "solar-monitor test" in inbox.messages[0]["Subject"]
-    assert main(["test-alert", "--config", str(path), "--tag", "nope"]) == 2
+    capsys.readouterr()
+    assert main(["test-alert", "--config", str(path), "--tag", "nope", "--tag", "nix"]) == 2
+    assert "no notify target with tag nope or nix; add one" in capsys.readouterr().err
 
 
 def test_outbox_rows_keep_what_the_callers_asked_for(store: Store, tmp_path: Path) -> None:
