@@ -163,6 +163,7 @@ def test_run_warns_once_when_the_sun_is_down_at_noon(config_dict: dict,
         title, body = sent[0]
         assert title == "Home: the site's position is wrong"
         assert "below the horizon" in body and "did you mean -122.42?" in body
+        assert "until it is fixed. Longitude 122.42 is east of Greenwich" in body
         assert "https://github.com/solar-monitor/solar-monitor/blob/main/docs/" \
                "raspberry-pi.md#6-edit-the-configuration" in body
         assert sum("site is wrong" in r.message for r in caplog.records) == 1
