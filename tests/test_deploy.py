@@ -295,7 +295,14 @@ def test_the_wrapper_hands_on_a_variable_that_is_only_in_the_env_file() -> None:
             private.mkdir(mode=0o700)
             result = _call(wrapper, private, "check")
             assert result.stdout.splitlines()[3] == "/"
-            assert "nobody cannot enter" in result.stderr
+            assert result.stderr == ""  # no path given: nothing to say
+            (private / "answer.json").write_text("{}")
+            for args in (("parse", "answer.json"), ("digest", "--out", "june.html"),
+                         ("digest", "--out=june.html")):
+                result = _call(wrapper, private, *args)
+                assert result.stdout.splitlines()[3] == "/"
+                assert "nobody cannot enter" in result.stderr, args
+            assert _call(wrapper, private, "digest", "--out", "/tmp/x.html").stderr == ""
 
 
 def test_uninstall_keeps_data_and_config_unless_purge(pi: Path) -> None:
