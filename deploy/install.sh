@@ -39,6 +39,9 @@ DATA_DIR=/var/lib/solar-monitor
 LOG_DIR=/var/log/solar-monitor
 UNIT_DIR=/etc/systemd/system
 CRON_FILE=/etc/cron.d/solar-monitor
+CRON_RUN=" /usr/local/bin/solar-monitor run "  # the runs' line of deploy/crontab
+# cron_runs: the crontab in place starts the runs (not only the Wi-Fi check).
+cron_runs() { grep -qsF "$CRON_RUN" "$ROOT$CRON_FILE"; }
 # What `systemctl enable solar-monitor.timer` makes: the timer is on when it exists.
 TIMER_WANTS="$UNIT_DIR/timers.target.wants/solar-monitor.timer"
 HAPROXY_CFG=/etc/haproxy/haproxy.cfg
@@ -280,7 +283,9 @@ else
 #   GMAIL_APP_PASSWORD=abcdabcdabcdabcd
 # and in config.yaml: mailtos://you:${GMAIL_APP_PASSWORD}@gmail.com?to=you@gmail.com
 # Read by the systemd unit, by `sudo solar-monitor ...` and by the cron line.
-# Root's, mode 0600: edit with `sudo nano /etc/solar-monitor/env`.
+# Root's, mode 0600: edit with `sudoedit /etc/solar-monitor/env`.
+# A value is taken as written (spaces and $ need no quotes); one with a backslash goes
+# in single quotes ('a\b'). In a URL, a password's @ : / # ? % must be %-encoded.
 EOF
 fi
 if [[ -z "$DRY_RUN" ]]; then
@@ -309,6 +314,10 @@ else
     fi
     dir "$LOG_DIR" 0750 "$USER_NAME:$USER_NAME"
     put "$REPO/deploy/logrotate" /etc/logrotate.d/solar-monitor 0644
+    # The Wi-Fi check starts now, as its timer does; the runs' line joins it in step 8.
+    if ! cron_runs; then
+        grep -vF "$CRON_RUN" "$REPO/deploy/crontab" | put_text "$CRON_FILE" 0644
+    fi
 fi
 
 # --- 5. Logs that spare the SD card --------------------------------------------
@@ -464,7 +473,7 @@ if [[ "$SCHEDULER" == systemd ]]; then
     start_runs() { run systemctl enable --now solar-monitor.timer; }
 else
     start_command="sudo deploy/install.sh --scheduler cron"
-    scheduled() { [[ -e "$ROOT$CRON_FILE" ]]; }
+    scheduled() { cron_runs; }
     start_runs() { put "$REPO/deploy/crontab" "$CRON_FILE" 0644; }
 fi
 not_yet="runs are NOT started yet: edit $CONFIG (and $ENV_FILE for passwords)

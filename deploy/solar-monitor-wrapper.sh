@@ -37,16 +37,37 @@ load_env() {
     done <"$1"
 }
 
+# relative_path_given ARGS...: an argument names a file by a relative path (one that
+# exists here, or the value of an option that takes a file).
+relative_path_given() {
+    local arg previous=""
+    for arg in "$@"; do
+        if [[ "$arg" != [-/]* && ( -e "$arg" || "$previous" == --@(config|out|events-out|weather) ) ]]; then
+            return 0
+        fi
+        if [[ "$arg" == --@(config|out|events-out|weather)=[!/]* ]]; then
+            return 0
+        fi
+        previous="$arg"
+    done
+    return 1
+}
+
 if [[ -r "$ENV_FILE" ]]; then
     load_env "$ENV_FILE"
 fi
 export SOLAR_MONITOR_CONFIG="${SOLAR_MONITOR_CONFIG:-$CONFIG}"
 if [[ "$(id -u)" -eq 0 ]]; then
     # Stay in the caller's directory, so `sudo solar-monitor parse ./file.json` finds
-    # the file, unless the service user cannot enter it (a home directory is 0700).
+    # the file, unless the service user cannot enter it (a home directory is 0700). Said
+    # only when an argument is a relative path: `sudo solar-monitor check` from the
+    # home directory needs none.
     if ! runuser -u "$USER_NAME" -- test -x "$PWD"; then
-        echo "solar-monitor: $USER_NAME cannot enter $PWD, so relative paths are" \
-            "taken from /: give a file's full path, in a directory $USER_NAME can read" >&2
+        if relative_path_given "$@"; then
+            echo "solar-monitor: $USER_NAME cannot enter $PWD, so relative paths are" \
+                "taken from /: give a file's full path, in a directory $USER_NAME can" \
+                "read" >&2
+        fi
         cd /
     fi
     # runuser keeps the environment (HOME, SHELL, USER and LOGNAME aside).

@@ -49,8 +49,19 @@ def check_site(config: Config) -> CheckResult:
     if problem := longitude_problem(site.longitude, site.timezone):
         return CheckResult("FAIL", f"site.longitude: {problem}")
     zone_h = standard_offset_h(site.timezone)
-    return CheckResult("PASS", f"latitude {site.latitude:g}, longitude {site.longitude:g} "
-                               f"agree with {site.timezone} (UTC{zone_h:+g})")
+    agree = (f"latitude {site.latitude:g}, longitude {site.longitude:g} agree with "
+             f"{site.timezone} (UTC{zone_h:+g})")
+    if fixed := FIXED_OFFSET_ZONES.get(site.timezone):
+        return CheckResult("WARN", f"{agree}, but {site.timezone} never changes for summer "
+                                   f"time: if your clocks do, use {fixed}, or local times in "
+                                   f"e-mails and the sheet are an hour off half the year")
+    return CheckResult("PASS", agree)
+
+
+# Zones named by an abbreviation that keep one offset all year; owners write them for the
+# US zone whose clocks change. (HST is right for Hawaii, which has no summer time.)
+FIXED_OFFSET_ZONES = {"EST": "America/New_York", "MST": "America/Denver (America/Phoenix "
+                      "keeps MST all year, as Arizona does)"}
 
 
 # Where pvs.url points, by its host: the PVS's installer port, this machine, or the LAN.
@@ -176,7 +187,8 @@ def check_export(name: str) -> Check:
     def check(config: Config) -> CheckResult:
         settings = getattr(config.exports, name)
         if settings is None:
-            return CheckResult("SKIP", f"no exports.{name} section (docs/fleet.md)")
+            doc = "docs/home-assistant.md" if name == "mqtt" else "docs/fleet.md"
+            return CheckResult("SKIP", f"no exports.{name} section ({doc})")
         from solar_monitor.exports import engine
 
         ok, detail = engine(name).probe(settings)

@@ -393,7 +393,8 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     config = load(args)
     results = test_targets(config, args.tag)
     if not results:
-        print("solar-monitor: no notify target" + (f" with tag {args.tag}" if args.tag else "")
+        tags = " or ".join(args.tag or [])
+        print("solar-monitor: no notify target" + (f" with tag {tags}" if tags else "")
               + "; add one under notify.targets (see docs/notifications.md)", file=sys.stderr)
         return Exit.CONFIG
     for r in results:

@@ -75,6 +75,29 @@ def _zones_by_lower() -> dict[str, str]:
     return {z.lower(): z for z in available_timezones()}
 
 
+# What owners write for a US zone instead of its IANA name: the abbreviations on a clock
+# and the state's big city (an IANA zone is named after one city: all of California is
+# America/Los_Angeles). Spelling-close names ('MST' for 'PST') would be the wrong zone.
+_COMMON_ZONE_NAMES = {
+    "pst": "America/Los_Angeles", "pdt": "America/Los_Angeles",
+    "pacific": "America/Los_Angeles", "america/san_francisco": "America/Los_Angeles",
+    "america/san_diego": "America/Los_Angeles", "america/sacramento": "America/Los_Angeles",
+    "america/san_jose": "America/Los_Angeles", "america/seattle": "America/Los_Angeles",
+    "america/portland": "America/Los_Angeles", "america/las_vegas": "America/Los_Angeles",
+    "mst": "America/Denver", "mdt": "America/Denver", "mountain": "America/Denver",
+    "america/salt_lake_city": "America/Denver", "arizona": "America/Phoenix",
+    "cst": "America/Chicago", "cdt": "America/Chicago", "central": "America/Chicago",
+    "america/dallas": "America/Chicago", "america/houston": "America/Chicago",
+    "america/austin": "America/Chicago", "est": "America/New_York",
+    "edt": "America/New_York", "eastern": "America/New_York",
+    "america/boston": "America/New_York", "america/miami": "America/New_York",
+    "america/atlanta": "America/New_York", "america/washington": "America/New_York",
+    "america/philadelphia": "America/New_York",
+    "hst": "Pacific/Honolulu", "hawaii": "Pacific/Honolulu",
+    "akst": "America/Anchorage", "alaska": "America/Anchorage",
+}
+
+
 def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
     """IANA zone names close to `name` (case-insensitive), best first."""
     import difflib
@@ -84,8 +107,11 @@ def timezone_suggestions(name: str, limit: int = 3) -> list[str]:
     by_lower = _zones_by_lower()
     if name.lower() in by_lower:
         return [by_lower[name.lower()]]
-    # 0.88: a typo (Los_Angelos, Chicgo, Londn) is found; a city that is no zone name
-    # (America/Boston) is not matched to a far-away zone that merely looks alike
+    key = name.strip().lower().replace(" ", "_")
+    if key in _COMMON_ZONE_NAMES:
+        return [_COMMON_ZONE_NAMES[key]]
+    # 0.88: a typo (Los_Angelos, Chicgo, Londn) is found; a city that is no zone name and
+    # not listed above (America/Cleveland) gets no far-away zone that merely looks alike
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.88)
     return [by_lower[c] for c in close]
 
@@ -133,14 +159,14 @@ class PvsConfig:
 class CsvConfig:
     """Local CSV exports under <data_dir>/csv/."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: no CSV files")
 
 
 @dataclass(frozen=True)
 class DigestConfig:
     """The monthly e-mail digest, sent once by the first run after the month ends."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: no monthly e-mail")
     tags: list[str] = _f(["digest"], hint="notify targets with one of these tags receive it")
     day_of_month: int = _f(1, check=_range(1, 28),
                            hint="send on the first run on or after this day of the next month")
@@ -167,7 +193,7 @@ class ArchiveConfig:
 class WeatherConfig:
     """Cloud cover from Open-Meteo (free, no key), stored with each poll."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: no weather requests, cloud cover stays empty")
     url: str = _f("https://api.open-meteo.com/v1/forecast", check=_url,
                   hint="the Open-Meteo forecast endpoint; change only for a self-hosted one")
     refresh_minutes: int = _f(60, check=_range(15, 1440),
@@ -262,7 +288,7 @@ def _rule_ids(value: list[str]) -> str | None:
 class SnowConfig:
     """Snow in the weather data: inverter darkness is then not judged a failure (issue 15)."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: dark panels under snow are judged as any others")
     min_depth_m: float = _f(0.01, check=_range(0.001, 10),
                             hint="snow on the ground (m, Open-Meteo's snow_depth) from which "
                                  "dark panels are put down to snow")
@@ -280,7 +306,7 @@ class SnowConfig:
 class AlertsConfig:
     """Alert rules and their e-mails (docs: solar_monitor/rules/catalog.py lists the rules)."""
 
-    enabled: bool = _f(True, hint="true or false")
+    enabled: bool = _f(True, hint="false: no alerts at all")
     reminder_hours: float = _f(24.0, check=_range(1, 8760),
                                hint="repeat an open alert's e-mail this often")
     tags: list[str] = _f(["alerts"], hint="notify targets with one of these tags receive them")

@@ -4,7 +4,8 @@ At night the production meter reads a little below zero (about -0.015 kW at a
 12-inverter site): the microinverters and the PVS draw a few watts of standby power
 through the production circuit, and a meter's small offset does the rest. An owner reads
 "production" as what the panels make, which is never negative, so what is shown (the
-sheet's Production kW, the run's summary line) is clamped at 0. What is stored (the raw
+sheet's Production kW, Home Assistant's Production, the run's summary line) is clamped
+at 0. What is stored (the raw
 archive, SQLite, the CSV files) keeps the meter's value: consumption is estimated from
 it (production + net grid), and an analysis may want the standby draw.
 """

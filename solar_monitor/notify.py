@@ -186,7 +186,26 @@ def validate_target(target: NotifyTarget) -> TargetResult:
     if app is None:
         reason = lines[-1] if lines else "not a valid apprise URL"
         return TargetResult(_label(target.url), False, redact(reason, secrets))
+    if cut := _cut_email_url(target.url):
+        return TargetResult(_label(target.url), False, cut)
     return TargetResult(_privacy_label(app, secrets), True)
+
+
+def _cut_email_url(url: str) -> str | None:
+    """Why an e-mail URL that apprise accepts is still cut short, or None.
+
+    A raw `#` or `/` in the password (often pasted in from the env file) ends the host
+    part early: apprise then reads a wrong host and the test e-mail fails far from its
+    cause. E-mail URLs use neither, unlike some services (Slack's `#channel`)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("mailto", "mailtos"):
+        return None
+    if parts.fragment or "@" in parts.path:
+        return ("a # or / before the server's name cuts the URL short: in a user name or "
+                "password (in the env file too) write # as %23 and / as %2F")
+    return None
 
 
 def _apprise(url: str) -> Apprise | None:

@@ -116,6 +116,7 @@ def _warn(ctx: RunContext, elevation: float, produced_kw: float) -> None:
     site = ctx.config.site
     local = ctx.poll.polled_at.astimezone(ctx.config.tz) if ctx.poll else ctx.now
     fix = longitude_problem(site.longitude, site.timezone, ctx.now)
+    fix = fix[:1].upper() + fix[1:] if fix else None  # it starts a sentence here
     body = (f"The inverters produce {produced_kw:.2f} kW at {local:%Y-%m-%d %H:%M %Z}, but "
             f"for the site in the config (latitude {site.latitude:g}, longitude "
             f"{site.longitude:g}) the sun is {-elevation:.0f}° below the horizon. The site "

@@ -284,7 +284,9 @@ def check_weather(config: Config, now: datetime | None = None) -> tuple[bool | N
         samples = fetch_open_meteo(config.weather.url, config.site.latitude,
                                    config.site.longitude, timeout_s=config.weather.timeout_s)
     except WeatherError as exc:
-        return False, f"{exc}; cloud cover will stay empty until it answers (no effect on alerts)"
+        return False, (f"{exc}; cloud cover and snow stay empty until it answers, so alerts "
+                       f"cannot tell heavy cloud or snow from a fault (on a Pi without "
+                       f"internet: weather.enabled: false)")
     near = CsvWeather(samples).at(now)
     if near is None or near.cloud_cover_pct is None:
         return False, "Open-Meteo answered without a value for now; is site.latitude right?"

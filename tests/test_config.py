@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from solar_monitor.config import (
     ConfigError,
@@ -135,3 +137,19 @@ def test_a_config_the_user_may_not_read_says_to_use_sudo(tmp_path: Path, config_
     assert (f"cannot read {path}: permission denied; run the command with sudo"
             in result.stderr)
     assert "Traceback" not in result.stderr
+
+
+
+def test_every_commented_key_of_the_example_validates_once_uncommented():
+    # what an owner does: remove the '# ' in front of an example line, keep the rest
+    key_line = re.compile(r"^(\s*)# ?( *(?:- )?[A-Za-z_]\w*:(?:\s|$).*)$")
+    lines = (REPO / "config.example.yaml").read_text(encoding="utf-8").splitlines()
+    uncommented = [key_line.sub(r"\1\2", line) for line in lines]
+    assert sum(a != b for a, b in zip(lines, uncommented, strict=True)) > 40
+    raw = yaml.safe_load("\n".join(uncommented))
+    env = {"PVS_PASSWORD": "x", "GMAIL_APP_PASSWORD": "y", "MQTT_PASSWORD": "z"}
+    config = config_from_dict(raw, env=env)
+    assert config.google_sheets is not None and config.heartbeat is not None
+    assert config.exports.mqtt is not None and config.exports.prometheus is not None
+    assert config.inverters and config.pvs.serial and len(config.notify.targets) == 2
+    assert set(config.alerts.rules) >= {"inverter_offline", "pi_hot", "production_low"}

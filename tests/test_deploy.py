@@ -191,14 +191,18 @@ def test_cron_scheduler_replaces_the_timer(pi: Path) -> None:
     install(pi)
     output = install(pi, "--scheduler", "cron")
     cron_file = pi / "etc/cron.d/solar-monitor"
-    # No runs before check passes, as with the timer.
-    assert not cron_file.exists()
+    # No runs before check passes, as with the timer; the Wi-Fi check starts at once.
+    assert " /usr/local/bin/solar-monitor run " not in cron_file.read_text()
+    assert "/usr/local/sbin/solar-monitor-wifi-check" in cron_file.read_text()
     assert "then start them: sudo deploy/install.sh --scheduler cron" in output
     assert "+ systemctl disable --now solar-monitor.timer" in output
     assert (pi / "etc/logrotate.d/solar-monitor").is_file()
+    # Rerun before check passes: still no runs.
+    output = install(pi, "--scheduler", "cron")
+    assert " /usr/local/bin/solar-monitor run " not in cron_file.read_text()
+    assert "already on" not in output
     # A Pi already on cron: an upgrade keeps it on, with the current crontab.
-    cron_file.parent.mkdir()
-    cron_file.write_text("# an older crontab\n")
+    cron_file.write_text("*/15 * * * * root /usr/local/bin/solar-monitor run --config x\n")
     output = install(pi, "--scheduler", "cron")
     assert cron_file.read_bytes() == (DEPLOY / "crontab").read_bytes()
     assert "already on, kept" in output
@@ -291,7 +295,14 @@ def test_the_wrapper_hands_on_a_variable_that_is_only_in_the_env_file() -> None:
             private.mkdir(mode=0o700)
             result = _call(wrapper, private, "check")
             assert result.stdout.splitlines()[3] == "/"
-            assert "nobody cannot enter" in result.stderr
+            assert result.stderr == ""  # no path given: nothing to say
+            (private / "answer.json").write_text("{}")
+            for args in (("parse", "answer.json"), ("digest", "--out", "june.html"),
+                         ("digest", "--out=june.html")):
+                result = _call(wrapper, private, *args)
+                assert result.stdout.splitlines()[3] == "/"
+                assert "nobody cannot enter" in result.stderr, args
+            assert _call(wrapper, private, "digest", "--out", "/tmp/x.html").stderr == ""
 
 
 def test_uninstall_keeps_data_and_config_unless_purge(pi: Path) -> None:

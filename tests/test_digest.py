@@ -259,6 +259,15 @@ def test_empty_store_gives_an_honest_empty_digest(tmp_path: Path) -> None:
     assert "without any good poll" not in text  # no day is "missing" before monitoring
     assert "not monitored yet" in render_html(data)
     assert "n/a" not in text + render_html(data)
+    # nothing is known yet: not 'no consumption meter', not '0.0% of 0 expected', and the
+    # month's days before monitoring are one row, not thirty
+    assert "Consumption, import, export: not monitored yet." in text
+    assert "No consumption meter" not in text and "no consumption meter" not in text
+    assert "No poll expected yet: monitoring had not started." in text
+    assert "% of polls succeeded" not in text + render_html(data)
+    assert "  Mon 01 - Tue 30  not monitored yet" in text.splitlines()
+    assert text.count("not monitored yet") == 2
+    assert render_html(data).count("not monitored yet") == 2
 
 
 def test_a_fresh_installs_digest_says_when_its_data_starts(tmp_path: Path) -> None:

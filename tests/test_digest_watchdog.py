@@ -67,7 +67,7 @@ def test_no_heartbeat_and_no_runs_yet(config_dict: dict) -> None:
     with open_store(config) as store:
         data = build_digest_data(store, config.tz, date(2026, 6, 1), now=NOW)
         assert data.watchdog is None
-        assert "Runs: not recorded yet" in render_text(data)
+        assert "Runs: none recorded this month" in render_text(data)
     record_run(config, RunEnd(FIRST, "ok", 0), None, None, finished_at=FIRST)
     with open_store(config) as store:
         text = render_text(build_digest_data(store, config.tz, date(2026, 6, 1), now=NOW))

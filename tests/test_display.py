@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from solar_monitor.demo import _command
 from solar_monitor.display import shown_production_kw
 from solar_monitor.sinks.sheets_layout import readings_cells
@@ -33,3 +35,21 @@ def test_the_demo_names_a_command_that_exists() -> None:
         result = subprocess.run([command, "--help"], capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 0 and "parse" in result.stdout
+
+
+def test_home_assistant_shows_night_production_as_zero_and_keeps_the_grid() -> None:
+    import dataclasses
+
+    from solar_monitor.exports.homeassistant import site_source
+    from solar_monitor.pvs.parse import parse
+
+    from .conftest import real
+
+    snapshot = parse(real("dl_cgi_61839_30_inverters").read_bytes())
+    meters = [dataclasses.replace(m, power_kw=-0.015) if m.kind == "production" else m
+              for m in snapshot.meters]
+    night = dataclasses.replace(snapshot, meters=tuple(meters))
+    values = site_source(night)
+    assert values["production_kw"] == 0.0
+    # consumption is still estimated from the meter's own value (production + net grid)
+    assert values["consumption_kw"] == pytest.approx(values["net_grid_kw"] - 0.015, abs=1e-3)

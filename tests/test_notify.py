@@ -332,7 +332,9 @@ def test_test_alert_prints_one_line_per_target(
     assert main(["test-alert", "--config", str(path), "--tag", "alerts"]) == 0
     assert len(inbox.messages) == 2
     assert "solar-monitor test" in inbox.messages[0]["Subject"]
-    assert main(["test-alert", "--config", str(path), "--tag", "nope"]) == 2
+    capsys.readouterr()
+    assert main(["test-alert", "--config", str(path), "--tag", "nope", "--tag", "nix"]) == 2
+    assert "no notify target with tag nope or nix; add one" in capsys.readouterr().err
 
 
 def test_outbox_rows_keep_what_the_callers_asked_for(store: Store, tmp_path: Path) -> None:
@@ -357,3 +359,19 @@ def test_the_example_targets_are_valid_once_uncommented(tmp_path: Path) -> None:
     config = load_config(path, env={"GMAIL_APP_PASSWORD": "abcdabcdabcdabcd"})
     assert [t.tags for t in config.notify.targets] == [["alerts", "digest"], ["alerts"]]
     assert all(validate_target(t).ok for t in config.notify.targets)
+
+
+@pytest.mark.parametrize("password", ["abc#def", "a/b"])
+def test_check_fails_an_email_url_cut_short_by_a_raw_password(config_dict: dict,
+                                                              password: str) -> None:
+    # apprise accepts both with a host:port (a relay on the LAN), reading a wrong host;
+    # the first e-mail would fail instead, far from its cause
+    config_dict["notify"] = {"targets": [
+        {"url": "mailtos://you:${SMTP_PASSWORD}@192.168.1.5:587?from=pi@home.lan&to=me@home.lan"}]}
+    config = config_from_dict(config_dict, env={"SMTP_PASSWORD": password})
+    ok, detail = check_targets(config)
+    assert ok is False
+    assert "write # as %23 and / as %2F" in detail and password not in detail
+    encoded = password.replace("#", "%23").replace("/", "%2F")
+    config = config_from_dict(config_dict, env={"SMTP_PASSWORD": encoded})
+    assert check_targets(config)[0] is True

@@ -77,11 +77,31 @@ def test_time_zone_suggestions() -> None:
     assert "America/Chicago" in timezone_suggestions("America/Chicgo")
     assert timezone_suggestions("Nowhere/Atall") == []
     # a city that is no zone name gets no far-away look-alike (Moncton, Creston, Boise)
-    assert timezone_suggestions("America/Boston") == []
+    assert timezone_suggestions("America/Cleveland") == []
     with pytest.raises(ConfigError, match="did you mean 'Europe/London'"):
         config_from_dict({"site": {"latitude": 51.5, "longitude": -0.12,
                                    "timezone": "Europe/Londn"},
                           "pvs": {"url": "http://127.0.0.1"}, "data_dir": "/tmp/x"}, env={})
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ("PST", "America/Los_Angeles"), ("America/San_Francisco", "America/Los_Angeles"),
+    ("Pacific", "America/Los_Angeles"), ("CDT", "America/Chicago"),
+    ("america/boston", "America/New_York"),
+])
+def test_an_owners_name_for_a_us_zone_suggests_its_iana_name(written: str, meant: str) -> None:
+    # difflib alone offered 'MST' for 'PST' and 'America/Rosario' for 'America/San_Francisco'
+    assert timezone_suggestions(written) == [meant]
+
+
+def test_check_warns_on_a_zone_without_summer_time(tmp_path: Path, config_dict: dict) -> None:
+    config_dict["site"] = {**SAN_FRANCISCO, "longitude": -71.06, "timezone": "EST"}
+    result = check_site(config_from_dict(config_dict, env={}))
+    assert result.status == "WARN"
+    assert "EST never changes for summer time: if your clocks do, use America/New_York" in \
+        result.detail
+    config_dict["site"]["timezone"] = "America/New_York"
+    assert check_site(config_from_dict(config_dict, env={})).status == "PASS"
 
 
 WINTER = datetime(2026, 1, 15, tzinfo=UTC)
@@ -145,6 +165,7 @@ def test_run_warns_once_when_the_sun_is_down_at_noon(config_dict: dict,
         title, body = sent[0]
         assert title == "Home: the site's position is wrong"
         assert "below the horizon" in body and "did you mean -122.42?" in body
+        assert "until it is fixed. Longitude 122.42 is east of Greenwich" in body
         assert "https://github.com/solar-monitor/solar-monitor/blob/main/docs/" \
                "raspberry-pi.md#6-edit-the-configuration" in body
         assert sum("site is wrong" in r.message for r in caplog.records) == 1

@@ -221,7 +221,12 @@ def _chart_top(data: DigestData) -> float:
 def _daily_chart(data: DigestData) -> str:
     top = _chart_top(data)
     rows = []
-    for d in data.days:
+    for d in _chart_days(data):
+        if isinstance(d, str):
+            rows.append(f"<tr>{_cell(d, color=MUTED, extra='white-space:nowrap')}"
+                        f"<td style=\"padding:2px 4px;color:{MUTED}\">not monitored yet</td>"
+                        f"{_cell('&ndash;', right=True)}</tr>")
+            continue
         label = _cell(f"{d.day:%a %d}", color=MUTED, extra="white-space:nowrap;width:56px")
         if d.production_kwh is None:
             bar = f"<span style=\"color:{MUTED}\">{_no_data(data, d)}</span>"
@@ -287,7 +292,8 @@ def _completeness(data: DigestData) -> str:
     lines = [
         f"<b>{data.completeness_pct:.1f}%</b> of polls succeeded: {data.polls_ok:,} good of "
         f"{data.expected_polls:,} expected (one every {minutes:.0f} min); "
-        f"{data.polls - data.polls_ok:,} failed.",
+        f"{data.polls - data.polls_ok:,} failed." if data.expected_polls or data.polls
+        else escape(NOTHING_EXPECTED),
     ]
     if data.days_without_data:
         shown = ", ".join(f"{d:%d %b}" for d in data.days_without_data)
@@ -391,7 +397,10 @@ def render_text(data: DigestData) -> str:
         out.append(f"  Lost to snow: {_snow_line(data)}")
     out += ["", "Production per day (kWh)"]
     top = _chart_top(data)
-    for d in data.days:
+    for d in _chart_days(data):
+        if isinstance(d, str):
+            out.append(f"  {d}  not monitored yet")
+            continue
         if d.production_kwh is None:
             out.append(f"  {d.day:%a %d}  {_no_data(data, d):<{TEXT_BAR_WIDTH}}      -")
             continue
@@ -405,14 +414,15 @@ def render_text(data: DigestData) -> str:
     for n, i in enumerate(data.inverters, 1):
         flag = "  << WEAK" if i.weak else ""
         new = f" (new {i.first_day:%d %b})" if i.new else ""
-        out.append(f"  {n:2d}. {i.label:<24} {i.kwh:8.1f} kWh  "
-                   f"{_pct(i.share_of_median_pct, 0, 'no share (median 0 kWh)'):>5} of "
-                   f"median{new}{flag}")
+        share = "no share: the median is 0 kWh" if i.share_of_median_pct is None else \
+            f"{i.share_of_median_pct:>4.0f}% of median"
+        out.append(f"  {n:2d}. {i.label:<24} {i.kwh:8.1f} kWh  {share}{new}{flag}")
     if not data.inverters:
         out.append("  No inverter reported this month.")
     out += ["", "Data completeness",
             f"  {data.completeness_pct:.1f}% of polls succeeded ({data.polls_ok:,} good of "
-            f"{data.expected_polls:,} expected, {data.polls - data.polls_ok:,} failed)"]
+            f"{data.expected_polls:,} expected, {data.polls - data.polls_ok:,} failed)"
+            if data.expected_polls or data.polls else f"  {NOTHING_EXPECTED}"]
     if data.days_without_data:
         out.append("  Days without any data: "
                    + ", ".join(f"{d:%d %b}" for d in data.days_without_data))
@@ -499,7 +509,23 @@ def _self_share(data: DigestData) -> str:
 def _no_consumption(data: DigestData) -> str:
     if data.consumption_measured:
         return "measured, but too few polls yet to add up (it needs two in a day)"
+    if not _monitored_during(data):
+        return "not monitored yet"  # a fresh install: whether a meter exists is not known
     return "no consumption meter: not measured"
+
+
+NOTHING_EXPECTED = "No poll expected yet: monitoring had not started."
+
+
+def _chart_days(data: DigestData) -> list[DaySummary | str]:
+    """The month's days for a chart, the days before monitoring started folded into one
+    label ('Sun 01 - Mon 30'): a fresh install's digest is not a page of empty rows."""
+    before = [d for d in data.days if d.production_kwh is None
+              and (data.monitored_from is None or d.day < data.monitored_from)]
+    if len(before) < 2 or before != list(data.days[:len(before)]):
+        return list(data.days)
+    span = f"{before[0].day:%a %d} - {before[-1].day:%a %d}"
+    return [span, *data.days[len(before):]]
 
 
 def _no_data(data: DigestData, day: DaySummary) -> str:

@@ -77,7 +77,7 @@ def watchdog_month(store: Store, start: datetime, end: datetime,
 def watchdog_lines(w: WatchdogMonth | None) -> list[tuple[str, str]]:
     """(label, value) rows for the HTML table and the text version alike."""
     if w is None:
-        return [("Runs", "not recorded yet (this version starts keeping a record)")]
+        return [("Runs", "none recorded this month (each run is recorded as it ends)")]
     missed = max(0, w.expected_runs - w.runs)
     failed = ", ".join(f"{_OUTCOME_LABEL.get(k, k)} {n}" for k, n in w.failures)
     rows = [

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from solar_monitor import __version__
+from solar_monitor.display import shown_production_kw
 from solar_monitor.pvs.models import Snapshot, totals
 
 ORIGIN = {"name": "solar-monitor", "sw": __version__}
@@ -290,6 +291,8 @@ def state_payload(device: Device, stale: bool = False) -> dict[str, Any]:
 def site_source(snapshot: Snapshot) -> dict[str, Any]:
     """The PVS device's values: the site totals and the supervisor's health."""
     values: dict[str, Any] = dataclasses.asdict(totals(snapshot))
+    # HA shows Production to the owner: a night's standby draw is 0 W, as in the sheet
+    values["production_kw"] = shown_production_kw(values["production_kw"])
     sup = snapshot.supervisor
     if sup is not None:
         values.update({f: getattr(sup, f) for f in ("uptime_s", "mem_used_kib",
