@@ -232,6 +232,9 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
     batteries: list[Battery] = []
     other: list[Device] = []
     curtimes: list[datetime] = []
+    # each device's age is measured from the poll (the PVS's clock when the poll's time is
+    # unknown): DATATIME is when its data last changed
+    reference = polled_at or pvs_time(_supervisor_curtime(devices))
     for raw in devices:
         if not isinstance(raw, dict):
             other.append(Device("unknown", None, None, {"value": raw}))
@@ -242,9 +245,9 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         if kind == "pvs" and supervisor is None:
             supervisor = _legacy_supervisor(raw)
         elif kind == "power meter" and _text(raw.get("SERIAL")):
-            meters.append(_legacy_meter(raw))
+            meters.append(_legacy_meter(raw, reference))
         elif kind == "inverter" and _text(raw.get("SERIAL")):
-            inverters.append(_legacy_inverter(raw))
+            inverters.append(_legacy_inverter(raw, reference))
         elif kind in BATTERY_DEVICE_TYPES:
             batteries.append(_legacy_battery(raw))
         else:
@@ -299,20 +302,31 @@ def _legacy_supervisor(raw: Mapping[str, Any]) -> Supervisor:
         data_time=pvs_time(raw.get("DATATIME")), extra=extra, **named)
 
 
-def _legacy_meter(raw: Mapping[str, Any]) -> Meter:
+def _legacy_meter(raw: Mapping[str, Any], reference: datetime | None) -> Meter:
     named, extra = _split(raw, METER_PROPS, METER_METRICS)
     subtype = _text(raw.get("subtype") or raw.get("production_subtype_enum")
                     or raw.get("consumption_subtype_enum"))
+    measured = pvs_time(raw.get("DATATIME"))
     return Meter(kind=meter_kind(str(raw.get("TYPE", "")), named["serial"], subtype),
-                 subtype=subtype, data_time=pvs_time(raw.get("DATATIME")), extra=extra,
-                 **named)
+                 subtype=subtype, data_time=measured, age_s=_age_s(measured, reference),
+                 extra=extra, **named)
 
 
-def _legacy_inverter(raw: Mapping[str, Any]) -> Inverter:
+def _legacy_inverter(raw: Mapping[str, Any], reference: datetime | None) -> Inverter:
     named, extra = _split(raw, INVERTER_PROPS, INVERTER_METRICS)
     if named.get("state"):
         named["state"] = named["state"].lower()
-    return Inverter(data_time=pvs_time(raw.get("DATATIME")), extra=extra, **named)
+    measured = pvs_time(raw.get("DATATIME"))
+    return Inverter(data_time=measured, age_s=_age_s(measured, reference), extra=extra,
+                    **named)
+
+
+def _age_s(measured: datetime | None, reference: datetime | None) -> float | None:
+    """Seconds from a device's own measurement time to the poll (never negative: a device
+    clock a little ahead of ours is current); None when either is unknown."""
+    if measured is None or reference is None:
+        return None
+    return max(0.0, (reference - measured).total_seconds())
 
 
 def _legacy_battery(raw: Mapping[str, Any]) -> Battery:
@@ -398,7 +412,7 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
         if kind == "inverter" and serial:
             inverters.append(_var_inverter(fields, reference))
         elif kind == "meter" and serial:
-            meters.append(_var_meter(fields))
+            meters.append(_var_meter(fields, reference))
         elif kind == "ess":
             batteries.append(_var_battery(fields))
         else:
@@ -422,15 +436,17 @@ def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inve
     working = fresh and power is not None and power >= PRODUCING_MIN_KW
     return Inverter(serial=str(fields["sn"]), model=_text(fields.get("prodMdlNm")),
                     state="working" if working else "error", state_derived=True,
-                    data_time=measured, extra=extra, **named)
+                    data_time=measured, age_s=_age_s(measured, reference), extra=extra,
+                    **named)
 
 
-def _var_meter(fields: Mapping[str, Any]) -> Meter:
+def _var_meter(fields: Mapping[str, Any], reference: datetime | None) -> Meter:
     named, extra = _split(fields, {}, VAR_METER_METRICS, _VAR_CONSUMED)
     serial = str(fields["sn"])
+    measured = _aware(fields.get("msmtEps"))
     return Meter(serial=serial, kind=meter_kind("", serial, None), subtype=None,
-                 model=_text(fields.get("prodMdlNm")), data_time=_aware(fields.get("msmtEps")),
-                 extra=extra, **named)
+                 model=_text(fields.get("prodMdlNm")), data_time=measured,
+                 age_s=_age_s(measured, reference), extra=extra, **named)
 
 
 def _var_battery(fields: Mapping[str, Any]) -> Battery:

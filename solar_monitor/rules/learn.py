@@ -35,6 +35,7 @@ DARK_MAX_KW = 0.015  # ... or under this: a panel in regular shade that barely s
 RATIO_ALPHA = 0.1  # exponential weight of one clear poll in an inverter's ratio
 RATIO_WARM_SAMPLES = 3  # a slot judges only after this many samples
 RATIO_ACCEPT = (0.8, 1.25)  # a sample this far from normal is judged, never learned
+GAIN_ACCEPT = (0.8, 1.25)  # a meter/inverters ratio this far from 1 is not learned
 CLEAR_FRACTION = 0.6  # a poll is clear-ish when production is this share of the envelope
 LEARN_MIN_ELEVATION_DEG = 15.0
 LEARN_MIN_MEDIAN_KW = 0.03
@@ -104,6 +105,10 @@ class Memory:
     snow_since: float | None = None  # the first poll of the weather's current snow
     snow_ts: float | None = None
     snow_dark: dict[str, float] = field(default_factory=dict)
+    # the production meter's reading over the inverters' sum, when every inverter reports:
+    # tells an inverter whose reports are lost (the meter still counts its power) from one
+    # that stopped producing (issue 19)
+    meter_gain: float | None = None
     # learned
     envelope: dict[str, list[float]] = field(default_factory=dict)  # key -> [kw, day]
     ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # [ratio, n]
@@ -124,7 +129,7 @@ class Memory:
             "streaks": {f"{r}|{s}": st.to_json() for (r, s), st in self.streaks.items()},
             "snowfall_ts": self.snowfall_ts, "snow_ts": self.snow_ts,
             "snow_since": self.snow_since,
-            "snow_dark": self.snow_dark,
+            "snow_dark": self.snow_dark, "meter_gain": self.meter_gain,
         }
 
     def learned_json(self) -> dict[str, Any]:
@@ -138,7 +143,7 @@ class Memory:
             for name in ("first_ts", "last_ts", "known_inverters", "known_meters",
                          "new_inverters", "fingerprint", "boot_ts", "boots", "rebooted_at",
                          "firmware", "firmware_change", "day", "day_scores",
-                         "snowfall_ts", "snow_ts", "snow_dark", "snow_since"):
+                         "snowfall_ts", "snow_ts", "snow_dark", "snow_since", "meter_gain"):
                 if name in rolling:
                     setattr(mem, name, rolling[name])
             mem.flagged_today = set(rolling.get("flagged_today", []))
@@ -150,6 +155,18 @@ class Memory:
             mem.ratios = learned.get("ratios", {})
             mem.own = learned.get("own", {})
         return mem
+
+    # ------------------------------------------------------------------ meter gain
+
+    def learn_meter_gain(self, meter_kw: float, inverters_kw: float) -> None:
+        """Follow the production meter's reading over the inverters' sum (both kW), taken
+        when every known inverter reports; a ratio far from 1 is a glitch, not a gain."""
+        ratio = meter_kw / inverters_kw
+        if not GAIN_ACCEPT[0] <= ratio <= GAIN_ACCEPT[1]:
+            return
+        gain = self.meter_gain
+        self.meter_gain = round(ratio if gain is None else gain + RATIO_ALPHA * (ratio - gain),
+                                5)
 
     # ------------------------------------------------------------------ envelope
 
