@@ -16,8 +16,11 @@ weather), snow-covered days, two roof faces, afternoon shade on a few panels, si
 (the restart of `pvs_rebooted` hides the inverters; a firmware change moves the site to
 varserver answers, whose inverters vanish after each nightly restart until sunrise).
 
-    .venv/bin/python benchmarks/bench_alerts.py            # 2 site-years, ~3 minutes
+    .venv/bin/python benchmarks/bench_alerts.py            # every site-year
     .venv/bin/python benchmarks/bench_alerts.py --days 30  # a quick month
+    .venv/bin/python benchmarks/bench_alerts.py --site fw-switch-18      # one site-year
+    .venv/bin/python benchmarks/bench_alerts.py --site fw-switch-18 --from 2025-06-06 --days 8
+    .venv/bin/python benchmarks/bench_alerts.py --site dropouts-12 --list  # faults, traps
 """
 
 from __future__ import annotations
@@ -39,14 +42,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from solar_monitor.archive import stamp
+from solar_monitor.emulation.emulator import firmware_for_build
 from solar_monitor.emulation.sim import (
+    CommDropout,
     DataStale,
     DeadInverter,
     FirmwareChange,
+    FlappingInverter,
     FlashLow,
     FlashWorn,
     GridOutOfRange,
     MissingInverter,
+    PowerLineDropouts,
     ProductionTripped,
     PvsReboot,
     RoofFace,
@@ -55,6 +62,7 @@ from solar_monitor.emulation.sim import (
     SiteFault,
     SiteSpec,
     SnowCover,
+    StaleInverter,
     UploadBacklog,
     WeakInverter,
 )
@@ -79,6 +87,8 @@ class Injected:
     grace: timedelta = timedelta(hours=3)
     from_daylight: bool = False
     snow_gone: datetime | None = None  # overlaps snow: latency also from the snow's end
+    also: tuple[str, ...] = ()  # other rules that count as catching it
+    what: str = ""  # the fault in words, for the traps list
 
 
 @dataclass
@@ -98,9 +108,10 @@ class Site:
     spec: SiteSpec
     faults: list[Injected]
     edits: PayloadEdits
-    varserver_from: datetime | None  # firmware >= 61845: answers are varserver /vars
     start: datetime = YEAR_START
     snow_weather: bool = False  # the weather CSV has Open-Meteo's snow columns
+    traps: list[str] = field(default_factory=list)  # what must stay quiet, in words
+    earlier: list[Injected] = field(default_factory=list)  # a window's: begun before it
 
 
 def _local(tz: ZoneInfo, first: datetime, day: int, hour: float) -> datetime:
@@ -134,13 +145,7 @@ def build_site(name: str, *, seed: int, latitude: float, longitude: float, timez
     for d0, length in (((18, 19), 3), ((40, None), 2), ((345, None), 2)):
         start = at(d0, 0.0)
         traps.append(SnowCover(start=start, end=start + timedelta(days=length), factor=0.02))
-    # single and double failed polls, about weekly
-    for k in range(days // 7):
-        t = first + timedelta(days=7 * k + 3, hours=(k * 7.3) % 24)
-        t = t.replace(minute=(t.minute // 15) * 15, second=0, microsecond=0)
-        edits.failed_polls.add(t)
-        if k % 4 == 0:
-            edits.failed_polls.add(t + STEP)
+    _failed_polls_weekly(edits, first, days)
     # --- faults, one per rule at least
     dead = DeadInverter(inverter=5, start=at((60, 3), 10.35), end=at((62, 4), 12.0))
     dead2 = DeadInverter(inverter=n - 1, start=at((190, 25), 16.6), end=at((192, 27), 9.0))
@@ -200,13 +205,12 @@ def build_site(name: str, *, seed: int, latitude: float, longitude: float, timez
     faults = tuple(traps) + tuple(i.fault for i in inj if i.fault is not None)
     spec = SiteSpec(inverter_count=n, seed=seed, roof_faces=faces, latitude=latitude,
                     longitude=longitude, timezone=timezone, faults=faults, epoch=YEAR_START)
-    fw_from = fw.start if any(i.rule == "firmware_changed" for i in inj) else None
     if edits.new_inverter_from and not any(i.rule == "new_inverter" for i in inj):
         edits.new_inverter_from = None
     edits.meter_gone = [g for g in edits.meter_gone if g[0] < end]
     edits.hot = [h for h in edits.hot if h[0] < end]
     edits.outages = [o for o in edits.outages if o[0] < end]
-    return Site(name, spec, inj, edits, fw_from, first)
+    return Site(name, spec, inj, edits, first)
 
 
 NEW_SERIAL = "E00999999999999"
@@ -289,7 +293,190 @@ def build_snowy_site(name: str, *, seed: int, days: int) -> Site:
     spec = SiteSpec(inverter_count=12, seed=seed, roof_faces=face, latitude=latitude,
                     longitude=longitude, timezone=timezone, epoch=YEAR_START,
                     faults=tuple(traps) + tuple(i.fault for i in inj if i.fault is not None))
-    return Site(name, spec, inj, PayloadEdits(), None, YEAR_START, snow_weather=True)
+    return Site(name, spec, inj, PayloadEdits(), YEAR_START, snow_weather=True)
+
+
+def _failed_polls_weekly(edits: PayloadEdits, first: datetime, days: int) -> None:
+    """Single and double failed polls (HTTP 503), about weekly, at drifting hours."""
+    for k in range(days // 7):
+        t = first + timedelta(days=7 * k + 3, hours=(k * 7.3) % 24)
+        t = t.replace(minute=(t.minute // 15) * 15, second=0, microsecond=0)
+        edits.failed_polls.add(t)
+        if k % 4 == 0:
+            edits.failed_polls.add(t + STEP)
+
+
+# --------------------------------------------------------------------------- issue 19
+# Three site-years of LocalAPI-era nuisances (see benchmarks/RESULTS-alerts.md). The
+# whole-system faults expect these rules; change them here if the rules are renamed.
+BREAKER_RULE = "production_low"
+FROZEN_RULE = "data_stale"
+DEAD_RULES = ("inverter_offline", ("inverter_missing",))  # varserver forgets it at restart
+LOCALAPI = {"stale_values": True, "dawn_lag_max_s": 1200.0}  # the varserver as fielded
+
+
+def _fault(rule: str | tuple[str, tuple[str, ...]], subject: str, fault: Any, what: str,
+           **kw: Any) -> Injected:
+    """An Injected for a simulator fault; `rule` may carry alternatives (rule, (also...))."""
+    name, also = (rule, ()) if isinstance(rule, str) else rule
+    return Injected(name, subject, fault.start, fault.end or fault.start + timedelta(hours=1),
+                    fault, also=also, what=what, **kw)
+
+
+def _daylight_poll(lat: float, lon: float, tz: ZoneInfo, day: int, last: bool) -> datetime:
+    """The first (or last) poll of local day `day` with the sun >= DAYLIGHT_DEG."""
+    t0 = _local(tz, YEAR_START, day, 0.0)
+    times = [t0 + STEP * k for k in range(96)]
+    up = [t for t in times if sun_elevation_deg(lat, lon, t) >= DAYLIGHT_DEG]
+    return up[-1] if last else up[0]
+
+
+def _finish(name: str, spec: SiteSpec, inj: list[Injected], edits: PayloadEdits,
+            traps: list[SiteFault], words: list[str], days: int) -> Site:
+    """Keep what starts in the first `days` (12 h left to detect) and build the Site."""
+    end = YEAR_START + timedelta(days=days) - timedelta(hours=12)
+    inj = [i for i in inj if i.start < end]
+    kept = [t for t in traps if t.start is None or t.start < end + timedelta(hours=12)]
+    spec = SiteSpec(**{**spec.__dict__,
+                       "faults": tuple(kept) + tuple(i.fault for i in inj if i.fault)})
+    return Site(name, spec, inj, edits, YEAR_START, traps=words)
+
+
+def build_fw_switch_site(name: str, *, seed: int, days: int) -> Site:
+    """18 panels on two faces, San Diego: legacy DeviceList until an over-the-air update
+    in April, then the varserver as fielded (stale values, late listing, dawn lag).
+    A dead inverter before the switch; after it a dead inverter, a tripped breaker,
+    frozen data (the PVS's clock moving), an inverter the varserver serves for days."""
+    lat, lon, tzname = 32.72, -117.16, "America/Los_Angeles"
+    tz = ZoneInfo(tzname)
+    faces = (RoofFace(180.0, 22.0, 10), RoofFace(270.0, 22.0, 8))
+    spec = SiteSpec(inverter_count=18, seed=seed, roof_faces=faces, latitude=lat,
+                    longitude=lon, timezone=tzname, epoch=YEAR_START, build=61839, **LOCALAPI)
+    sn = SimulatedSite(spec).inverter_serials
+
+    def at(day: int, hour: float) -> datetime:
+        return _local(tz, YEAR_START, day, hour)
+
+    edits = PayloadEdits()
+    _failed_polls_weekly(edits, YEAR_START, days)
+    traps: list[SiteFault] = [ShadedInverters(inverters=(2, 12), from_hour=14.0, to_hour=17.0)]
+    fw = FirmwareChange(build=61846, start=at(100, 10.0))
+    inj = [
+        _fault("inverter_offline", sn[4], DeadInverter(inverter=4, start=at(60, 10.35),
+               end=at(62, 12.0)), "dead inverter, legacy DeviceList", from_daylight=True),
+        _fault("firmware_changed", "system", fw, "update 61839 -> 61846: DeviceList -> /vars"),
+        _fault(DEAD_RULES, sn[9], DeadInverter(inverter=9, start=at(130, 10.35),
+               end=at(132, 12.0)), "dead inverter, varserver keeps its last values",
+               from_daylight=True),
+        _fault(BREAKER_RULE, "system", ProductionTripped(start=at(160, 11.0), end=at(162, 17.0)),
+               "breaker tripped: inverters stale at their last ~0.1-0.3 kW, meter 0; "
+               "one alert, no inverter alerts"),
+        _fault(FROZEN_RULE, "system", DataStale(start=at(200, 9.0), end=at(200, 15.0)),
+               "hung PVS: every value and msmtEps frozen, /sys/livedata/time moving"),
+        _fault(DEAD_RULES, sn[14], StaleInverter(inverter=14, start=at(230, 13.0),
+               end=at(235, 13.0)), "dead inverter served stale for 5 days, across restarts",
+               from_daylight=True),
+        _fault(DEAD_RULES, sn[17], DeadInverter(inverter=17, start=at(290, 16.6),
+               end=at(292, 9.0)), "dead at dusk: stale overnight, unlisted after the restart",
+               from_daylight=True),
+    ]
+    words = ["nights: every inverter keeps its dusk values (non-zero kW) until the 02:xx "
+             "restart, then is unlisted until it reports (after the switch)",
+             "dawn: each inverter listed 0-20 min after it starts producing (after the switch)",
+             "afternoon shade on two panels (25 %, 14:00-17:00, all year)",
+             "single and double failed polls, about weekly",
+             "the simulator's clouds; the nightly restart"]
+    return _finish(name, spec, inj, edits, traps, words, days)
+
+
+def build_dropout_site(name: str, *, seed: int, days: int) -> Site:
+    """12 panels facing south, Atlanta, legacy DeviceList: power-line dropouts all year,
+    one inverter flapping for a week, a dusk-then-morning dropout; real faults too."""
+    lat, lon, tzname = 33.75, -84.39, "America/New_York"
+    tz = ZoneInfo(tzname)
+    faces = (RoofFace(180.0, 25.0, 12),)
+    spec = SiteSpec(inverter_count=12, seed=seed, roof_faces=faces, latitude=lat,
+                    longitude=lon, timezone=tzname, epoch=YEAR_START, build=61839)
+    sn = SimulatedSite(spec).inverter_serials
+
+    def at(day: int, hour: float) -> datetime:
+        return _local(tz, YEAR_START, day, hour)
+
+    edits = PayloadEdits()
+    _failed_polls_weekly(edits, YEAR_START, days)
+    dusk = _daylight_poll(lat, lon, tz, 120, last=True)
+    morning = _daylight_poll(lat, lon, tz, 121, last=False)
+    minute = timedelta(minutes=1)
+    traps: list[SiteFault] = [
+        PowerLineDropouts(per_day=5.0, max_inverters=3, max_polls=2, stale_share=0.5),
+        FlappingInverter(inverter=6, start=at(150, 0.0), end=at(157, 0.0)),
+        CommDropout(inverters=(3,), start=dusk - minute, end=dusk + STEP - minute),
+        CommDropout(inverters=(3,), mode="stale", start=morning - minute,
+                    end=morning + 2 * STEP - minute),
+        ShadedInverters(inverters=(0,), from_hour=15.0, to_hour=17.5),
+    ]
+    inj = [
+        _fault("inverter_offline", sn[8], DeadInverter(inverter=8, start=at(100, 10.35),
+               end=at(102, 12.0)), "dead inverter amid the dropouts", from_daylight=True),
+        _fault("inverter_offline", sn[10], DeadInverter(inverter=10, start=at(153, 11.0),
+               end=at(155, 12.0)), "dead inverter during the flapping week",
+               from_daylight=True),
+        _fault("inverter_missing", sn[2], MissingInverter(inverter=2, start=at(250, 9.25),
+               end=at(251, 15.0)), "inverter lost by the PVS for 30 h (not a dropout)",
+               from_daylight=True),
+        _fault("production_low", "system", ProductionTripped(start=at(300, 10.0),
+               end=at(301, 17.0)), "breaker tripped (DeviceList: all in error, meter 0)"),
+    ]
+    words = ["power-line dropouts all year: ~5 a day (day and night), 1-3 inverters, 1-2 "
+             "polls, absent or STATE error with stale values and DATATIME",
+             f"flapping week {at(150, 0):%Y-%m-%d}..{at(157, 0):%Y-%m-%d} local: inverter "
+             f"…{sn[6][-5:]} out 1-3 polls every hour, producing throughout",
+             f"inverter …{sn[3][-5:]} absent for the last daylight poll of "
+             f"{dusk:%Y-%m-%d %H:%M} UTC and stale for the first two of "
+             f"{morning:%Y-%m-%d %H:%M} UTC (not three bad polls in a row)",
+             "late-afternoon shade on one panel; weekly failed polls; clouds; restarts"]
+    return _finish(name, spec, inj, edits, traps, words, days)
+
+
+def build_no_meter_site(name: str, *, seed: int, days: int) -> Site:
+    """10 panels on east and west faces, Denver, LocalAPI all year (as fielded), no
+    production or consumption meter: the rules have only the inverters."""
+    lat, lon, tzname = 39.74, -104.99, "America/Denver"
+    tz = ZoneInfo(tzname)
+    faces = (RoofFace(135.0, 30.0, 5), RoofFace(225.0, 30.0, 5))
+    spec = SiteSpec(inverter_count=10, seed=seed, roof_faces=faces, latitude=lat,
+                    longitude=lon, timezone=tzname, epoch=YEAR_START, build=61846,
+                    production_meter=False, consumption_subtype=None, **LOCALAPI)
+    sn = SimulatedSite(spec).inverter_serials
+
+    def at(day: int, hour: float) -> datetime:
+        return _local(tz, YEAR_START, day, hour)
+
+    edits = PayloadEdits()
+    _failed_polls_weekly(edits, YEAR_START, days)
+    outage = (at(180, 13.12), at(180, 17.0))
+    edits.outages.append(outage)
+    inj = [
+        _fault(DEAD_RULES, sn[3], DeadInverter(inverter=3, start=at(80, 10.35),
+               end=at(82, 12.0)), "dead inverter (stale values, no meter)",
+               from_daylight=True),
+        _fault("inverter_underperforming", sn[6], WeakInverter(inverter=6, factor=0.6,
+               start=at(140, 0.0), end=at(157, 0.0)), "40 % weak inverter, 17 days",
+               grace=timedelta(days=2)),
+        Injected("pvs_unreachable", "system", outage[0], outage[1],
+                 what="PVS unreachable (HTTP 503) for 4 h"),
+        _fault(FROZEN_RULE, "system", DataStale(start=at(210, 9.0), end=at(210, 15.0)),
+               "hung PVS: values frozen, clock moving"),
+        _fault(BREAKER_RULE, "system", ProductionTripped(start=at(260, 10.0),
+               end=at(262, 17.0)), "breaker tripped: every inverter stale, no meter; "
+               "one alert"),
+        _fault("inverter_missing", sn[8], MissingInverter(inverter=8, start=at(300, 9.25),
+               end=at(301, 15.0)), "inverter absent from /vars for 30 h", from_daylight=True),
+    ]
+    words = ["no meter at all: meter_missing must stay quiet",
+             "nights: stale dusk values until the restart; dawn listing lag up to 20 min",
+             "weekly failed polls; clouds; the nightly restart"]
+    return _finish(name, spec, inj, edits, [], words, days)
 
 
 def _next_poll(t: datetime) -> datetime:
@@ -304,7 +491,7 @@ def _inside(t: datetime, spans: list[tuple[datetime, datetime]]) -> bool:
 def render(site: SimulatedSite, s: Site, t: datetime) -> dict[str, Any]:
     """The answer the collector would archive at `t`, with the payload-level faults."""
     e = s.edits
-    if s.varserver_from is not None and t >= s.varserver_from:
+    if firmware_for_build(site.build_at(t), site.spec.model) == "varserver":
         doc: dict[str, Any] = site.vars(t)
         if _inside(t, e.meter_gone):
             doc = {k: v for k, v in doc.items() if not k.startswith("/sys/devices/meter/1/")}
@@ -420,8 +607,8 @@ def score(s: Site, events: list[dict[str, Any]], days: int) -> dict[str, Any]:
         mine = 0
         for k, e in enumerate(opens):
             t = datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
-            if e["rule"] == f.rule and e["subject"] == f.subject and \
-                    f.start <= t <= f.end + f.grace:
+            if (e["rule"] == f.rule or e["rule"] in f.also) and e["subject"] == f.subject \
+                    and f.start <= t <= f.end + f.grace:
                 if hit is None:
                     hit = (k, t)
                 mine += 1
@@ -433,12 +620,17 @@ def score(s: Site, events: list[dict[str, Any]], days: int) -> dict[str, Any]:
                           "snow_gone": f.snow_gone.isoformat() if f.snow_gone else None,
                           "after_snow_h": (hit[1] - after_snow).total_seconds() / 3600
                           if hit and after_snow else None})
+    for f in s.earlier:
+        for k, e in enumerate(opens):
+            if (e["rule"] == f.rule or e["rule"] in f.also) and e["subject"] == f.subject:
+                used.add(k)
     false = [opens[k] for k in range(len(opens)) if k not in used]
     return {"faults": per_fault, "false_alarms": false, "days": days,
             "events": len(events)}
 
 
 def sites(days: int, snowy: bool = True) -> list[Site]:
+    """Every site-year: the two first, the snowy year, and issue 19's three."""
     return [
         build_site("boston-12", seed=7, latitude=42.36, longitude=-71.06,
                    timezone="America/New_York", days=days,
@@ -446,7 +638,11 @@ def sites(days: int, snowy: bool = True) -> list[Site]:
         build_site("sacramento-30", seed=11, latitude=38.58, longitude=-121.49,
                    timezone="America/Los_Angeles", days=days,
                    faces=(RoofFace(90.0, 20.0, 12), RoofFace(180.0, 20.0, 18))),
-    ] + ([build_snowy_site("snowy-boston-12", seed=13, days=days)] if snowy else [])
+    ] + ([build_snowy_site("snowy-boston-12", seed=13, days=days)] if snowy else []) + [
+        build_fw_switch_site("fw-switch-18", seed=17, days=days),
+        build_dropout_site("dropouts-12", seed=19, days=days),
+        build_no_meter_site("no-meters-10", seed=23, days=days),
+    ]
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -501,9 +697,77 @@ def _hours(h: float) -> str:
     return f"{h * 60:.0f} min" if h < 2 else (f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} d")
 
 
+def window(s: Site, start: datetime, days: int) -> Site:
+    """The site from `start` for `days`: the faults that start inside (12 h before the
+    end at the latest) are scored; those begun before and still on (a firmware update)
+    stay in effect, and their alerts are neither scored nor false alarms."""
+    end = start + timedelta(days=days) - timedelta(hours=12)
+    injected = [i.fault for i in s.faults if i.fault is not None]
+    kept = [i for i in s.faults if start <= i.start < end]
+    earlier = [i for i in s.faults if i.start < start and (
+        i.fault is None or i.fault.end is None or i.fault.end > start)]
+    traps = tuple(f for f in s.spec.faults if f not in injected)
+    spec = SiteSpec(**{**s.spec.__dict__, "faults": traps + tuple(
+        i.fault for i in earlier + kept if i.fault)})
+    return Site(s.name, spec, kept, s.edits, start, s.snow_weather, s.traps, earlier)
+
+
+def choose(days: int, names: list[str] | None = None,
+           start: datetime | None = None) -> list[Site]:
+    """The site-years to run: all, or those named; from `start` (a window of the full
+    year: its faults as in the year run) or, without it, each site's own layout."""
+    chosen = sites(days) if start is None else [window(s, start, days) for s in sites(365)]
+    if names:
+        unknown = set(names) - {s.name for s in chosen}
+        if unknown:
+            raise SystemExit(f"unknown site {sorted(unknown)}: "
+                             f"choose from {[s.name for s in sites(1)]}")
+        chosen = [s for s in chosen if s.name in names]
+    return chosen
+
+
+def describe(s: Site) -> str:
+    """Every injected fault and every trap of a site, for RESULTS-alerts.md."""
+    lines = [f"**{s.name}** ({s.spec.inverter_count} inverters, {s.spec.latitude}, "
+             f"{s.spec.longitude}, build {s.spec.build}"
+             + (", LocalAPI as fielded" if s.spec.stale_values else "")
+             + ("" if s.spec.production_meter else ", no meters") + ")", "",
+             "| fault | starts (UTC) | ends (UTC) | expected verdict |", "|---|---|---|---|"]
+    for f in s.faults:
+        verdict = " or ".join(f"`{r}`" for r in (f.rule, *f.also))
+        who = f.subject if f.subject == "system" else "…" + f.subject[-5:]
+        lines.append(f"| {f.what or f.rule} | {f.start:%Y-%m-%d %H:%M} | "
+                     f"{f.end:%Y-%m-%d %H:%M} | {verdict} on {who}"
+                     + (" (latency from the first poll with the sun >= 15°)"
+                        if f.from_daylight else "") + " |")
+    lines += ["", "Traps (must stay quiet):", ""] + [f"- {t}" for t in s.traps]
+    return "\n".join(lines)
+
+
+def fault_table(result: dict[str, Any]) -> str:
+    """One site-year, fault by fault: detected, latency; then its false alarms."""
+    lines = ["| fault | starts (UTC) | detected | latency |", "|---|---|---|---:|"]
+    for f in result["faults"]:
+        who = f["subject"] if f["subject"] == "system" else "…" + f["subject"][-5:]
+        lines.append(f"| `{f['rule']}` {who} | {f['start'][:16]} | "
+                     f"{'yes' if f['detected'] else 'NO'} | "
+                     f"{_hours(f['latency_h']) if f['latency_h'] is not None else '-'} |")
+    false = result["false_alarms"]
+    lines.append("")
+    lines.append(f"False alarms: **{len(false)}** in {result['days']} days"
+                 + ("" if not false else " (" + "; ".join(
+                     f"{e['rule']} {e['subject'][-5:]} at {e['time'][:16]}"
+                     for e in false[:40]) + ")"))
+    return "\n".join(lines)
+
+
+FIRST_SITES = ("boston-12", "sacramento-30")
+
+
 def run(days: int, jobs: int, echo: Callable[[str], None] = print,
-        keep: Path | None = None) -> tuple[list[dict[str, Any]], str]:
-    chosen = sites(days)
+        keep: Path | None = None, names: list[str] | None = None,
+        start: datetime | None = None) -> tuple[list[dict[str, Any]], str]:
+    chosen = choose(days, names, start)
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
         workdir = keep or Path(tmp)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -519,11 +783,18 @@ def run(days: int, jobs: int, echo: Callable[[str], None] = print,
                  + (f"  ({f['flaps']} re-open)" if f["flaps"] else ""))
         for e in r["false_alarms"]:
             echo(f"  FALSE ALARM {e['time']} {e['rule']} {e['subject']}: {e['message'][:90]}")
-    snowy = [r for r in results if r["site"].startswith("snowy")]
-    text = table([r for r in results if r not in snowy])
-    for r in snowy:
-        text += f"\n\n{r['site']}, a snowy year:\n\n" + snow_table(r)
-    return results, text
+    first = [r for r in results if r["site"] in FIRST_SITES]
+    text = table(first) if first else ""
+    for r in results:
+        if r["site"].startswith("snowy"):
+            text += f"\n\n{r['site']}, a snowy year:\n\n" + snow_table(r)
+        elif r not in first:
+            text += f"\n\n{r['site']}:\n\n" + fault_table(r)
+    return results, text.strip()
+
+
+def _date(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -532,13 +803,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="sites replayed in parallel")
     parser.add_argument("--write", type=Path, help="also write the table to this file")
     parser.add_argument("--keep", type=Path, help="keep the archives and events here")
+    parser.add_argument("--site", action="append", metavar="NAME",
+                        help="run only this site-year (repeatable)")
+    parser.add_argument("--from", dest="start", type=_date, metavar="YYYY-MM-DD",
+                        help="start here (UTC) in the year run's layout; with --days, a "
+                             "short window around a fault (start it 3+ days before)")
+    parser.add_argument("--list", action="store_true",
+                        help="print each site's faults and traps, run nothing")
     args = parser.parse_args(argv)
+    if args.list:
+        for s in choose(args.days, args.site, args.start):
+            print(describe(s) + "\n")
+        return 0
     started = time.monotonic()
-    results, text = run(args.days, args.jobs, keep=args.keep)
+    results, text = run(args.days, args.jobs, keep=args.keep, names=args.site,
+                        start=args.start)
     print()
     print(text)
+    how = " ".join([f"--days {args.days}", *(f"--site {n}" for n in args.site or ()),
+                    *([f"--from {args.start:%Y-%m-%d}"] if args.start else [])])
     print(f"\n({time.monotonic() - started:.0f} s; "
-          f"`.venv/bin/python benchmarks/bench_alerts.py --days {args.days}`)")
+          f"`.venv/bin/python benchmarks/bench_alerts.py {how}`)")
     if args.write:
         args.write.write_text(text + "\n")
     return 0
