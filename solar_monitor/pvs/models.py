@@ -278,8 +278,9 @@ def totals(snapshot: Snapshot) -> Totals:
     """Site figures: production from the production meter (else varserver livedata, else
     the sum of inverters), consumption and net grid (+ import) from the consumption meter
     or livedata. A figure the site cannot measure is None, never a guess, and a stale
-    value (older than STALE_AFTER_S) is never current power: a stale production meter
-    leaves the figure to the inverters' current values (livedata `pv_p` repeats it).
+    value (older than STALE_AFTER_S) is never current power: without a current production
+    meter the figure is the inverters' current values (livedata `pv_p` would repeat the
+    stale ones).
 
     With a battery, house consumption = production + net grid + battery power (+ while
     discharging), as the PVS's own site_load_p = pv_p + net_p + ess_p. A site with a
@@ -288,8 +289,10 @@ def totals(snapshot: Snapshot) -> Totals:
     prod = snapshot.meter("production")
     live = snapshot.livedata
     production = prod.power_kw if prod and not prod.stale else None
-    if (production is None and not (prod and prod.stale)
-            and isinstance(live.get("pv_p"), float)):
+    # livedata pv_p repeats the stale values it is made of: then the current ones count
+    repeats_stale = (prod is not None and prod.stale) or any(
+        i.stale for i in snapshot.inverters)
+    if production is None and not repeats_stale and isinstance(live.get("pv_p"), float):
         production = live["pv_p"]
     if production is None and inverter_kw:
         production = round(sum(inverter_kw), 4)

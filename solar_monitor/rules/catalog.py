@@ -171,9 +171,10 @@ def inverter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
 
 
 def inverters_silent(v: PollView, p: Params) -> Iterator[Verdict]:
-    """Most inverters silent (old values, or gone from the list) together in daylight:
-    one system alert, never one per inverter. A frozen PVS is data_stale's, a meter
-    near 0 production_low's (breaker or array); what is left is communications."""
+    """Most inverters silent (old values, or gone from the list) together in daylight
+    while the production meter still counts their power: communications, one system
+    alert, never one per inverter. A frozen PVS is data_stale's; a meter near 0, or no
+    meter, production_low's (breaker or array)."""
     if not _inverters_judged(v, p) or v.snowy:
         return
     known = [s for s in v.known_inverters if s not in v.ignored]
@@ -184,19 +185,12 @@ def inverters_silent(v: PollView, p: Params) -> Iterator[Verdict]:
         return
     if v.unchanged or v.active("data_stale", SYSTEM):
         return  # the PVS froze: data_stale says so
-    if v.meter_kw is not None:
-        if v.meter_kw < p["meter_zero_kw"]:
-            return  # nothing reaches the meter: production_low (breaker, array)
-        cause = (f"the production meter still counts {v.meter_kw:.2f} kW, so the panels "
-                 "produce: the PVS has lost contact with them (communications)")
-    else:
-        # without a meter, only old values that still claim power tell silence from dark
-        claims = sum(1 for s in gone if s in v.inverters
-                     and (v.inverters[s].power_kw or 0.0) >= PRODUCING_MIN_KW)
-        if 2 * claims <= len(gone):
-            return
-        cause = ("their last values still claim power and there is no production meter: "
-                 "communications, or the solar breaker")
+    if v.meter_kw is None or v.meter_kw < p["meter_zero_kw"]:
+        # nothing reaches the meter, or no meter to tell silence from darkness: the
+        # production figure is 0 (old values are no power), production_low's to say
+        return
+    cause = (f"the production meter still counts {v.meter_kw:.2f} kW, so the panels "
+             "produce: the PVS has lost contact with them (communications)")
     yield SYSTEM, True, {"count": len(gone), "total": len(known), "cause": cause}
 
 

@@ -294,11 +294,14 @@ class Engine:
     def _reports_lost(self, inverters: Mapping[str, Any], silent: frozenset[str],
                       live: Mapping[str, float], meter_kw: float | None, el: float) -> bool:
         """Whether the production meter counts the power of every silent or absent
-        inverter (at least half the median inverter's each): they produce, only their
-        reports are lost. Learns the meter's gain over the inverters' sum while all of
+        inverter (all but half a median inverter's): they produce, only their reports are
+        lost. Learns the meter's gain over the inverters' sum while all of
         them report."""
         mem = self.memory
-        gap = len(silent) + sum(1 for s in mem.known_inverters if s not in inverters)
+        gone = [s for s in mem.known_inverters if s in silent or s not in inverters]
+        # an inverter already called offline or missing counts as making nothing
+        gap = sum(1 for s in gone if ("inverter_offline", s) not in self.open
+                  and ("inverter_missing", s) not in self.open)
         if meter_kw is None or el < LEARN_MIN_ELEVATION_DEG:
             return False
         reporting = [kw for s, kw in live.items() if s not in silent]
@@ -310,7 +313,7 @@ class Engine:
         med = _median(reporting)
         if not med or med < LEARN_MIN_MEDIAN_KW:
             return False
-        return meter_kw / (mem.meter_gain or 1.0) - total >= 0.5 * gap * med
+        return meter_kw / (mem.meter_gain or 1.0) - total >= (gap - 0.5) * med
 
     def _snow(self, v: PollView, depth_m: float | None, snowfall_cm: float | None) -> None:
         """Set the view's snow facts: whether the weather has snow at the site now (snow on
