@@ -267,3 +267,28 @@ def test_bad_polls_do_not_count_across_the_night(store: Store, config: Config) -
                   lambda t: vsnap(t, absent=(SERIALS[4],), stopped={SERIALS[4]: t})
                   if t in gone else vsnap(t))
     assert events == []
+
+
+def test_a_flapping_inverter_out_for_four_polls_is_quiet_a_lost_one_is_not(
+        store: Store, config: Config) -> None:
+    """Two dropouts back to back (4 polls) of an inverter that came back from one an hour
+    ago stay quiet; the same gap in an inverter that never dropped out is a lost inverter
+    (the meter still counts it): inverter_missing after 45 minutes."""
+    engine = Engine(store, config)
+    warm(engine)
+    start = NOON - timedelta(hours=4)
+    flapping, lost = SERIALS[2], SERIALS[7]
+
+    def make(t: datetime) -> Snapshot:
+        n = int((t - start) / STEP)
+        gone = []
+        if n in (1, 6, 7, 8, 9):
+            gone.append(flapping)
+        if n >= 6:
+            gone.append(lost)
+        return vsnap(t, absent=tuple(gone))
+
+    events = feed(engine, start, start + 16 * STEP, make)
+    assert opens(events) == [("inverter_missing", lost)]
+    opened = next(e for e in events if e.event == "open")
+    assert opened.time - (start + 6 * STEP) == timedelta(minutes=45)

@@ -72,6 +72,8 @@ class PollView:
     # the production meter counts the power of the silent and absent inverters: they
     # produce, only their reports are lost (a power-line dropout)
     reports_lost: bool = False
+    # inverters back from a daylight report gap within the last day (flapping)
+    flapping: frozenset[str] = frozenset()
 
     def live_kw(self, serial: str) -> float:
         """An inverter's current power (kW); 0 when silent (its value is old) or unknown."""
@@ -147,6 +149,7 @@ def _silent_details(v: PollView, inv: Inverter, med: float) -> dict[str, Any]:
                                "what": f"not reported (its last values are from {at})"}
     if v.reports_lost:
         details["reports_lost"] = True
+        details["flapping"] = inv.serial in v.flapping
     elif inv.data_time is not None and (inv.power_kw or 0.0) >= PRODUCING_MIN_KW:
         details["stopped"] = inv.data_time.timestamp()
     return details
@@ -167,7 +170,8 @@ def inverter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
             # the meter still counts it, or there is no meter to tell: a dropout until
             # it has lasted longer than one
             lost = v.reports_lost or v.meter_kw is None
-            yield serial, True, {"present": len(v.inverters), "reports_lost": lost}
+            yield serial, True, {"present": len(v.inverters), "reports_lost": lost,
+                                 "flapping": serial in v.flapping}
 
 
 def inverters_silent(v: PollView, p: Params) -> Iterator[Verdict]:
@@ -366,6 +370,10 @@ _HYST = {"open_polls": 3, "open_after_min": 30, "clear_polls": 2, "clear_after_m
 _EVENT = {"open_polls": 1, "open_after_min": 0, "clear_polls": 1, "clear_after_min": 0,
           "window_h": 6}
 _SUN = {"min_elevation_deg": 15.0, "min_peer_kw": 0.03}
+# an inverter whose reports are lost while the meter counts its power: longer than a
+# dropout lasts (1-3 polls), and longer still when it is flapping (two may follow)
+_LOST = {"lost_open_polls": 4, "lost_open_min": 45.0, "flap_open_polls": 8,
+         "flap_open_min": 120.0}
 
 RULES: tuple[Rule, ...] = (
     Rule("pvs_unreachable", "PVS unreachable", "critical", "system", pvs_unreachable,
@@ -397,14 +405,13 @@ RULES: tuple[Rule, ...] = (
          "Check the PVS app or the panel for damage; a microinverter that stays off needs "
          "replacing (it may still be under warranty).",
          {**_HYST, **_SUN, "peer_fraction": 0.05, "max_age_min": 10.0,
-          "stopped_open_polls": 2, "stopped_open_min": 35.0, "lost_open_polls": 4,
-          "lost_open_min": 45.0}),
+          "stopped_open_polls": 2, "stopped_open_min": 35.0, **_LOST}),
     Rule("inverter_missing", "Inverter missing", "warning", "inverter", inverter_missing,
          "Inverter {subject} is no longer in the PVS's device list since {since}, while "
          "{present} others are.",
          "Power-cycle the PVS to make it rediscover the inverter; if it was replaced, add "
          "the old serial to alerts.ignore_inverters.",
-         {**_HYST, **_SUN, "lost_open_polls": 4, "lost_open_min": 45.0}),
+         {**_HYST, **_SUN, **_LOST}),
     Rule("inverters_silent", "Inverters not reporting", "critical", "system",
          inverters_silent,
          "{count} of {total} inverters have not reported since {since} while the sun is "

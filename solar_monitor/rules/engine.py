@@ -271,7 +271,7 @@ class Engine:
             fp = _fingerprint(snapshot, el)
             unchanged = None if mem.fingerprint is None or fp is None else fp == mem.fingerprint
             mem.fingerprint = fp
-            reports_lost = self._reports_lost(inverters, silent, live, meter_kw, el)
+            reports_lost = self._reports_lost(ts, inverters, silent, live, meter_kw, el)
             self._observe_devices(snapshot, ts, local)
         for serial, first in list(mem.new_inverters.items()):
             if ts - first > NEW_INVERTER_KEEP_S:
@@ -289,9 +289,10 @@ class Engine:
             day_scores=day_scores, ignored=self.settings.ignore_inverters,
             inverters_warm=mem.first_ts is not None and ts - mem.first_ts >= INVERTER_WARMUP_S,
             active=self._active, dark=lambda serial: mem.dark(serial, ts),
+            flapping=frozenset(mem.came_back),
             silent=silent, meter_kw=meter_kw, reports_lost=reports_lost)
 
-    def _reports_lost(self, inverters: Mapping[str, Any], silent: frozenset[str],
+    def _reports_lost(self, ts: float, inverters: Mapping[str, Any], silent: frozenset[str],
                       live: Mapping[str, float], meter_kw: float | None, el: float) -> bool:
         """Whether the production meter counts the power of every silent or absent
         inverter (all but half a median inverter's): they produce, only their reports are
@@ -299,6 +300,8 @@ class Engine:
         them report."""
         mem = self.memory
         gone = [s for s in mem.known_inverters if s in silent or s not in inverters]
+        if el >= LEARN_MIN_ELEVATION_DEG and len(gone) < len(mem.known_inverters):
+            mem.observe_gaps(ts, set(gone), set(inverters) - silent)
         # an inverter already called offline or missing counts as making nothing
         gap = sum(1 for s in gone if ("inverter_offline", s) not in self.open
                   and ("inverter_missing", s) not in self.open)
@@ -393,7 +396,9 @@ class Engine:
         inverter silent since that time, its last values claiming power) counts from
         when it stopped, after `stopped_open_polls` polls spanning `stopped_open_min`
         since then; `reports_lost` (the meter still counts its power) waits for
-        `lost_open_polls` spanning `lost_open_min`, longer than a dropout lasts."""
+        `lost_open_polls` spanning `lost_open_min`, longer than a dropout lasts, and
+        `flap_open_polls` spanning `flap_open_min` when it came back from another gap in
+        the last day (flapping: two dropouts may follow each other)."""
         if bad is None:
             return None
         key = (rule.id, subject)
@@ -413,7 +418,9 @@ class Engine:
             if rule.id in _FLAG_RULES:
                 self.memory.flagged_today.add(subject)
             polls, minutes = p["open_polls"], p["open_after_min"]
-            if details.get("reports_lost"):
+            if details.get("reports_lost") and details.get("flapping"):
+                polls, minutes = p["flap_open_polls"], p["flap_open_min"]
+            elif details.get("reports_lost"):
                 polls, minutes = p["lost_open_polls"], p["lost_open_min"]
             elif isinstance(stopped, float):
                 polls, minutes = p["stopped_open_polls"], p["stopped_open_min"]
