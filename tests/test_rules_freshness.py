@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from solar_monitor.config import Config
 from solar_monitor.pvs.models import STALE_AFTER_S, Inverter, Meter, Snapshot, Supervisor, totals
@@ -62,7 +63,7 @@ def vsnap(at: datetime, *, stopped: Stops | None = None, absent: tuple[str, ...]
                         round(meter_sum if frozen_at is None else meter_sum, 4),
                         voltage_v=242.0, freq_hz=60.0, data_time=measured,
                         age_s=(at - measured).total_seconds()),)
-    sup = Supervisor(uptime_s=(at - BOOT).total_seconds(), data_time=at)
+    sup = Supervisor(uptime_s=(data_at - BOOT).total_seconds(), data_time=data_at)
     return Snapshot(polled_at=at, api="varserver", source="test", supervisor=sup,
                     meters=meters, inverters=tuple(inverters),
                     livedata={"time": at.timestamp()})
@@ -292,3 +293,22 @@ def test_a_flapping_inverter_out_for_four_polls_is_quiet_a_lost_one_is_not(
     assert opens(events) == [("inverter_missing", lost)]
     opened = next(e for e in events if e.event == "open")
     assert opened.time - (start + 6 * STEP) == timedelta(minutes=45)
+
+
+def test_without_a_meter_a_breaker_is_production_low_and_a_hung_pvs_data_stale(
+        store: Store, config: Config, tmp_path: Path) -> None:
+    """No meter: every inverter falls silent with its last values in both faults; the
+    PVS itself lives on behind a tripped breaker (its uptime moves), not when it hangs."""
+    engine = Engine(store, config)
+    warm(engine, meter="none")
+    trip = NOON - timedelta(hours=3, minutes=5)
+    everyone = dict.fromkeys(SERIALS, trip)
+    events = feed(engine, NOON - timedelta(hours=4), NOON + timedelta(hours=1),
+                  lambda t: vsnap(t, stopped=everyone if t >= trip else {}, meter="none"))
+    assert opens(events) == [("production_low", "system")]
+    with Store(tmp_path / "other.db") as other:
+        engine = Engine(other, config)
+        warm(engine, meter="none")
+        events = feed(engine, NOON - timedelta(hours=4), NOON + timedelta(hours=1),
+                      lambda t: vsnap(t, frozen_at=trip if t >= trip else None, meter="none"))
+        assert opens(events) == [("data_stale", "system")]

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from solar_monitor.daily import DaySummary, day_bounds, summarize_days
 from solar_monitor.digest.months import add_months, last_day, previous_month  # noqa: F401
 from solar_monitor.digest.watchdog import WatchdogMonth, watchdog_month
+from solar_monitor.rules.catalog import BY_ID
 from solar_monitor.store import Store, from_iso, iso
 
 DEFAULT_INTERVAL_S = 900.0  # the cron interval, when the month's polls cannot tell
@@ -293,7 +294,8 @@ def _snow_buried(store: Store, tz: ZoneInfo, start: datetime, end: datetime,
 GAPS_MIN_ELEVATION_DEG = 15.0  # daylight, as the inverter rules judge it
 GAPS_MIN_PCT = 5.0  # everyday power-line noise stays under this
 GAPS_MIN_POLLS = 20
-GAPS_SILENT_AGE_S = 600.0  # values older than this at the poll: not reported (rules' default)
+# values older than this at the poll were not reported: the inverter rules' default
+GAPS_SILENT_AGE_S = BY_ID["inverter_offline"].params["max_age_min"] * 60
 
 
 def _report_gaps(store: Store, start: datetime, end: datetime

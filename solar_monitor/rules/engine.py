@@ -608,14 +608,19 @@ def _median(values: list[float]) -> float | None:
 
 def _fingerprint(snap: Snapshot, elevation_deg: float) -> int | None:
     """A checksum of the devices' own readings and measurement times, to spot an answer
-    frozen in time; never the PVS's clock or uptime, which a hung PVS keeps moving
-    (issue 19). Inverters rest at night, so then only meters count; None when nothing
-    that should move was read (a site without meters, at night)."""
+    frozen in time; never the PVS's clock (CURTIME, livedata `time`), which a hung PVS
+    keeps moving (issue 19). Inverters rest at night, so then only meters count. A site
+    without meters adds the supervisor's own uptime and data time: its inverters all
+    fall silent behind a tripped breaker too, while the PVS lives on. None when nothing
+    that should move was read (no meter, no supervisor, at night)."""
     parts: list[Any] = [(m.serial, iso(m.data_time), m.lifetime_net_kwh, m.power_kw)
                         for m in snap.meters]
     if elevation_deg >= _INVERTERS_MOVE_DEG:
         parts += [(i.serial, iso(i.data_time), i.lifetime_kwh, i.power_kw)
                   for i in snap.inverters]
+    sup = snap.supervisor
+    if not snap.meters and sup is not None and (sup.uptime_s or sup.data_time):
+        parts.append((sup.uptime_s, iso(sup.data_time)))
     return zlib.crc32(repr(parts).encode()) if parts else None
 
 
