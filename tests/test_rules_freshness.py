@@ -157,7 +157,7 @@ def test_dead_inverter_keeping_its_values_is_offline_within_30_minutes(
     assert opens(events) == [("inverter_offline", SERIALS[3])]
     opened = next(e for e in events if e.event == "open")
     assert opened.time - first_poll <= timedelta(minutes=30)
-    assert "not reported" in opened.message and "12:51" in opened.message
+    assert "not reported" in opened.message and "since 2025-06-15 08:51 EDT" in opened.message
 
 
 def test_dead_inverter_at_dusk_is_judged_in_the_next_morning(store: Store,

@@ -144,9 +144,8 @@ def _silent_details(v: PollView, inv: Inverter, med: float) -> dict[str, Any]:
     """Why a silent inverter is bad: its reports are lost while the meter still counts its
     power (judged as slowly as a dropout deserves), or it stopped while its last values
     claim power (new firmware keeps them: judged from when it stopped)."""
-    at = inv.data_time.strftime("%H:%M UTC") if inv.data_time else "?"
     details: dict[str, Any] = {"peer_kw": med, "kw": 0.0,
-                               "what": f"not reported (its last values are from {at})"}
+                               "what": "not reported (the PVS repeats its old values)"}
     if v.reports_lost:
         details["reports_lost"] = True
         details["flapping"] = inv.serial in v.flapping
