@@ -323,12 +323,19 @@ def _fault(rule: str | tuple[str, tuple[str, ...]], subject: str, fault: Any, wh
                     fault, also=also, what=what, **kw)
 
 
-def _daylight_poll(lat: float, lon: float, tz: ZoneInfo, day: int, last: bool) -> datetime:
-    """The first (or last) poll of local day `day` with the sun >= DAYLIGHT_DEG."""
+PEER_GATE_KW = 0.03  # the rules' min_peer_kw: below it no inverter is judged
+
+
+def _judged_polls(site: SimulatedSite, tz: ZoneInfo, day: int,
+                  gate_kw: float) -> tuple[datetime, ...]:
+    """The polls of local day `day` with the sun >= DAYLIGHT_DEG and the median inverter
+    at `gate_kw` or more; then the day's last poll with the sun up."""
     t0 = _local(tz, YEAR_START, day, 0.0)
-    times = [t0 + STEP * k for k in range(96)]
-    up = [t for t in times if sun_elevation_deg(lat, lon, t) >= DAYLIGHT_DEG]
-    return up[-1] if last else up[0]
+    lat, lon = site.spec.latitude, site.spec.longitude
+    up = [t for t in (t0 + STEP * k for k in range(96))
+          if sun_elevation_deg(lat, lon, t) >= DAYLIGHT_DEG]
+    judged = [t for t in up if median(site.inverter_power_kw(t).values()) >= gate_kw]
+    return (*judged, up[-1])
 
 
 def _finish(name: str, spec: SiteSpec, inj: list[Injected], edits: PayloadEdits,
@@ -376,7 +383,7 @@ def build_fw_switch_site(name: str, *, seed: int, days: int) -> Site:
         _fault(DEAD_RULES, sn[14], StaleInverter(inverter=14, start=at(230, 13.0),
                end=at(235, 13.0)), "dead inverter served stale for 5 days, across restarts",
                from_daylight=True),
-        _fault(DEAD_RULES, sn[17], DeadInverter(inverter=17, start=at(290, 16.6),
+        _fault(DEAD_RULES, sn[17], DeadInverter(inverter=17, start=at(290, 17.5),
                end=at(292, 9.0)), "dead at dusk: stale overnight, unlisted after the restart",
                from_daylight=True),
     ]
@@ -397,24 +404,36 @@ def build_dropout_site(name: str, *, seed: int, days: int) -> Site:
     faces = (RoofFace(180.0, 25.0, 12),)
     spec = SiteSpec(inverter_count=12, seed=seed, roof_faces=faces, latitude=lat,
                     longitude=lon, timezone=tzname, epoch=YEAR_START, build=61839)
-    sn = SimulatedSite(spec).inverter_serials
+    probe = SimulatedSite(spec)
+    sn = probe.inverter_serials
 
     def at(day: int, hour: float) -> datetime:
         return _local(tz, YEAR_START, day, hour)
 
     edits = PayloadEdits()
     _failed_polls_weekly(edits, YEAR_START, days)
-    dusk = _daylight_poll(lat, lon, tz, 120, last=True)
-    morning = _daylight_poll(lat, lon, tz, 121, last=False)
-    minute = timedelta(minutes=1)
     traps: list[SiteFault] = [
         PowerLineDropouts(per_day=5.0, max_inverters=3, max_polls=2, stale_share=0.5),
         FlappingInverter(inverter=6, start=at(150, 0.0), end=at(157, 0.0)),
-        CommDropout(inverters=(3,), start=dusk - minute, end=dusk + STEP - minute),
-        CommDropout(inverters=(3,), mode="stale", start=morning - minute,
-                    end=morning + 2 * STEP - minute),
         ShadedInverters(inverters=(0,), from_hour=15.0, to_hour=17.5),
     ]
+    # the counting trap: out at dusk from the last poll with peers at twice the gate
+    # until the sun is under 15° (one or two judged polls), and for the first two
+    # judged polls of the next morning (absent: counted by inverter_missing; stale in
+    # STATE error: by inverter_offline)
+    overnight = []
+    for inverter, day, mode in ((3, 120, "absent"), (9, 135, "stale")):
+        dusk, last_up = _judged_polls(probe, tz, day, 2 * PEER_GATE_KW)[-2:]
+        morning = _judged_polls(probe, tz, day + 1, PEER_GATE_KW)[0]
+        minute = timedelta(minutes=1)
+        traps += [CommDropout(inverters=(inverter,), mode=mode,  # type: ignore[arg-type]
+                              start=dusk - minute, end=last_up + STEP - minute),
+                  CommDropout(inverters=(inverter,), mode=mode,  # type: ignore[arg-type]
+                              start=morning - minute, end=morning + 2 * STEP - minute)]
+        overnight.append(f"inverter …{sn[inverter][-5:]} {mode} at dusk from "
+                         f"{dusk:%Y-%m-%d %H:%M} UTC (peers >= {2 * PEER_GATE_KW} kW) until "
+                         f"the sun is under 15°, and for the first two judged polls from "
+                         f"{morning:%Y-%m-%d %H:%M} UTC: not three bad polls in a row")
     inj = [
         _fault("inverter_offline", sn[8], DeadInverter(inverter=8, start=at(100, 10.35),
                end=at(102, 12.0)), "dead inverter amid the dropouts", from_daylight=True),
@@ -427,13 +446,18 @@ def build_dropout_site(name: str, *, seed: int, days: int) -> Site:
         _fault("production_low", "system", ProductionTripped(start=at(300, 10.0),
                end=at(301, 17.0)), "breaker tripped (DeviceList: all in error, meter 0)"),
     ]
-    words = ["power-line dropouts all year: ~5 a day (day and night), 1-3 inverters, 1-2 "
-             "polls, absent or STATE error with stale values and DATATIME",
+    noise = traps[0]
+    assert isinstance(noise, PowerLineDropouts)
+    events = [e for d in range(_epoch_day(YEAR_START), _epoch_day(YEAR_START) + days)
+              for e in probe._line_events(noise, d)]
+    lit = [e for e in events if sun_elevation_deg(lat, lon, _next_poll(
+        datetime.fromtimestamp(e[0], UTC))) >= DAYLIGHT_DEG]
+    words = [f"power-line dropouts all year: {len(events)} (~5 a day, day and night; "
+             f"{len(lit)} starting with the sun >= 15°), 1-3 inverters, 1-2 polls, absent "
+             "or STATE error with stale values and DATATIME",
              f"flapping week {at(150, 0):%Y-%m-%d}..{at(157, 0):%Y-%m-%d} local: inverter "
              f"…{sn[6][-5:]} out 1-3 polls every hour, producing throughout",
-             f"inverter …{sn[3][-5:]} absent for the last daylight poll of "
-             f"{dusk:%Y-%m-%d %H:%M} UTC and stale for the first two of "
-             f"{morning:%Y-%m-%d %H:%M} UTC (not three bad polls in a row)",
+             *overnight,
              "late-afternoon shade on one panel; weekly failed polls; clouds; restarts"]
     return _finish(name, spec, inj, edits, traps, words, days)
 
@@ -477,6 +501,10 @@ def build_no_meter_site(name: str, *, seed: int, days: int) -> Site:
              "nights: stale dusk values until the restart; dawn listing lag up to 20 min",
              "weekly failed polls; clouds; the nightly restart"]
     return _finish(name, spec, inj, edits, [], words, days)
+
+
+def _epoch_day(t: datetime) -> int:
+    return int(t.timestamp() // 86400)
 
 
 def _next_poll(t: datetime) -> datetime:
@@ -610,11 +638,12 @@ def score(s: Site, events: list[dict[str, Any]], days: int) -> dict[str, Any]:
             if (e["rule"] == f.rule or e["rule"] in f.also) and e["subject"] == f.subject \
                     and f.start <= t <= f.end + f.grace:
                 if hit is None:
-                    hit = (k, t)
+                    hit = (k, t, e["rule"])
                 mine += 1
                 used.add(k)  # a second open for the same fault is a flap, not a new alarm
         latency = (hit[1] - ref).total_seconds() / 3600 if hit else None
-        per_fault.append({"rule": f.rule, "subject": f.subject, "start": f.start.isoformat(),
+        per_fault.append({"rule": hit[2] if hit else f.rule, "subject": f.subject,
+                          "start": f.start.isoformat(),
                           "detected": hit is not None, "latency_h": latency,
                           "flaps": max(0, mine - 1),
                           "snow_gone": f.snow_gone.isoformat() if f.snow_gone else None,
@@ -738,9 +767,9 @@ def describe(s: Site) -> str:
         who = f.subject if f.subject == "system" else "…" + f.subject[-5:]
         lines.append(f"| {f.what or f.rule} | {f.start:%Y-%m-%d %H:%M} | "
                      f"{f.end:%Y-%m-%d %H:%M} | {verdict} on {who}"
-                     + (" (latency from the first poll with the sun >= 15°)"
-                        if f.from_daylight else "") + " |")
-    lines += ["", "Traps (must stay quiet):", ""] + [f"- {t}" for t in s.traps]
+                     + (" ¹" if f.from_daylight else "") + " |")
+    lines += ["", "¹ latency counted from the first poll with the sun >= 15° at or after "
+              "the start.", "", "Traps (must stay quiet):", ""] + [f"- {t}" for t in s.traps]
     return "\n".join(lines)
 
 

@@ -60,3 +60,21 @@ def test_short_snowy_backtest_no_false_alarm_and_the_fault_under_snow_caught(
     assert 0 <= fault["after_snow_h"] <= 1.0
     weather = (tmp_path / "test-snowy" / "test-snowy-weather.csv").read_text().splitlines()
     assert weather[3] == "time,cloud_cover (%),snow_depth (m),snowfall (cm)"
+
+
+def test_issue19_sites_window_keeps_the_firmware_update_in_effect() -> None:
+    from datetime import UTC, datetime
+
+    bench = _bench()
+    names = ["fw-switch-18", "dropouts-12", "no-meters-10"]
+    for s in bench.choose(365, names):
+        assert s.faults and s.traps  # every site lists its faults and traps
+        assert all(f.what for f in s.faults)
+    start = datetime(2025, 5, 8, tzinfo=UTC)
+    (site,) = bench.choose(6, ["fw-switch-18"], start)
+    assert [f.rule for f in site.faults] == ["inverter_offline"]
+    assert [f.rule for f in site.earlier] == ["firmware_changed"]  # ended ones dropped
+    sim = bench.SimulatedSite(site.spec)
+    answer = bench.render(sim, site, start + bench.timedelta(days=2, hours=20))
+    assert any(k.startswith("/sys/devices/inverter/") for k in answer)  # varserver /vars
+    assert "`inverter_offline` or `inverter_missing`" in bench.describe(site)
