@@ -141,6 +141,14 @@ def test_the_parser_carries_each_devices_age() -> None:
                   b'{"DEVICE_TYPE": "Inverter", "SERIAL": "E003", "STATE": "working",'
                   b' "DATATIME": "2025,06,15,15,59,45", "p_3phsum_kw": "0.2"}]}')
     assert parse(devicelist).inverters[0].age_s == 15.0  # the PVS's clock, no poll time
+    # ages are read on the PVS's own clock: one an hour off from ours ages nothing
+    off = parse(devicelist, polled_at=NOON + timedelta(hours=1))
+    assert off.inverters[0].age_s == 15.0 and off.inverters[0].producing
+    live_clock = body.replace(b'"count": 9', b'"count": 10').replace(
+        b'"value": "0.2"}]', b'"value": "0.2"}, {"name": "/sys/livedata/time", '
+        b'"value": "1750003200"}]')  # 2025-06-15T16:00:00Z
+    assert [i.age_s for i in parse(live_clock, polled_at=NOON + timedelta(hours=1)
+                                   ).inverters] == [3000.0, 30.0]
 
 
 # --------------------------------------------------------------------------- the rules

@@ -232,9 +232,9 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
     batteries: list[Battery] = []
     other: list[Device] = []
     curtimes: list[datetime] = []
-    # each device's age is measured from the poll (the PVS's clock when the poll's time is
-    # unknown): DATATIME is when its data last changed
-    reference = polled_at or pvs_time(_supervisor_curtime(devices))
+    # each device's age at the poll, on the PVS's own clock (CURTIME) when it sent one:
+    # DATATIME is stamped by that clock, so a PVS clock off from ours ages nothing
+    reference = pvs_time(_supervisor_curtime(devices)) or polled_at
     for raw in devices:
         if not isinstance(raw, dict):
             other.append(Device("unknown", None, None, {"value": raw}))
@@ -322,8 +322,9 @@ def _legacy_inverter(raw: Mapping[str, Any], reference: datetime | None) -> Inve
 
 
 def _age_s(measured: datetime | None, reference: datetime | None) -> float | None:
-    """Seconds from a device's own measurement time to the poll (never negative: a device
-    clock a little ahead of ours is current); None when either is unknown."""
+    """Seconds from a device's own measurement time to the poll's time on the same clock
+    (never negative: a measurement a little ahead is current); None when either is
+    unknown."""
     if measured is None or reference is None:
         return None
     return max(0.0, (reference - measured).total_seconds())
@@ -403,6 +404,7 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     live_time = _epoch(livedata.get("time"))
     reference = polled_at or live_time or (max(times) if times else None)
     supervisor = _var_supervisor(info, loose) if info or loose else None
+    age_reference = live_time or reference  # msmtEps is stamped by the PVS's own clock
     meters: list[Meter] = []
     inverters: list[Inverter] = []
     batteries: list[Battery] = []
@@ -410,9 +412,9 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     for (kind, _index), fields in sorted(groups.items()):
         serial = _text(fields.get("sn"))
         if kind == "inverter" and serial:
-            inverters.append(_var_inverter(fields, reference))
+            inverters.append(_var_inverter(fields, reference, age_reference))
         elif kind == "meter" and serial:
-            meters.append(_var_meter(fields, reference))
+            meters.append(_var_meter(fields, age_reference))
         elif kind == "ess":
             batteries.append(_var_battery(fields))
         else:
@@ -427,7 +429,8 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     )
 
 
-def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inverter:
+def _var_inverter(fields: Mapping[str, Any], reference: datetime | None,
+                  age_reference: datetime | None) -> Inverter:
     named, extra = _split(fields, {}, VAR_INVERTER_METRICS, _VAR_CONSUMED)
     measured = _aware(fields.get("msmtEps"))
     fresh = (measured is not None and reference is not None
@@ -436,7 +439,7 @@ def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inve
     working = fresh and power is not None and power >= PRODUCING_MIN_KW
     return Inverter(serial=str(fields["sn"]), model=_text(fields.get("prodMdlNm")),
                     state="working" if working else "error", state_derived=True,
-                    data_time=measured, age_s=_age_s(measured, reference), extra=extra,
+                    data_time=measured, age_s=_age_s(measured, age_reference), extra=extra,
                     **named)
 
 
