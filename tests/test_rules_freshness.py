@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -320,3 +321,25 @@ def test_without_a_meter_a_breaker_is_production_low_and_a_hung_pvs_data_stale(
         events = feed(engine, NOON - timedelta(hours=4), NOON + timedelta(hours=1),
                       lambda t: vsnap(t, frozen_at=trip if t >= trip else None, meter="none"))
         assert opens(events) == [("data_stale", "system")]
+
+
+def test_silent_inverters_old_heat_and_grid_readings_alarm_nothing(
+        store: Store, config: Config) -> None:
+    """The breaker trips on a grid spike, on a hot day, with no meter to read the grid:
+    every inverter keeps its last 95 °C, 275 V and 61 Hz, 11 minutes old at the first
+    poll after it. They are not now: one alert, the breaker's."""
+    engine = Engine(store, config)
+    warm(engine, meter="none")
+    trip = NOON - timedelta(hours=3, minutes=11)
+    everyone = dict.fromkeys(SERIALS, trip)
+
+    def make(t: datetime) -> Snapshot:
+        if t < trip:
+            return vsnap(t, meter="none")
+        snap = vsnap(t, stopped=everyone, meter="none")
+        return replace(snap, inverters=tuple(
+            replace(i, heatsink_c=95.0, ac_voltage_v=275.0, freq_hz=61.0)
+            for i in snap.inverters))
+
+    events = feed(engine, NOON - timedelta(hours=4), NOON + timedelta(hours=1), make)
+    assert opens(events) == [("production_low", "system")]

@@ -270,8 +270,8 @@ def inverter_over_temperature(v: PollView, p: Params) -> Iterator[Verdict]:
         return
     for serial, inv in v.inverters.items():
         t = inv.heatsink_c
-        if t is None or serial in v.ignored:
-            continue
+        if t is None or serial in v.ignored or serial in v.silent:
+            continue  # a silent inverter's heatsink is an old reading
         if t >= p["max_c"]:
             yield serial, True, {"temp_c": t}
         elif t < p["max_c"] - p["hysteresis_c"]:
@@ -286,13 +286,16 @@ def meter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
         yield serial, serial not in present, {}
 
 
-def _grid_readings(snap: Snapshot) -> tuple[list[float], list[float]]:
-    """(volts, hertz) from the meters, else the inverters' median (no meter sites)."""
-    volts = [m.voltage_v for m in snap.meters if m.voltage_v is not None]
-    hertz = [m.freq_hz for m in snap.meters if m.freq_hz is not None]
+def _grid_readings(snap: Snapshot, silent: frozenset[str]) -> tuple[list[float], list[float]]:
+    """(volts, hertz) from the meters, else the inverters' median (no meter sites); never
+    an old reading (the varserver keeps a silent inverter's last volts and hertz)."""
+    meters = [m for m in snap.meters if not m.stale]
+    volts = [m.voltage_v for m in meters if m.voltage_v is not None]
+    hertz = [m.freq_hz for m in meters if m.freq_hz is not None]
     if not volts or not hertz:
-        inv_v = sorted(i.ac_voltage_v for i in snap.inverters if i.ac_voltage_v)
-        inv_hz = sorted(i.freq_hz for i in snap.inverters if i.freq_hz)
+        current = [i for i in snap.inverters if i.serial not in silent]
+        inv_v = sorted(i.ac_voltage_v for i in current if i.ac_voltage_v)
+        inv_hz = sorted(i.freq_hz for i in current if i.freq_hz)
         volts = volts or ([inv_v[len(inv_v) // 2]] if inv_v else [])
         hertz = hertz or ([inv_hz[len(inv_hz) // 2]] if inv_hz else [])
     return volts, hertz
@@ -301,7 +304,7 @@ def _grid_readings(snap: Snapshot) -> tuple[list[float], list[float]]:
 def grid_out_of_range(v: PollView, p: Params) -> Iterator[Verdict]:
     if not v.ok or v.snapshot is None:
         return
-    volts, hertz = _grid_readings(v.snapshot)
+    volts, hertz = _grid_readings(v.snapshot, v.silent)
     if not volts and not hertz:
         return
     bad_v = [x for x in volts if not p["min_v"] <= x <= p["max_v"]]
