@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
@@ -344,8 +344,7 @@ def _finish(name: str, spec: SiteSpec, inj: list[Injected], edits: PayloadEdits,
     end = YEAR_START + timedelta(days=days) - timedelta(hours=12)
     inj = [i for i in inj if i.start < end]
     kept = [t for t in traps if t.start is None or t.start < end + timedelta(hours=12)]
-    spec = SiteSpec(**{**spec.__dict__,
-                       "faults": tuple(kept) + tuple(i.fault for i in inj if i.fault)})
+    spec = replace(spec, faults=tuple(kept) + tuple(i.fault for i in inj if i.fault))
     return Site(name, spec, inj, edits, YEAR_START, traps=words)
 
 
@@ -736,8 +735,7 @@ def window(s: Site, start: datetime, days: int) -> Site:
     earlier = [i for i in s.faults if i.start < start and (
         i.fault is None or i.fault.end is None or i.fault.end > start)]
     traps = tuple(f for f in s.spec.faults if f not in injected)
-    spec = SiteSpec(**{**s.spec.__dict__, "faults": traps + tuple(
-        i.fault for i in earlier + kept if i.fault)})
+    spec = replace(s.spec, faults=traps + tuple(i.fault for i in earlier + kept if i.fault))
     return Site(s.name, spec, kept, s.edits, start, s.snow_weather, s.traps, earlier)
 
 
@@ -812,6 +810,9 @@ def run(days: int, jobs: int, echo: Callable[[str], None] = print,
                  + (f"  ({f['flaps']} re-open)" if f["flaps"] else ""))
         for e in r["false_alarms"]:
             echo(f"  FALSE ALARM {e['time']} {e['rule']} {e['subject']}: {e['message'][:90]}")
+    faults = [f for r in results for f in r["faults"]]
+    echo(f"all: {sum(f['detected'] for f in faults)}/{len(faults)} faults caught, "
+         f"{sum(len(r['false_alarms']) for r in results)} false alarms")
     first = [r for r in results if r["site"] in FIRST_SITES]
     text = table(first) if first else ""
     for r in results:

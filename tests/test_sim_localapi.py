@@ -5,7 +5,10 @@ a site without meters. Each is an option or a fault of the site spec, and seeded
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from solar_monitor.emulation.sim import (
     CommDropout,
@@ -27,8 +30,7 @@ LOCALAPI = SiteSpec(epoch=datetime(2025, 6, 18, tzinfo=UTC), build=61846, stale_
 
 
 def site(*faults: object, **options: object) -> SimulatedSite:
-    return SimulatedSite(SiteSpec(**{**LOCALAPI.__dict__, **options,  # type: ignore[arg-type]
-                                     "faults": tuple(faults)}))
+    return SimulatedSite(replace(LOCALAPI, faults=faults, **options))
 
 
 def inverters(values: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -167,3 +169,30 @@ def test_site_without_meters_parses() -> None:
     assert not [d for d in doc["devices"] if d["DEVICE_TYPE"] == "Power Meter"]
     snap = parse(json.dumps(doc).encode(), polled_at=NOON)
     assert len(snap.inverters) == 12
+
+
+def test_pypvs_reads_a_fielded_localapi_site_without_meters() -> None:
+    """The witness: SunStrong's pypvs reads the stale and the live inverters of a site
+    without meters, as our parser does, from the emulator over HTTPS."""
+    import asyncio
+
+    from solar_monitor.emulation.emulator import start_emulator
+    from tests.test_pypvs import read_with_pypvs
+
+    died = NOON - timedelta(hours=2)
+    s = site(StaleInverter(inverter=2, start=died),
+             CommDropout(inverters=(5,), mode="stale", start=NOON - timedelta(minutes=20)),
+             production_meter=False, consumption_subtype=None)
+    expected = inverters(s.vars(NOON))
+    with start_emulator(s, firmware="varserver", tls=True, clock=lambda: NOON) as emu:
+        assert emu.tls_url is not None
+        data, _ = asyncio.run(read_with_pypvs(emu.tls_url.removeprefix("https://")))
+    assert len(data.inverters) == 12 and not data.meters
+    for serial in (s.inverter_serials[2], s.inverter_serials[5]):
+        theirs = data.inverters[serial]
+        ours = expected[serial]
+        assert theirs.last_report_kw == pytest.approx(float(ours["p3phsumKw"]), abs=1e-4)
+        assert theirs.last_report_kw > 0.05  # a stale value, still non-zero
+        assert theirs.last_report_date == int(datetime.fromisoformat(
+            ours["msmtEps"].replace("Z", "+00:00")).timestamp())
+        assert theirs.last_report_date < int(NOON.timestamp()) - 600
