@@ -271,7 +271,10 @@ class Engine:
             fp = _fingerprint(snapshot, el)
             unchanged = None if mem.fingerprint is None or fp is None else fp == mem.fingerprint
             mem.fingerprint = fp
-            reports_lost = self._reports_lost(ts, inverters, silent, live, meter_kw, el)
+            gone = {s for s in mem.known_inverters if s in silent or s not in inverters}
+            if el >= LEARN_MIN_ELEVATION_DEG and len(gone) < len(mem.known_inverters):
+                mem.observe_gaps(ts, gone, set(inverters) - silent)
+            reports_lost = self._reports_lost(gone, silent, live, meter_kw, el)
             self._observe_devices(snapshot, ts, local)
         for serial, first in list(mem.new_inverters.items()):
             if ts - first > NEW_INVERTER_KEEP_S:
@@ -292,16 +295,13 @@ class Engine:
             flapping=frozenset(mem.came_back),
             silent=silent, meter_kw=meter_kw, reports_lost=reports_lost)
 
-    def _reports_lost(self, ts: float, inverters: Mapping[str, Any], silent: frozenset[str],
+    def _reports_lost(self, gone: set[str], silent: frozenset[str],
                       live: Mapping[str, float], meter_kw: float | None, el: float) -> bool:
-        """Whether the production meter counts the power of every silent or absent
-        inverter (all but half a median inverter's): they produce, only their reports are
-        lost. Learns the meter's gain over the inverters' sum while all of
-        them report."""
+        """Whether the production meter counts the power of every `gone` (silent or
+        absent) inverter, all but half a median inverter's: they produce, only their
+        reports are lost. Learns the meter's gain over the inverters' sum while every
+        inverter reports."""
         mem = self.memory
-        gone = [s for s in mem.known_inverters if s in silent or s not in inverters]
-        if el >= LEARN_MIN_ELEVATION_DEG and len(gone) < len(mem.known_inverters):
-            mem.observe_gaps(ts, set(gone), set(inverters) - silent)
         # an inverter already called offline or missing counts as making nothing
         gap = sum(1 for s in gone if ("inverter_offline", s) not in self.open
                   and ("inverter_missing", s) not in self.open)
