@@ -13,7 +13,7 @@ SunVault storage devices (DeviceList types in BATTERY_DEVICE_TYPES, varserver
 discharging). A state of charge is a fraction on the PVS and a percentage in the model.
 
 varserver has no inverter STATE. It is derived: "working" when the inverter reported at
-least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the reading's time, "error" otherwise
+least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the PVS's clock (its age), "error" otherwise
 (matching what legacy firmware reports at night or when an inverter stops talking).
 """
 
@@ -25,7 +25,7 @@ import math
 import re
 import zlib
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from solar_monitor.pvs.errors import ParseError
@@ -412,7 +412,7 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     for (kind, _index), fields in sorted(groups.items()):
         serial = _text(fields.get("sn"))
         if kind == "inverter" and serial:
-            inverters.append(_var_inverter(fields, reference, age_reference))
+            inverters.append(_var_inverter(fields, age_reference))
         elif kind == "meter" and serial:
             meters.append(_var_meter(fields, age_reference))
         elif kind == "ess":
@@ -429,18 +429,16 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     )
 
 
-def _var_inverter(fields: Mapping[str, Any], reference: datetime | None,
-                  age_reference: datetime | None) -> Inverter:
+def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inverter:
     named, extra = _split(fields, {}, VAR_INVERTER_METRICS, _VAR_CONSUMED)
     measured = _aware(fields.get("msmtEps"))
-    fresh = (measured is not None and reference is not None
-             and reference - measured <= timedelta(seconds=VARSERVER_FRESH_S))
+    age_s = _age_s(measured, reference)
+    fresh = age_s is not None and age_s <= VARSERVER_FRESH_S
     power = named.get("power_kw")
     working = fresh and power is not None and power >= PRODUCING_MIN_KW
     return Inverter(serial=str(fields["sn"]), model=_text(fields.get("prodMdlNm")),
                     state="working" if working else "error", state_derived=True,
-                    data_time=measured, age_s=_age_s(measured, age_reference), extra=extra,
-                    **named)
+                    data_time=measured, age_s=age_s, extra=extra, **named)
 
 
 def _var_meter(fields: Mapping[str, Any], reference: datetime | None) -> Meter:
