@@ -37,10 +37,10 @@ def migrations() -> list[tuple[str, str]]:
 _METER_COLS = ("kind", "subtype", "state", "data_time", "power_kw", "reactive_kvar",
                "apparent_kva", "power_factor", "freq_hz", "lifetime_net_kwh",
                "lifetime_pos_kwh", "lifetime_neg_kwh", "current_a", "voltage_v", "leg1_v",
-               "leg2_v", "leg1_a", "leg2_a", "leg1_kw", "leg2_kw")
+               "leg2_v", "leg1_a", "leg2_a", "leg1_kw", "leg2_kw", "age_s")
 _INVERTER_COLS = ("state", "data_time", "power_kw", "lifetime_kwh", "ac_voltage_v",
                   "ac_current_a", "freq_hz", "heatsink_c", "dc_voltage_v", "dc_current_a",
-                  "dc_power_kw")
+                  "dc_power_kw", "age_s")
 _GET_METER = attrgetter(*_METER_COLS)
 _GET_INVERTER = attrgetter(*_INVERTER_COLS)
 _SUPERVISOR_COLS = ("serial", "state", "data_time", "uptime_s", "cpu_load", "mem_used_kib",

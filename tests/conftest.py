@@ -29,12 +29,14 @@ def all_real() -> list[Path]:
 
 
 def without_clock(body: bytes) -> bytes:
-    """A DeviceList with its CURTIME fields removed: a canned answer replayed at a
-    simulated time must not carry the capture's clock (the run would trust the PVS's
-    clock over its own and restamp the poll, see solar_monitor/clock.py)."""
+    """A DeviceList with its CURTIME and DATATIME fields removed: a canned answer replayed
+    at a simulated time must not carry the capture's clock (the run would trust the PVS's
+    clock over its own and restamp the poll, see solar_monitor/clock.py; and every value
+    would be as old as the capture, never current power)."""
     doc = json.loads(body)
     for device in doc.get("devices", []):
         device.pop("CURTIME", None)
+        device.pop("DATATIME", None)
     return json.dumps(doc).encode()
 
 

@@ -20,6 +20,7 @@ from solar_monitor.daily import DaySummary, day_bounds, summarize_days
 from solar_monitor.digest.months import add_months, last_day, previous_month  # noqa: F401
 from solar_monitor.digest.watchdog import WatchdogMonth, watchdog_month
 from solar_monitor.names import inverter_label
+from solar_monitor.rules.catalog import BY_ID
 from solar_monitor.store import Store, from_iso, iso
 
 DEFAULT_INTERVAL_S = 900.0  # the cron interval, when the month's polls cannot tell
@@ -135,6 +136,9 @@ class DigestData:
     snow_days: tuple[date, ...] = ()
     snow_hours_lost: float = 0.0
     consumption_measured: bool = False  # a consumption reading, even if no energy yet
+    # inverters whose reports were often lost (issue 19): (serial, % of the daylight polls
+    # it was missing or its values old), worst first. A quiet line, never an alert.
+    report_gaps: tuple[tuple[str, float], ...] = ()
 
     @property
     def completeness_pct(self) -> float:
@@ -259,6 +263,7 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
         notes.append("No cloud cover was recorded this month.")
     alerts = _alerts(store, start, end)
     snow_days, snow_hours = _snow_buried(store, tz, start, end, interval_s)
+    gaps = _report_gaps(store, start, end)
     return DigestData(
         site_name=site_name, month=month, tz_name=str(tz.key), generated_at=now,
         days=tuple(days), catch_up_days=frozenset(catch_up), monitored_from=monitored_day,
@@ -273,7 +278,8 @@ def build_digest_data(store: Store, tz: ZoneInfo, month: date, *, site_name: str
         days_without_data=missing, health=_health(store, tz, start, end), alerts=alerts,
         cloud_cover_pct=round(statistics.fmean(clouds), 1) if clouds else None,
         notes=tuple(notes), watchdog=watchdog_month(store, start, end, interval_s),
-        snow_days=snow_days, snow_hours_lost=snow_hours, consumption_measured=measured)
+        snow_days=snow_days, snow_hours_lost=snow_hours, consumption_measured=measured,
+        report_gaps=gaps)
 
 
 def _consumption_measured(store: Store, start: datetime, end: datetime) -> bool:
@@ -307,6 +313,41 @@ def _snow_buried(store: Store, tz: ZoneInfo, start: datetime, end: datetime,
     days = tuple(d for d, polls in per_day.items() if len(polls) >= 4 and all(polls))
     hours = sum(len(per_day[d]) for d in days) * interval_s / 3600
     return days, round(hours, 1)
+
+
+GAPS_MIN_ELEVATION_DEG = 15.0  # daylight, as the inverter rules judge it
+GAPS_MIN_PCT = 5.0  # everyday power-line noise stays under this
+GAPS_MIN_POLLS = 20
+# values older than this at the poll were not reported: the inverter rules' default
+GAPS_SILENT_AGE_S = BY_ID["inverter_offline"].params["max_age_min"] * 60
+
+
+def _report_gaps(store: Store, start: datetime, end: datetime
+                 ) -> tuple[tuple[str, float], ...]:
+    """Inverters missing from (or listed with old values in) at least GAPS_MIN_PCT of the
+    month's good daylight polls, between the first and last poll that listed them."""
+    polls = [r[0] for r in store.db.execute(
+        "SELECT id FROM polls WHERE ok = 1 AND sun_elevation_deg >= ? AND polled_at >= ? "
+        "AND polled_at < ? ORDER BY polled_at",
+        (GAPS_MIN_ELEVATION_DEG, iso(start), iso(end)))]
+    index = {poll_id: n for n, poll_id in enumerate(polls)}
+    seen: dict[str, list[int]] = {}  # serial -> [first, last, polls reporting]
+    for poll_id, serial, age_s in store.db.execute(
+            "SELECT r.poll_id, r.serial, r.age_s FROM inverter_readings r "
+            "JOIN polls p ON p.id = r.poll_id WHERE p.ok = 1 AND p.sun_elevation_deg >= ? "
+            "AND p.polled_at >= ? AND p.polled_at < ?",
+            (GAPS_MIN_ELEVATION_DEG, iso(start), iso(end))):
+        n = index[poll_id]
+        entry = seen.setdefault(serial, [n, n, 0])
+        entry[0], entry[1] = min(entry[0], n), max(entry[1], n)
+        entry[2] += age_s is None or age_s <= GAPS_SILENT_AGE_S
+    gaps = []
+    for serial, (first, last, reporting) in seen.items():
+        span = last - first + 1
+        pct = round(100.0 * (span - reporting) / span, 1)
+        if span >= GAPS_MIN_POLLS and pct >= GAPS_MIN_PCT:
+            gaps.append((serial, pct))
+    return tuple(sorted(gaps, key=lambda g: (-g[1], g[0])))
 
 
 def _sum(values: object) -> float | None:

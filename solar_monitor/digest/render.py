@@ -298,6 +298,7 @@ def _completeness(data: DigestData) -> str:
     if data.days_without_data:
         shown = ", ".join(f"{d:%d %b}" for d in data.days_without_data)
         lines.append(f"Days without any data: {escape(shown)}.")
+    lines += [escape(line) for line in _gap_lines(data)]
     return _section("Data completeness", "".join(
         f"<p style=\"margin:0 0 4px 0;font-size:13px\">{line}</p>" for line in lines))
 
@@ -323,6 +324,12 @@ def _health(data: DigestData) -> str:
     return _section("PVS health", _table(
         f"<tr style=\"border-bottom:1px solid #f3f4f6\">{_cell(escape(k))}"
         f"{_cell(escape(v), right=True)}</tr>" for k, v in rows))
+
+
+def _gap_lines(data: DigestData) -> list[str]:
+    """One quiet line per inverter whose reports were often lost (never an alert)."""
+    return [f"Inverter {serial}: {pct:.0f} % of daylight polls missing (not listed, or "
+            "its values old)." for serial, pct in data.report_gaps]
 
 
 def _watchdog(data: DigestData) -> str:
@@ -426,6 +433,7 @@ def render_text(data: DigestData) -> str:
     if data.days_without_data:
         out.append("  Days without any data: "
                    + ", ".join(f"{d:%d %b}" for d in data.days_without_data))
+    out += [f"  {line}" for line in _gap_lines(data)]
     h = data.health
     out += ["", "PVS health"]
     if h.readings:

@@ -20,6 +20,13 @@ MeterKind = Literal["production", "consumption", "unknown"]
 # An inverter counts as producing at or above this AC power. Night-time draw and
 # rounding noise sit well below it; a shaded panel at dawn sits just above it.
 PRODUCING_MIN_KW = 0.005
+# A device's values measured longer ago than this before the poll (two 15-minute polls)
+# are not current: new firmware keeps a silent inverter's last power for days.
+STALE_AFTER_S = 30 * 60
+
+
+def _stale(age_s: float | None) -> bool:
+    return age_s is not None and age_s > STALE_AFTER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,13 @@ class Meter:
     leg1_kw: float | None = None
     leg2_kw: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # seconds from its own measurement time (`data_time`) to the poll; None if unknown
+    age_s: float | None = None
+
+    @property
+    def stale(self) -> bool:
+        """True when its values are older than STALE_AFTER_S: not current power."""
+        return _stale(self.age_s)
 
     @property
     def measures_net_grid(self) -> bool:
@@ -106,12 +120,28 @@ class Inverter:
     dc_current_a: float | None = None
     dc_power_kw: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # seconds from its own measurement time (`data_time`) to the poll; None if unknown
+    age_s: float | None = None
+
+    @property
+    def stale(self) -> bool:
+        """True when its values are older than STALE_AFTER_S: not current power."""
+        return _stale(self.age_s)
+
+    @property
+    def live_power_kw(self) -> float | None:
+        """AC power (kW) to count as production now: 0 for a stale value (what it
+        claims is not current power), None when it sent none."""
+        if self.power_kw is None:
+            return None
+        return 0.0 if self.stale else self.power_kw
 
     @property
     def producing(self) -> bool:
         """True when the inverter is delivering real AC power right now."""
         return (
             self.state != "error"
+            and not self.stale
             and self.power_kw is not None
             and self.power_kw >= PRODUCING_MIN_KW
         )
@@ -248,16 +278,22 @@ def soc_percent(value: float) -> float:
 def totals(snapshot: Snapshot) -> Totals:
     """Site figures: production from the production meter (else varserver livedata, else
     the sum of inverters), consumption and net grid (+ import) from the consumption meter
-    or livedata. A figure the site cannot measure is None, never a guess.
+    or livedata. A figure the site cannot measure is None, never a guess, and a stale
+    value (older than STALE_AFTER_S) is never current power: without a current production
+    meter the figure is the inverters' current values (livedata `pv_p` would repeat the
+    stale ones).
 
     With a battery, house consumption = production + net grid + battery power (+ while
     discharging), as the PVS's own site_load_p = pv_p + net_p + ess_p. A site with a
     battery whose power is unknown gets no estimate."""
-    inverter_kw = [i.power_kw for i in snapshot.inverters if i.power_kw is not None]
+    inverter_kw = [kw for i in snapshot.inverters if (kw := i.live_power_kw) is not None]
     prod = snapshot.meter("production")
     live = snapshot.livedata
-    production = prod.power_kw if prod and prod.power_kw is not None else None
-    if production is None and isinstance(live.get("pv_p"), float):
+    production = prod.power_kw if prod and not prod.stale else None
+    # livedata pv_p repeats the stale values it is made of: then the current ones count
+    repeats_stale = (prod is not None and prod.stale) or any(
+        i.stale for i in snapshot.inverters)
+    if production is None and not repeats_stale and isinstance(live.get("pv_p"), float):
         production = live["pv_p"]
     if production is None and inverter_kw:
         production = round(sum(inverter_kw), 4)
@@ -267,6 +303,8 @@ def totals(snapshot: Snapshot) -> Totals:
     storage = battery if battery is not None else 0.0
     consumption = net = None
     cons = snapshot.meter("consumption")
+    if cons is not None and cons.stale:
+        cons = None
     if isinstance(live.get("site_load_p"), float) and isinstance(live.get("net_p"), float):
         consumption, net = live["site_load_p"], live["net_p"]
     elif cons is not None and cons.power_kw is not None:

@@ -13,7 +13,7 @@ SunVault storage devices (DeviceList types in BATTERY_DEVICE_TYPES, varserver
 discharging). A state of charge is a fraction on the PVS and a percentage in the model.
 
 varserver has no inverter STATE. It is derived: "working" when the inverter reported at
-least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the reading's time, "error" otherwise
+least PRODUCING_MIN_KW within VARSERVER_FRESH_S of the PVS's clock (its age), "error" otherwise
 (matching what legacy firmware reports at night or when an inverter stops talking).
 """
 
@@ -27,7 +27,7 @@ import math
 import re
 import zlib
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from solar_monitor.pvs import fcgi_vars
@@ -238,6 +238,9 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
     batteries: list[Battery] = []
     other: list[Device] = []
     curtimes: list[datetime] = []
+    # each device's age at the poll, on the PVS's own clock (CURTIME) when it sent one:
+    # DATATIME is stamped by that clock, so a PVS clock off from ours ages nothing
+    reference = pvs_time(_supervisor_curtime(devices)) or polled_at
     for raw in devices:
         if not isinstance(raw, dict):
             other.append(Device("unknown", None, None, {"value": raw}))
@@ -248,9 +251,9 @@ def _parse_devicelist(doc: dict[str, Any], polled_at: datetime | None) -> Snapsh
         if kind == "pvs" and supervisor is None:
             supervisor = _legacy_supervisor(raw)
         elif kind == "power meter" and _text(raw.get("SERIAL")):
-            meters.append(_legacy_meter(raw))
+            meters.append(_legacy_meter(raw, reference))
         elif kind == "inverter" and _text(raw.get("SERIAL")):
-            inverters.append(_legacy_inverter(raw))
+            inverters.append(_legacy_inverter(raw, reference))
         elif kind in BATTERY_DEVICE_TYPES:
             batteries.append(_legacy_battery(raw))
         else:
@@ -314,20 +317,32 @@ def _legacy_supervisor(raw: Mapping[str, Any]) -> Supervisor:
         data_time=pvs_time(raw.get("DATATIME")), extra=extra, **named)
 
 
-def _legacy_meter(raw: Mapping[str, Any]) -> Meter:
+def _legacy_meter(raw: Mapping[str, Any], reference: datetime | None) -> Meter:
     named, extra = _split(raw, METER_PROPS, METER_METRICS)
     subtype = _text(raw.get("subtype") or raw.get("production_subtype_enum")
                     or raw.get("consumption_subtype_enum"))
+    measured = pvs_time(raw.get("DATATIME"))
     return Meter(kind=meter_kind(str(raw.get("TYPE", "")), named["serial"], subtype),
-                 subtype=subtype, data_time=pvs_time(raw.get("DATATIME")), extra=extra,
-                 **named)
+                 subtype=subtype, data_time=measured, age_s=_age_s(measured, reference),
+                 extra=extra, **named)
 
 
-def _legacy_inverter(raw: Mapping[str, Any]) -> Inverter:
+def _legacy_inverter(raw: Mapping[str, Any], reference: datetime | None) -> Inverter:
     named, extra = _split(raw, INVERTER_PROPS, INVERTER_METRICS)
     if named.get("state"):
         named["state"] = named["state"].lower()
-    return Inverter(data_time=pvs_time(raw.get("DATATIME")), extra=extra, **named)
+    measured = pvs_time(raw.get("DATATIME"))
+    return Inverter(data_time=measured, age_s=_age_s(measured, reference), extra=extra,
+                    **named)
+
+
+def _age_s(measured: datetime | None, reference: datetime | None) -> float | None:
+    """Seconds from a device's own measurement time to the poll's time on the same clock
+    (never negative: a measurement a little ahead is current); None when either is
+    unknown."""
+    if measured is None or reference is None:
+        return None
+    return max(0.0, (reference - measured).total_seconds())
 
 
 def _legacy_battery(raw: Mapping[str, Any]) -> Battery:
@@ -449,6 +464,7 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     live_time = _epoch(livedata.get("time"))
     reference = polled_at or live_time or (max(times) if times else None)
     supervisor = _var_supervisor(info, loose) if info or loose else None
+    age_reference = live_time or reference  # msmtEps is stamped by the PVS's own clock
     meters: list[Meter] = []
     inverters: list[Inverter] = []
     batteries: list[Battery] = []
@@ -456,9 +472,9 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
     for (kind, _index), fields in sorted(groups.items()):
         serial = _text(fields.get("sn"))
         if kind == "inverter" and serial:
-            inverters.append(_var_inverter(fields, reference))
+            inverters.append(_var_inverter(fields, age_reference))
         elif kind == "meter" and serial:
-            meters.append(_var_meter(fields))
+            meters.append(_var_meter(fields, age_reference))
         elif kind == "ess":
             batteries.append(_var_battery(fields))
         else:
@@ -476,21 +492,22 @@ def _parse_vars(variables: Mapping[str, Any], polled_at: datetime | None,
 def _var_inverter(fields: Mapping[str, Any], reference: datetime | None) -> Inverter:
     named, extra = _split(fields, {}, VAR_INVERTER_METRICS, _VAR_CONSUMED)
     measured = _aware(fields.get("msmtEps"))
-    fresh = (measured is not None and reference is not None
-             and reference - measured <= timedelta(seconds=VARSERVER_FRESH_S))
+    age_s = _age_s(measured, reference)
+    fresh = age_s is not None and age_s <= VARSERVER_FRESH_S
     power = named.get("power_kw")
     working = fresh and power is not None and power >= PRODUCING_MIN_KW
     return Inverter(serial=_text(fields["sn"]) or "", model=_text(fields.get("prodMdlNm")),
                     state="working" if working else "error", state_derived=True,
-                    data_time=measured, extra=extra, **named)
+                    data_time=measured, age_s=age_s, extra=extra, **named)
 
 
-def _var_meter(fields: Mapping[str, Any]) -> Meter:
+def _var_meter(fields: Mapping[str, Any], reference: datetime | None) -> Meter:
     named, extra = _split(fields, {}, VAR_METER_METRICS, _VAR_CONSUMED)
     serial = _text(fields["sn"]) or ""
+    measured = _aware(fields.get("msmtEps"))
     return Meter(serial=serial, kind=meter_kind("", serial, None), subtype=None,
-                 model=_text(fields.get("prodMdlNm")), data_time=_aware(fields.get("msmtEps")),
-                 extra=extra, **named)
+                 model=_text(fields.get("prodMdlNm")), data_time=measured,
+                 age_s=_age_s(measured, reference), extra=extra, **named)
 
 
 def _var_battery(fields: Mapping[str, Any]) -> Battery:

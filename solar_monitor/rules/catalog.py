@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from solar_monitor.pi_health import PiHealth, describe_flags
-from solar_monitor.pvs.models import Inverter, Snapshot, Supervisor
+from solar_monitor.pvs.models import PRODUCING_MIN_KW, Inverter, Snapshot, Supervisor
 
 Severity = Literal["info", "warning", "critical"]
 SubjectKind = Literal["inverter", "meter", "system"]
@@ -64,6 +64,21 @@ class PollView:
     snowy: bool = False  # the weather has snow at the site now (on the ground, or falling)
     # this inverter's darkness is put down to snow now (the weather's, or its row's)
     snow: Callable[[str], bool] = field(default=lambda serial: False)
+    # issue 19: listed inverters whose own measurement time is older than
+    # inverter_offline's `max_age_min` (not reporting: their values are not current power)
+    silent: frozenset[str] = frozenset()
+    # the production meter's current power (kW), None without a meter or when it is stale
+    meter_kw: float | None = None
+    # the production meter counts the power of the silent and absent inverters: they
+    # produce, only their reports are lost (a power-line dropout)
+    reports_lost: bool = False
+    # inverters back from a daylight report gap within the last day (flapping)
+    flapping: frozenset[str] = frozenset()
+
+    def live_kw(self, serial: str) -> float:
+        """An inverter's current power (kW); 0 when silent (its value is old) or unknown."""
+        inv = self.inverters.get(serial)
+        return 0.0 if inv is None or serial in self.silent else (inv.power_kw or 0.0)
 
     @property
     def supervisor(self) -> Supervisor | None:
@@ -113,11 +128,30 @@ def inverter_offline(v: PollView, p: Params) -> Iterator[Verdict]:
     for serial, inv in v.inverters.items():
         if serial in v.ignored:
             continue
-        kw = inv.power_kw or 0.0
-        if inv.producing and kw >= p["peer_fraction"] * med:
+        kw = v.live_kw(serial)
+        if serial not in v.silent and inv.producing and kw >= p["peer_fraction"] * med:
             yield serial, False, {}
-        elif gate and not v.dark(serial) and not v.snow(serial):
-            yield serial, True, {"peer_kw": med, "kw": kw, "state": inv.state or "no state"}
+        elif not gate or v.dark(serial) or v.snow(serial):
+            continue
+        elif serial in v.silent:
+            yield serial, True, _silent_details(v, inv, med)
+        else:
+            yield serial, True, {"peer_kw": med, "kw": kw,
+                                 "what": f"produced nothing ({inv.state or 'no state'})"}
+
+
+def _silent_details(v: PollView, inv: Inverter, med: float) -> dict[str, Any]:
+    """Why a silent inverter is bad: its reports are lost while the meter still counts its
+    power (judged as slowly as a dropout deserves), or it stopped while its last values
+    claim power (new firmware keeps them: judged from when it stopped)."""
+    details: dict[str, Any] = {"peer_kw": med, "kw": 0.0,
+                               "what": "not reported (the PVS repeats its old values)"}
+    if v.reports_lost:
+        details["reports_lost"] = True
+        details["flapping"] = inv.serial in v.flapping
+    elif inv.data_time is not None and (inv.power_kw or 0.0) >= PRODUCING_MIN_KW:
+        details["stopped"] = inv.data_time.timestamp()
+    return details
 
 
 def inverter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
@@ -132,7 +166,35 @@ def inverter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
             yield serial, False, {}
         elif (gate and not v.active("inverter_offline", serial) and not v.dark(serial)
               and not v.snow(serial)):
-            yield serial, True, {"present": len(v.inverters)}
+            # the meter still counts it, or there is no meter to tell: a dropout until
+            # it has lasted longer than one
+            lost = v.reports_lost or v.meter_kw is None
+            yield serial, True, {"present": len(v.inverters), "reports_lost": lost,
+                                 "flapping": serial in v.flapping}
+
+
+def inverters_silent(v: PollView, p: Params) -> Iterator[Verdict]:
+    """Most inverters silent (old values, or gone from the list) together in daylight
+    while the production meter still counts their power: communications, one system
+    alert, never one per inverter. A frozen PVS is data_stale's; a meter near 0, or no
+    meter, production_low's (breaker or array)."""
+    if not _inverters_judged(v, p) or v.snowy:
+        return
+    known = [s for s in v.known_inverters if s not in v.ignored]
+    gone = [s for s in known if s in v.silent or s not in v.inverters]
+    if len(known) < 2 or len(gone) <= p["share"] * len(known):
+        if known:
+            yield SYSTEM, False, {}
+        return
+    if v.unchanged or v.active("data_stale", SYSTEM):
+        return  # the PVS froze: data_stale says so
+    if v.meter_kw is None or v.meter_kw < p["meter_zero_kw"]:
+        # nothing reaches the meter, or no meter to tell silence from darkness: the
+        # production figure is 0 (old values are no power), production_low's to say
+        return
+    cause = (f"the production meter still counts {v.meter_kw:.2f} kW, so the panels "
+             "produce: the PVS has lost contact with them (communications)")
+    yield SYSTEM, True, {"count": len(gone), "total": len(known), "cause": cause}
 
 
 def inverter_underperforming(v: PollView, p: Params) -> Iterator[Verdict]:
@@ -208,8 +270,8 @@ def inverter_over_temperature(v: PollView, p: Params) -> Iterator[Verdict]:
         return
     for serial, inv in v.inverters.items():
         t = inv.heatsink_c
-        if t is None or serial in v.ignored:
-            continue
+        if t is None or serial in v.ignored or serial in v.silent:
+            continue  # a silent inverter's heatsink is an old reading
         if t >= p["max_c"]:
             yield serial, True, {"temp_c": t}
         elif t < p["max_c"] - p["hysteresis_c"]:
@@ -224,13 +286,16 @@ def meter_missing(v: PollView, p: Params) -> Iterator[Verdict]:
         yield serial, serial not in present, {}
 
 
-def _grid_readings(snap: Snapshot) -> tuple[list[float], list[float]]:
-    """(volts, hertz) from the meters, else the inverters' median (no meter sites)."""
-    volts = [m.voltage_v for m in snap.meters if m.voltage_v is not None]
-    hertz = [m.freq_hz for m in snap.meters if m.freq_hz is not None]
+def _grid_readings(snap: Snapshot, silent: frozenset[str]) -> tuple[list[float], list[float]]:
+    """(volts, hertz) from the meters, else the inverters' median (no meter sites); never
+    an old reading (the varserver keeps a silent inverter's last volts and hertz)."""
+    meters = [m for m in snap.meters if not m.stale]
+    volts = [m.voltage_v for m in meters if m.voltage_v is not None]
+    hertz = [m.freq_hz for m in meters if m.freq_hz is not None]
     if not volts or not hertz:
-        inv_v = sorted(i.ac_voltage_v for i in snap.inverters if i.ac_voltage_v)
-        inv_hz = sorted(i.freq_hz for i in snap.inverters if i.freq_hz)
+        current = [i for i in snap.inverters if i.serial not in silent]
+        inv_v = sorted(i.ac_voltage_v for i in current if i.ac_voltage_v)
+        inv_hz = sorted(i.freq_hz for i in current if i.freq_hz)
         volts = volts or ([inv_v[len(inv_v) // 2]] if inv_v else [])
         hertz = hertz or ([inv_hz[len(inv_hz) // 2]] if inv_hz else [])
     return volts, hertz
@@ -239,7 +304,7 @@ def _grid_readings(snap: Snapshot) -> tuple[list[float], list[float]]:
 def grid_out_of_range(v: PollView, p: Params) -> Iterator[Verdict]:
     if not v.ok or v.snapshot is None:
         return
-    volts, hertz = _grid_readings(v.snapshot)
+    volts, hertz = _grid_readings(v.snapshot, v.silent)
     if not volts and not hertz:
         return
     bad_v = [x for x in volts if not p["min_v"] <= x <= p["max_v"]]
@@ -267,7 +332,7 @@ def production_low(v: PollView, p: Params) -> Iterator[Verdict]:
         # Snow, ice or deep overcast leave the array connected but dark: some inverters
         # report a trickle of power, or the production meter shows their standby draw
         # (about -15 W). A tripped breaker disconnects them: no power and a meter at 0.
-        alive = any((i.power_kw or 0.0) > 0.0 for i in v.inverters.values())
+        alive = any(v.live_kw(serial) > 0.0 for serial in v.inverters)
         meter = v.snapshot.meter("production") if v.snapshot else None
         standby = meter is not None and (meter.power_kw or 0.0) <= -p["standby_kw"]
         # Under the weather's snow a buried array reads exactly like this; the hardware
@@ -307,6 +372,10 @@ _HYST = {"open_polls": 3, "open_after_min": 30, "clear_polls": 2, "clear_after_m
 _EVENT = {"open_polls": 1, "open_after_min": 0, "clear_polls": 1, "clear_after_min": 0,
           "window_h": 6}
 _SUN = {"min_elevation_deg": 15.0, "min_peer_kw": 0.03}
+# an inverter whose reports are lost while the meter counts its power: longer than a
+# dropout lasts (1-3 polls), and longer still when it is flapping (two may follow)
+_LOST = {"lost_open_polls": 4, "lost_open_min": 45.0, "flap_open_polls": 8,
+         "flap_open_min": 120.0}
 
 RULES: tuple[Rule, ...] = (
     Rule("pvs_unreachable", "PVS unreachable", "critical", "system", pvs_unreachable,
@@ -336,20 +405,28 @@ RULES: tuple[Rule, ...] = (
           "low_ratio": 0.15, "ok_ratio": 0.3, "overcast_pct": 80.0, "min_expected_kw": 0.2,
           "standby_kw": 0.005}),
     Rule("inverter_offline", "Inverter offline", "warning", "inverter", inverter_offline,
-         "Inverter {subject} has produced nothing since {since} ({state}) while the sun is "
-         "up and the median inverter makes {peer_kw:.3f} kW.",
+         "Inverter {subject} has {what} since {since} while the sun is up and the median "
+         "inverter makes {peer_kw:.3f} kW.",
          "Look at that panel (damage, debris, a loose connector under it). A "
          "microinverter that stays off needs replacing and may still be under warranty: "
          "give your installer its serial {serial}, the date it stopped ({since}) and the "
          "monthly digest's kWh history of that inverter.",
-         {**_HYST, **_SUN, "peer_fraction": 0.05}),
+         {**_HYST, **_SUN, "peer_fraction": 0.05, "max_age_min": 10.0,
+          "stopped_open_polls": 2, "stopped_open_min": 35.0, **_LOST}),
     Rule("inverter_missing", "Inverter missing", "warning", "inverter", inverter_missing,
          "Inverter {subject} is no longer in the PVS's device list since {since}, while "
          "{present} others are.",
          "Power-cycle the PVS (breaker off 1 minute) to make it rediscover the inverter; "
          "if it stays missing, look at that panel and give your installer its serial "
          "{serial}; if it was replaced, add the old serial to alerts.ignore_inverters.",
-         {**_HYST, **_SUN}),
+         {**_HYST, **_SUN, **_LOST}),
+    Rule("inverters_silent", "Inverters not reporting", "critical", "system",
+         inverters_silent,
+         "{count} of {total} inverters have not reported since {since} while the sun is "
+         "up: {cause}.",
+         "Power-cycle the PVS (breaker off 1 minute). If they stay silent, the power-line "
+         "link to the inverters is failing: call your installer.",
+         {**_HYST, **_SUN, "share": 0.5, "meter_zero_kw": 0.02}),
     Rule("inverter_underperforming", "Inverter underperforming", "warning", "inverter",
          inverter_underperforming,
          "Inverter {subject} produced about {share_pct} % of its usual share of the array "

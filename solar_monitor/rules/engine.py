@@ -48,10 +48,14 @@ log = logging.getLogger(__name__)
 EventKind = Literal["open", "reminder", "resolved"]
 REPLAY_SAVE_EVERY = 96  # a day of 15-minute polls
 _FLAG_RULES = frozenset({"inverter_offline", "inverter_missing"})
+# bad polls count only over consecutive daylight polls: at night their streaks restart
+# (a dropout at dusk and another the next morning are not one outage)
+_DAYLIGHT_RULES = _FLAG_RULES | {"inverters_silent"}
 _LEVEL = {"critical": "failure", "warning": "warning", "info": "info"}
 _LEARN_MAX_CLOUD_PCT = 50.0
 SNOW_BACK_SHARE = 0.5  # an inverter making half the median again has shed its snow
 INVERTER_WARMUP_S = 86400
+_INVERTERS_MOVE_DEG = 5.0  # above this sun elevation every working inverter reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +204,10 @@ class Engine:
         pending: list[tuple[EventKind, Rule, str, str, float]] = []
         for rule in self.rules:
             params = self.params[rule.id]
+            if rule.id in _DAYLIGHT_RULES and view.elevation_deg < params["min_elevation_deg"]:
+                self._restart_streaks(rule.id)
             for subject, bad, details in rule.check(view, params):
-                kind = self._step(rule, params, subject, bad, ts)
+                kind = self._step(rule, params, subject, bad, ts, details)
                 if kind is not None:
                     pending.append((kind, rule, subject, self._message(rule, subject, details),
                                     ts))
@@ -251,13 +257,25 @@ class Engine:
         site = self.config.site
         el, az = sun_position_deg(site.latitude, site.longitude, at)
         inverters = {i.serial: i for i in snapshot.inverters} if snapshot else {}
-        median = _median([i.power_kw or 0.0 for i in inverters.values()])
+        max_age_s = self.params["inverter_offline"]["max_age_min"] * 60
+        silent = frozenset(s for s, i in inverters.items()
+                           if i.age_s is not None and i.age_s > max_age_s)
+        live = {s: 0.0 if s in silent else (i.power_kw or 0.0) for s, i in inverters.items()}
+        median = _median(list(live.values()))
         production = totals(snapshot).production_kw if snapshot else None
+        meter = snapshot.meter("production") if snapshot else None
+        meter_kw = (meter.power_kw if meter is not None and not (
+            meter.age_s is not None and meter.age_s > max_age_s) else None)
         unchanged = None
+        reports_lost = False
         if snapshot is not None:
-            fp = _fingerprint(snapshot)
-            unchanged = None if mem.fingerprint is None else fp == mem.fingerprint
+            fp = _fingerprint(snapshot, el)
+            unchanged = None if mem.fingerprint is None or fp is None else fp == mem.fingerprint
             mem.fingerprint = fp
+            gone = {s for s in mem.known_inverters if s in silent or s not in inverters}
+            if el >= LEARN_MIN_ELEVATION_DEG and len(gone) < len(mem.known_inverters):
+                mem.observe_gaps(ts, gone, set(inverters) - silent)
+            reports_lost = self._reports_lost(gone, silent, live, meter_kw, el)
             self._observe_devices(snapshot, ts, local)
         for serial, first in list(mem.new_inverters.items()):
             if ts - first > NEW_INVERTER_KEEP_S:
@@ -274,7 +292,32 @@ class Engine:
             firmware_change=(change[0], change[1], change[2]) if change else None,
             day_scores=day_scores, ignored=self.settings.ignore_inverters,
             inverters_warm=mem.first_ts is not None and ts - mem.first_ts >= INVERTER_WARMUP_S,
-            active=self._active, dark=lambda serial: mem.dark(serial, ts))
+            active=self._active, dark=lambda serial: mem.dark(serial, ts),
+            flapping=frozenset(mem.came_back),
+            silent=silent, meter_kw=meter_kw, reports_lost=reports_lost)
+
+    def _reports_lost(self, gone: set[str], silent: frozenset[str],
+                      live: Mapping[str, float], meter_kw: float | None, el: float) -> bool:
+        """Whether the production meter counts the power of every `gone` (silent or
+        absent) inverter, all but half a median inverter's: they produce, only their
+        reports are lost. Learns the meter's gain over the inverters' sum while every
+        inverter reports."""
+        mem = self.memory
+        # an inverter already called offline or missing counts as making nothing
+        gap = sum(1 for s in gone if ("inverter_offline", s) not in self.open
+                  and ("inverter_missing", s) not in self.open)
+        if meter_kw is None or el < LEARN_MIN_ELEVATION_DEG:
+            return False
+        reporting = [kw for s, kw in live.items() if s not in silent]
+        total = sum(reporting)
+        if not gap:
+            if total >= LEARN_MIN_MEDIAN_KW * max(1, len(reporting)):
+                mem.learn_meter_gain(meter_kw, total)
+            return False
+        med = _median(reporting)
+        if not med or med < LEARN_MIN_MEDIAN_KW:
+            return False
+        return meter_kw / (mem.meter_gain or 1.0) - total >= (gap - 0.5) * med
 
     def _snow(self, v: PollView, depth_m: float | None, snowfall_cm: float | None) -> None:
         """Set the view's snow facts: whether the weather has snow at the site now (snow on
@@ -296,8 +339,9 @@ class Engine:
         if v.ok and v.elevation_deg >= p["min_elevation_deg"]:
             med = v.median_inverter_kw or 0.0
             for serial, inv in v.inverters.items():
-                kw = inv.power_kw or 0.0
-                if inv.producing and med >= p["min_peer_kw"] and kw >= SNOW_BACK_SHARE * med:
+                kw = v.live_kw(serial)
+                if (inv.producing and serial not in v.silent and med >= p["min_peer_kw"]
+                        and kw >= SNOW_BACK_SHARE * med):
                     back.add(serial)
                 elif (kw < p["peer_fraction"] * med or med < p["min_peer_kw"]) \
                         and not v.dark(serial):
@@ -336,9 +380,26 @@ class Engine:
         streak = self.memory.streaks.get((rule, subject))
         return streak is not None and streak.bad_n > 0
 
+    def _restart_streaks(self, rule_id: str) -> None:
+        """Forget the bad polls of `rule_id`'s streaks (its open alerts stay open)."""
+        streaks = self.memory.streaks
+        for key in [k for k, st in streaks.items() if k[0] == rule_id and st.bad_n]:
+            if key in self.open:
+                streaks[key].bad_n = 0
+            else:
+                del streaks[key]
+
     def _step(self, rule: Rule, p: Mapping[str, float], subject: str, bad: bool | None,
-              ts: float) -> EventKind | None:
-        """Advance one (rule, subject) streak; the transition it causes, if any."""
+              ts: float, details: Mapping[str, Any]) -> EventKind | None:
+        """Advance one (rule, subject) streak; the transition it causes, if any.
+
+        Two kinds of bad verdict open on their own terms (issue 19): `stopped` (an
+        inverter silent since that time, its last values claiming power) counts from
+        when it stopped, after `stopped_open_polls` polls spanning `stopped_open_min`
+        since then; `reports_lost` (the meter still counts its power) waits for
+        `lost_open_polls` spanning `lost_open_min`, longer than a dropout lasts, and
+        `flap_open_polls` spanning `flap_open_min` when it came back from another gap in
+        the last day (flapping: two dropouts may follow each other)."""
         if bad is None:
             return None
         key = (rule.id, subject)
@@ -350,14 +411,21 @@ class Engine:
                 return None
             st = streaks[key] = Streak()
         if bad:
+            stopped = details.get("stopped")
             if st.bad_n == 0:
-                st.bad_since = ts
+                st.bad_since = min(ts, stopped) if isinstance(stopped, float) else ts
             st.bad_n += 1
             st.good_n = 0
             if rule.id in _FLAG_RULES:
                 self.memory.flagged_today.add(subject)
-            if (not is_open and st.bad_n >= p["open_polls"]
-                    and ts - st.bad_since >= p["open_after_min"] * 60):
+            polls, minutes = p["open_polls"], p["open_after_min"]
+            if details.get("reports_lost") and details.get("flapping"):
+                polls, minutes = p["flap_open_polls"], p["flap_open_min"]
+            elif details.get("reports_lost"):
+                polls, minutes = p["lost_open_polls"], p["lost_open_min"]
+            elif isinstance(stopped, float):
+                polls, minutes = p["stopped_open_polls"], p["stopped_open_min"]
+            if not is_open and st.bad_n >= polls and ts - st.bad_since >= minutes * 60:
                 return "open"
             return None
         if st.good_n == 0:
@@ -473,7 +541,7 @@ class Engine:
                  and (v.cloud_cover_pct is None or v.cloud_cover_pct < _LEARN_MAX_CLOUD_PCT))
         mem.learn_envelope(v.elevation_deg, v.azimuth_deg, v.ts, v.production_kw)
         for serial, inv in v.inverters.items():
-            if inv.power_kw:
+            if inv.power_kw and serial not in v.silent:
                 mem.learn_own(serial, v.ts, inv.power_kw)
         med = v.median_inverter_kw
         if v.snowy or mem.snow_dark:
@@ -482,13 +550,14 @@ class Engine:
                 or v.elevation_deg < LEARN_MIN_ELEVATION_DEG or len(v.inverters) < 3):
             return
         p = self.params["inverter_underperforming"]
-        for serial, inv in v.inverters.items():
+        for serial in v.inverters:
             # never learn or judge a dead, missing or normally dark (shaded) inverter
             if (serial in mem.flagged_today or serial in v.ignored or v.dark(serial)
+                    or serial in v.silent
                     or ("inverter_offline", serial) in self.open
                     or ("inverter_missing", serial) in self.open):
                 continue
-            mem.score_and_learn(serial, v.ts, (inv.power_kw or 0.0) / med,
+            mem.score_and_learn(serial, v.ts, v.live_kw(serial) / med,
                                 p["weak_ratio"], p["ok_ratio"])
 
 
@@ -542,17 +611,22 @@ def _median(values: list[float]) -> float | None:
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def _fingerprint(snap: Snapshot) -> int:
-    """A checksum of every reading that moves while the PVS is alive (clocks, counters,
-    power), to spot an answer frozen in time."""
+def _fingerprint(snap: Snapshot, elevation_deg: float) -> int | None:
+    """A checksum of the devices' own readings and measurement times, to spot an answer
+    frozen in time; never the PVS's clock (CURTIME, livedata `time`), which a hung PVS
+    keeps moving (issue 19). Inverters rest at night, so then only meters count. A site
+    without meters adds the supervisor's own uptime and data time: its inverters all
+    fall silent behind a tripped breaker too, while the PVS lives on. None when nothing
+    that should move was read (no meter, no supervisor, at night)."""
+    parts: list[Any] = [(m.serial, iso(m.data_time), m.lifetime_net_kwh, m.power_kw)
+                        for m in snap.meters]
+    if elevation_deg >= _INVERTERS_MOVE_DEG:
+        parts += [(i.serial, iso(i.data_time), i.lifetime_kwh, i.power_kw)
+                  for i in snap.inverters]
     sup = snap.supervisor
-    parts: list[Any] = [snap.livedata.get("time")]
-    if sup is not None:
-        parts += [iso(sup.data_time), sup.uptime_s]
-    parts += [(m.serial, iso(m.data_time), m.lifetime_net_kwh, m.power_kw)
-              for m in snap.meters]
-    parts += [(i.serial, iso(i.data_time), i.lifetime_kwh, i.power_kw) for i in snap.inverters]
-    return zlib.crc32(repr(parts).encode())
+    if not snap.meters and sup is not None and (sup.uptime_s or sup.data_time):
+        parts.append((sup.uptime_s, iso(sup.data_time)))
+    return zlib.crc32(repr(parts).encode()) if parts else None
 
 
 def _ts(text: str | None) -> float:

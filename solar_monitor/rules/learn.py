@@ -35,6 +35,8 @@ DARK_MAX_KW = 0.015  # ... or under this: a panel in regular shade that barely s
 RATIO_ALPHA = 0.1  # exponential weight of one clear poll in an inverter's ratio
 RATIO_WARM_SAMPLES = 3  # a slot judges only after this many samples
 RATIO_ACCEPT = (0.8, 1.25)  # a sample this far from normal is judged, never learned
+GAIN_ACCEPT = (0.8, 1.25)  # a meter/inverters ratio this far from 1 is not learned
+FLAP_MEMORY_S = 86400  # an inverter back from a report gap within this is flapping
 CLEAR_FRACTION = 0.6  # a poll is clear-ish when production is this share of the envelope
 LEARN_MIN_ELEVATION_DEG = 15.0
 LEARN_MIN_MEDIAN_KW = 0.03
@@ -104,6 +106,14 @@ class Memory:
     snow_since: float | None = None  # the first poll of the weather's current snow
     snow_ts: float | None = None
     snow_dark: dict[str, float] = field(default_factory=dict)
+    # the production meter's reading over the inverters' sum, when every inverter reports:
+    # tells an inverter whose reports are lost (the meter still counts its power) from one
+    # that stopped producing (issue 19)
+    meter_gain: float | None = None
+    # daylight report gaps: inverters silent or absent now, and when each last came back
+    # from a gap (an inverter that drops out and returns is flapping, not failing)
+    in_gap: set[str] = field(default_factory=set)
+    came_back: dict[str, float] = field(default_factory=dict)
     # learned
     envelope: dict[str, list[float]] = field(default_factory=dict)  # key -> [kw, day]
     ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # [ratio, n]
@@ -124,7 +134,8 @@ class Memory:
             "streaks": {f"{r}|{s}": st.to_json() for (r, s), st in self.streaks.items()},
             "snowfall_ts": self.snowfall_ts, "snow_ts": self.snow_ts,
             "snow_since": self.snow_since,
-            "snow_dark": self.snow_dark,
+            "snow_dark": self.snow_dark, "meter_gain": self.meter_gain,
+            "in_gap": sorted(self.in_gap), "came_back": self.came_back,
         }
 
     def learned_json(self) -> dict[str, Any]:
@@ -138,10 +149,12 @@ class Memory:
             for name in ("first_ts", "last_ts", "known_inverters", "known_meters",
                          "new_inverters", "fingerprint", "boot_ts", "boots", "rebooted_at",
                          "firmware", "firmware_change", "day", "day_scores",
-                         "snowfall_ts", "snow_ts", "snow_dark", "snow_since"):
+                         "snowfall_ts", "snow_ts", "snow_dark", "snow_since", "meter_gain",
+                         "came_back"):
                 if name in rolling:
                     setattr(mem, name, rolling[name])
             mem.flagged_today = set(rolling.get("flagged_today", []))
+            mem.in_gap = set(rolling.get("in_gap", []))
             for key, data in rolling.get("streaks", {}).items():
                 rule, _, subject = key.partition("|")
                 mem.streaks[(rule, subject)] = Streak.from_json(data)
@@ -150,6 +163,27 @@ class Memory:
             mem.ratios = learned.get("ratios", {})
             mem.own = learned.get("own", {})
         return mem
+
+    # ------------------------------------------------------------------ meter gain
+
+    def learn_meter_gain(self, meter_kw: float, inverters_kw: float) -> None:
+        """Follow the production meter's reading over the inverters' sum (both kW), taken
+        when every known inverter reports; a ratio far from 1 is a glitch, not a gain."""
+        ratio = meter_kw / inverters_kw
+        if not GAIN_ACCEPT[0] <= ratio <= GAIN_ACCEPT[1]:
+            return
+        gain = self.meter_gain
+        self.meter_gain = round(ratio if gain is None else gain + RATIO_ALPHA * (ratio - gain),
+                                5)
+
+    def observe_gaps(self, ts: float, gone: set[str], reporting: set[str]) -> None:
+        """Daylight polls only: note which inverters are in a report gap, and when each
+        came back from one (forgotten after FLAP_MEMORY_S)."""
+        for serial in self.in_gap & reporting:
+            self.came_back[serial] = ts
+        self.in_gap = (self.in_gap - reporting) | gone
+        for serial in [s for s, t in self.came_back.items() if ts - t > FLAP_MEMORY_S]:
+            del self.came_back[serial]
 
     # ------------------------------------------------------------------ envelope
 

@@ -29,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from solar_monitor.archive import write_atomic
+from solar_monitor.pvs.models import STALE_AFTER_S
 from solar_monitor.sinks.cells import neutralise
 from solar_monitor.store import Store, from_iso
 
@@ -83,20 +84,34 @@ READINGS_COLUMNS: tuple[Column, ...] = (
     Column("snow_depth_m", _field("snow_depth_m")),
     Column("snowfall_cm", _field("snowfall_cm")),
 )
+def _live(name: str) -> Callable[[Any, ZoneInfo], Any]:
+    """A measured value, left empty when the reading is stale (older than STALE_AFTER_S
+    at the poll): new firmware repeats a silent inverter's last values for days."""
+    return lambda row, _tz: None if _stale_row(row) else row[name]
+
+
+def _stale_row(row: Any) -> bool:
+    age = row["age_s"]
+    return age is not None and age > STALE_AFTER_S
+
+
 INVERTER_COLUMNS: tuple[Column, ...] = (
     Column("time_utc", _field("polled_at")),
     Column("time_local", _local),
     Column("serial", _text("serial")),
-    Column("state", _text("state")),
-    Column("power_kw", _field("power_kw")),
-    Column("lifetime_kwh", _field("lifetime_kwh")),
-    Column("ac_voltage_v", _field("ac_voltage_v")),
-    Column("ac_current_a", _field("ac_current_a")),
-    Column("freq_hz", _field("freq_hz")),
-    Column("heatsink_c", _field("heatsink_c")),
-    Column("dc_voltage_v", _field("dc_voltage_v")),
-    Column("dc_current_a", _field("dc_current_a")),
-    Column("dc_power_kw", _field("dc_power_kw")),
+    Column("state", lambda row, tz: "stale" if _stale_row(row) else _text("state")(row, tz)),
+    Column("power_kw", _live("power_kw")),
+    Column("lifetime_kwh", _field("lifetime_kwh")),  # a counter: its last value stays true
+    Column("ac_voltage_v", _live("ac_voltage_v")),
+    Column("ac_current_a", _live("ac_current_a")),
+    Column("freq_hz", _live("freq_hz")),
+    Column("heatsink_c", _live("heatsink_c")),
+    Column("dc_voltage_v", _live("dc_voltage_v")),
+    Column("dc_current_a", _live("dc_current_a")),
+    Column("dc_power_kw", _live("dc_power_kw")),
+    # appended later (issue 19): the inverter's own measurement time and its age at the poll
+    Column("measured_utc", _field("data_time")),
+    Column("age_s", lambda row, _tz: None if row["age_s"] is None else round(row["age_s"])),
 )
 
 
