@@ -812,25 +812,74 @@ def test_guard_an_idle_tls_handshake_is_dropped_in_seconds(new_bridge: Bridge) -
     assert time.monotonic() - started < 7.0
 
 
-def test_guard_connections_per_source_are_capped(new_bridge: Bridge) -> None:
-    def answered(source: str) -> socket.socket:
-        """A keep-alive connection from `source` that the bridge has answered once."""
-        sock = socket.create_connection(("127.0.0.1", new_bridge.port), 10, (source, 0))
-        sock.sendall(b"GET /cgi-bin/dl_cgi/supervisor/info HTTP/1.1\r\nHost: pvs\r\n\r\n")
-        assert sock.recv(12) == b"HTTP/1.1 200"
-        return sock
+def _answered(port: int, source: str) -> socket.socket:
+    """A keep-alive connection from `source` to 127.0.0.1:`port` that the bridge has
+    answered once (so it was accepted, not merely queued)."""
+    sock = socket.create_connection(("127.0.0.1", port), 10, (source, 0))
+    sock.sendall(b"GET /cgi-bin/dl_cgi/supervisor/info HTTP/1.1\r\nHost: pvs\r\n\r\n")
+    assert sock.recv(12) == b"HTTP/1.1 200"
+    return sock
 
+
+def _closed_at_once(port: int, source: str) -> bool:
+    """Whether a new connection from `source` is closed without an answer (a reset may
+    come before connect() returns)."""
+    with contextlib.suppress(ConnectionResetError), socket.create_connection(
+        ("127.0.0.1", port), 10, (source, 0)
+    ) as sock:
+        sock.settimeout(2.0)
+        try:
+            return sock.recv(1) == b""
+        except TimeoutError:
+            return False
+    return True
+
+
+def test_guard_connections_per_source_are_capped(new_bridge: Bridge) -> None:
     with contextlib.ExitStack() as stack:
         for _ in range(10):
-            stack.enter_context(answered("127.0.0.4"))
-        # The eleventh is closed at once (a reset may come before connect() returns).
-        with contextlib.suppress(ConnectionResetError), socket.create_connection(
-            ("127.0.0.1", new_bridge.port), 10, ("127.0.0.4", 0)
-        ) as eleventh:
-            eleventh.settimeout(2.0)
-            assert eleventh.recv(1) == b""
+            stack.enter_context(_answered(new_bridge.port, "127.0.0.4"))
+        assert _closed_at_once(new_bridge.port, "127.0.0.4")
         # Another LAN host still gets in.
-        answered("127.0.0.5").close()
+        _answered(new_bridge.port, "127.0.0.5").close()
+
+
+@pytest.fixture(scope="module")
+def log_bridge(
+    pvs: Emulator, cert: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Bridge, int]]:
+    """The bridge with its optional log port on (towards the legacy emulator's HTTP
+    port): the bridge's ports and the log port."""
+    log_port = free_port()
+    with _running_bridge(pvs, cert, tmp_path_factory.mktemp("haproxy-log"),
+                         SM_PVS_LOG_BRIDGE="yes", SM_PVS_LOG_BIND=f"127.0.0.1:{log_port}",
+                         SM_PVS_LOG_ADDR=f"127.0.0.1:{pvs.port}") as ports:
+        yield ports, log_port
+
+
+def test_guard_the_log_port_counts_in_the_per_source_cap(
+    log_bridge: tuple[Bridge, int],
+) -> None:
+    # Both ports share one cap: the log port is no way around it (one host taking all
+    # 64 connections there would shut the PVS API too).
+    ports, log_port = log_bridge
+    with contextlib.ExitStack() as stack:
+        for port in [log_port] * 5 + [ports.port] * 5:
+            stack.enter_context(_answered(port, "127.0.0.8"))
+        assert _closed_at_once(log_port, "127.0.0.8")
+        assert _closed_at_once(ports.port, "127.0.0.8")
+        _answered(log_port, "127.0.0.9").close()
+
+
+def test_guard_control_bytes_are_refused_on_the_log_port(
+    pvs: Emulator, log_bridge: tuple[Bridge, int],
+) -> None:
+    _, log_port = log_bridge
+    before = len(pvs.requests)
+    answer = _raw(Bridge(log_port, log_port), _head(
+        "GET /browse HTTP/1.1\r\nHost: pvs\r\nX-Note: a\x00b\r\n\r\n"), tls=False)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert pvs.requests[before:] == []
 
 
 def test_guard_logins_are_rate_limited_per_source(new_pvs: Emulator, new_bridge: Bridge) -> None:
