@@ -307,7 +307,9 @@ else
         run systemctl daemon-reload
         run systemctl disable --now solar-monitor.timer solar-monitor-wifi-check.timer
     fi
-    dir "$LOG_DIR" 0750 "$USER_NAME:$USER_NAME"
+    # Root's shell appends to the cron log: a directory the service user could write
+    # would let it plant a symlink there and have root append to any file.
+    dir "$LOG_DIR" 0750 root:adm
     put "$REPO/deploy/logrotate" /etc/logrotate.d/solar-monitor 0644
 fi
 

@@ -215,19 +215,57 @@ def _wrapper_setting(name: str) -> str:
     return match.group(1)
 
 
-def test_crontab_runs_the_same_command_as_the_timer_under_flock() -> None:
+def _cron_run_line() -> str:
+    """The command of the crontab's run line (after the user field)."""
     lines = [ln for ln in (DEPLOY / "crontab").read_text().splitlines() if ln[:1] == "*"]
     runs = [ln for ln in lines if " run --config " in ln]
     assert len(runs) == 1
+    return runs[0].split(" root ", 1)[1]
+
+
+def test_crontab_runs_the_same_command_as_the_timer_under_flock() -> None:
     # As root through the wrapper, which reads the env file and drops to the user.
-    assert runs[0].startswith(
-        "*/15 * * * * root flock -n /run/lock/solar-monitor.lock /usr/local/bin/solar-monitor "
+    assert _cron_run_line().startswith(
+        "umask 077; flock -n /run/solar-monitor-cron.lock /usr/local/bin/solar-monitor "
         + RUN_ARGS
     )
     assert _wrapper_setting("PROGRAM") == PROGRAM
     assert _wrapper_setting("USER_NAME") == "solar-monitor"
     service = (REPO / "systemd/solar-monitor.service").read_text()
     assert f"ExecStart={PROGRAM} {RUN_ARGS}\n" in service
+
+
+def test_the_cron_lock_and_log_are_roots_alone(tmp_path: Path) -> None:
+    # The cron line runs as root: a lock another user can open (a 0644 file, or one in
+    # the world-writable /run/lock, where anyone may create it first) lets any local
+    # account hold it and silently stop every run.
+    command = _cron_run_line()
+    lock = re.search(r"flock -n (\S+)", command)
+    assert lock is not None and Path(lock.group(1)).parent == Path("/run"), command
+    # The line itself, run by cron's /bin/sh with cron's umask, the wrapper a stand-in.
+    stub = tmp_path / "solar-monitor"
+    stub.write_text("#!/bin/sh\necho ran\n")
+    stub.chmod(0o755)
+    log = tmp_path / "cron.log"
+    command = (command.replace(lock.group(1), str(tmp_path / "lock"))
+               .replace("/usr/local/bin/solar-monitor", str(stub))
+               .replace("/var/log/solar-monitor/cron.log", str(log)))
+    subprocess.run(["/bin/sh", "-c", f"umask 022; {command}"], check=True, timeout=30)
+    assert log.read_text() == "ran\n"
+    assert stat.S_IMODE((tmp_path / "lock").stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_the_cron_log_directory_is_not_the_service_users(pi: Path) -> None:
+    # Root's shell appends to the cron log: in a directory the service user owned, it
+    # could swap the log for a symlink and have root append to any file it names.
+    output = install(pi, "--scheduler", "cron")
+    assert "+ chown root:adm /var/log/solar-monitor" in output
+    assert "/var/log/solar-monitor" not in "".join(
+        ln for ln in output.splitlines() if ln.startswith("+ chown solar-monitor"))
+    logrotate = (pi / "etc/logrotate.d/solar-monitor").read_text()
+    assert "\n    create 0640 root adm\n" in logrotate
+    assert "su solar-monitor" not in logrotate
 
 
 def test_the_unit_the_wrapper_and_the_cron_line_read_the_same_env_file() -> None:
