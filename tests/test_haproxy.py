@@ -159,7 +159,6 @@ READ_PATHS = [
     "/vars?match=%2Fsys%2Fdevices%2F&fmt=obj&cache=mdata",
     "/vars?name=/sys/info/serialnum,/sys/info/sw_rev",
     "/vars?match=livedata&fmt=obj&cache=ldata",
-    "/vars?cache=" + "x" * 16 + "&match=/sys/info/",
     "/",
     "/index.html",
     "/js/app.min.js",
@@ -221,7 +220,11 @@ REFUSED = [
     ("GET", "/vars.js", 403),
     ("GET", "/vars/set.js", 403),
     ("GET", "/Vars/set.js", 403),
-    # cache= names a PVS cache, which it never frees: a short name only.
+    # cache= names a PVS cache, which it never frees: only the names clients use, or a
+    # stream of new short names would still grow the PVS's memory without end.
+    ("GET", "/vars?match=/sys/info/&cache=a1", 403),
+    ("GET", "/vars?cache=" + "x" * 16 + "&match=/sys/info/", 403),
+    ("GET", "/vars?match=/sys/info/&cache=ldata&cache=mdata2", 403),
     ("GET", "/vars?match=/sys/info/&cache=" + "a" * 12000, 403),
     ("GET", "/vars?match=/sys/info/&cache=" + "a" * 17, 403),
     ("GET", "/vars?match=/sys/info/&cache=", 403),
@@ -552,6 +555,8 @@ REFUSED_NEW = [
     ("chunked-and-length", _head("POST /vars HTTP/1.1\r\nHost: pvs\r\nTransfer-Encoding: chunked"
                                  "\r\nContent-Length: 24\r\n\r\n18\r\nname=/sys/info/serialnum"
                                  "\r\n0\r\n\r\n"), 411),
+    ("new-cache-names",
+     _post(b"match=/sys/info/" + b"".join(b"&cache=n%02d" % i for i in range(60))), 403),
     ("query-and-body", _post(b"name=/sys/info/serialnum", target="/vars?fmt=obj"), 400),
     ("http10-set", _post(b"set=/sys/x=1", version="1.0"), 403),
     ("http10-no-length", _head("POST /vars HTTP/1.0\r\nHost: pvs\r\n\r\nset=/sys/x=1"), 411),
