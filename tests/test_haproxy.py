@@ -529,6 +529,12 @@ def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+def _login_with(*authorizations: str) -> bytes:
+    """`GET /auth?login` with these Authorization headers."""
+    fields = "".join(f"Authorization: {a}\r\n" for a in authorizations)
+    return _head(f"GET /auth?login HTTP/1.1\r\nHost: pvs\r\n{fields}\r\n")
+
+
 # (id, raw request, status): each is refused by the bridge and never reaches the PVS.
 REFUSED_NEW = [
     ("set", _post(b"name=/sys/info/serialnum&set=/sys/telemetryws/enable=1"), 403),
@@ -577,6 +583,12 @@ REFUSED_NEW = [
                                  head=SESSION + "Cookie: foo=1\r\n"), 400),
     ("get-cookie-without-session",
      _head("GET /vars?match=/sys/info/ HTTP/1.1\r\nHost: pvs\r\nCookie: x=1\r\n\r\n"), 400),
+    # fcgi_auth decodes the Basic credential into a 256-byte stack buffer, and its
+    # loop can write three bytes past it: 344 base64 characters overflow it, as would
+    # two headers joined by lighttpd. One short Basic credential only.
+    ("long-basic", _login_with("Basic " + "A" * 344), 400),
+    ("two-authorizations", _login_with("Basic eDp5", "Basic eDp5"), 400),
+    ("bearer", _login_with("Bearer eyJhbGciOiJub25lIn0.e30."), 400),
 ]
 
 
