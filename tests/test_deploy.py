@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -275,14 +276,17 @@ def test_the_unit_the_wrapper_and_the_cron_line_read_the_same_env_file() -> None
     assert " /usr/local/bin/solar-monitor run " in (DEPLOY / "crontab").read_text()
 
 
-def _testable_wrapper(pi: Path) -> Path:
+_ECHO_PROGRAM = ('#!/bin/bash\nprintf "%s\\n" "$GMAIL_APP_PASSWORD" "$QUOTED" '
+                 '"$SOLAR_MONITOR_CONFIG" "$PWD" "$(id -un)" "$*"\n')
+
+
+def _testable_wrapper(pi: Path, program_text: str = _ECHO_PROGRAM) -> Path:
     """The wrapper install.sh put under `pi`, with its settings (the NAME= lines at its
     top) pointed at `pi` and, as root, at the user `nobody`; its program is a stand-in
-    that prints what it was given."""
+    (by default one that prints what it was given)."""
     program = pi / "opt/solar-monitor/venv/bin/solar-monitor"
     program.parent.mkdir(parents=True)
-    program.write_text('#!/bin/bash\nprintf "%s\\n" "$GMAIL_APP_PASSWORD" "$QUOTED" '
-                       '"$SOLAR_MONITOR_CONFIG" "$PWD" "$(id -un)" "$*"\n')
+    program.write_text(program_text)
     program.chmod(0o755)
     settings = {"PROGRAM": program, "ENV_FILE": pi / ENV_FILE, "DATA_DIR": pi,
                 "USER_NAME": "nobody" if os.geteuid() == 0 else None}
@@ -330,6 +334,48 @@ def test_the_wrapper_hands_on_a_variable_that_is_only_in_the_env_file() -> None:
             result = _call(wrapper, private, "check")
             assert result.stdout.splitlines()[3] == "/"
             assert "nobody cannot enter" in result.stderr
+
+
+# A program that types a command into its terminal (TIOCSTI) through every way it may
+# hold one: its standard streams and /dev/tty.
+_TYPIST = """#!/usr/bin/python3
+import fcntl, os, termios
+fds = [0, 1, 2]
+try:
+    fds.append(os.open("/dev/tty", os.O_RDWR))
+except OSError:
+    pass
+for fd in fds:
+    try:
+        for byte in b"echo TYPED\\n":
+            fcntl.ioctl(fd, termios.TIOCSTI, bytes([byte]))
+    except OSError:
+        continue
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
+@pytest.mark.parametrize("redirect", ["", "</dev/null >/dev/null 2>&1"],
+                         ids=["on-a-terminal", "redirected"])
+def test_the_service_user_cannot_type_into_roots_terminal(redirect: str) -> None:
+    # `sudo solar-monitor ...` from a root shell: whatever runs as the service user must
+    # not be able to push a command into that shell's input, to run as root once the
+    # program ends. `script` gives the shell a terminal; the shell reads what is left.
+    if shutil.which("script") is None:
+        pytest.skip("script not installed (apt-get install -y bsdutils)")
+    with tempfile.TemporaryDirectory() as tmp:
+        pi = Path(tmp) / "pi"
+        install(pi, "--network", "none", "--no-haproxy")
+        for path in (Path(tmp), pi, pi / "opt", pi / "opt/solar-monitor"):
+            path.chmod(0o755)
+        wrapper = _testable_wrapper(pi, _TYPIST)
+        shell = (f"bash {wrapper} check {redirect}; read -r -t 1 line; "
+                 'echo "left in the input: [$line]"')
+        # The pipe keeps script's input open while the shell reads.
+        result = subprocess.run(
+            f"(sleep 2) | script -qec {shlex.quote(shell)} /dev/null", shell=True,
+            cwd=tmp, capture_output=True, text=True, check=False, timeout=30)
+    assert "left in the input: []" in result.stdout.replace("\r", ""), result.stdout
 
 
 def test_uninstall_keeps_data_and_config_unless_purge(pi: Path) -> None:
