@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import http.client
 import json
+import select
 import shutil
 import socket
 import ssl
@@ -583,6 +584,14 @@ REFUSED_NEW = [
                                  head=SESSION + "Cookie: foo=1\r\n"), 400),
     ("get-cookie-without-session",
      _head("GET /vars?match=/sys/info/ HTTP/1.1\r\nHost: pvs\r\nCookie: x=1\r\n\r\n"), 400),
+    # HAProxy reads a cookie named session here, but the PVS looks for `session=` and
+    # crashes (the emulator answers 500, as the real handler does).
+    ("cookie-space-before-equals", _post(b"name=/sys/info/serialnum",
+                                         head="Cookie: session =0123456789abcdef\r\n"), 400),
+    ("cookie-session-inside-a-value", _post(b"name=/sys/info/serialnum",
+                                            head="Cookie: x=session=0123\r\n"), 400),
+    ("get-chunked-body", _head("GET /vars?match=/sys/info/ HTTP/1.1\r\nHost: pvs\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n5\r\nset=1\r\n0\r\n\r\n"), 400),
     # fcgi_auth decodes the Basic credential into a 256-byte stack buffer, and its
     # loop can write three bytes past it: 344 base64 characters overflow it, as would
     # two headers joined by lighttpd. One short Basic credential only.
@@ -602,6 +611,21 @@ def test_refused_requests_never_reach_the_pvs(
     answer = _raw(new_bridge, request_bytes, tls=tls)
     assert _status(answer) == status, answer
     assert b"solar-monitor bridge" in answer
+    assert new_pvs.request_log[before:] == []
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("/cgi-bin/dl_cgi?Command=DeviceList&set=1", b"set= is not allowed"),
+    ("/?%53et=/sys/x=1", b"set= is not allowed"),
+    ("/auth?logout", b"/auth?logout would end"),
+])
+def test_set_and_logout_are_refused_by_name_on_any_path(
+    new_pvs: Emulator, new_bridge: Bridge, target: str, message: bytes
+) -> None:
+    # The allowlist refuses these too; their own rules answer first, and say why.
+    before = len(new_pvs.request_log)
+    status, body = _send(new_bridge.url, "GET", target)
+    assert (status, message in body) == (403, True), body
     assert new_pvs.request_log[before:] == []
 
 
@@ -850,6 +874,23 @@ def _closed_at_once(port: int, source: str) -> bool:
         except TimeoutError:
             return False
     return True
+
+
+@pytest.mark.slow
+def test_guard_a_request_head_must_arrive_within_10_seconds(new_bridge: Bridge) -> None:
+    # Slowloris: a header line a second keeps `timeout client` (idle time) from ever
+    # firing; `timeout http-request` bounds the whole head and answers 408.
+    started = time.monotonic()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", new_bridge.port), 10) as sock:
+        sock.sendall(b"GET /vars?match=/sys/info/ HTTP/1.1\r\nHost: pvs\r\n")
+        for line in range(30):
+            if select.select([sock], [], [], 1.0)[0]:
+                answer = sock.recv(100)
+                break
+            sock.sendall(b"X-Line-%d: a\r\n" % line)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert time.monotonic() - started < 13.0
 
 
 def test_guard_connections_per_source_are_capped(new_bridge: Bridge) -> None:
