@@ -267,11 +267,15 @@ def test_a_source_outside_the_lan_acl_is_refused(
 ) -> None:
     # The ACL admits only 127.0.0.2; connecting from 127.0.0.1 must be refused.
     path = "/cgi-bin/dl_cgi/supervisor/info"
-    with _running_bridge(pvs, cert, tmp_path, SM_LAN_NETS="127.0.0.2/32") as ports:
+    log_port = free_port()
+    with _running_bridge(pvs, cert, tmp_path, SM_LAN_NETS="127.0.0.2/32",
+                         SM_PVS_LOG_BRIDGE="yes", SM_PVS_LOG_BIND=f"127.0.0.1:{log_port}",
+                         SM_PVS_LOG_ADDR=f"127.0.0.1:{pvs.port}") as ports:
         port = ports.port
         before = len(pvs.requests)
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"http://127.0.0.1:{port}{path}", timeout=30)
+        for refused in (port, log_port):
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"http://127.0.0.1:{refused}{path}", timeout=30)
         # The HTTPS side too: closed before the TLS handshake.
         with pytest.raises((ssl.SSLError, ConnectionError)):
             _send(ports.tls_url, "GET", path)
@@ -819,20 +823,24 @@ def test_guard_upgrade_headers_are_refused(
     assert lit_pvs.request_log[before:] == []
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("side", ["http", "https", "log"])
 def test_guard_a_101_answer_is_refused(
-    lit_pvs: Emulator, lighttpd_port: int, cert: Path, tmp_path: Path, tls: bool
+    lit_pvs: Emulator, lighttpd_port: int, cert: Path, tmp_path: Path, side: str
 ) -> None:
     # HAProxy passes a 101 only to a request that asked for an upgrade, which the
-    # header rule refuses; so this runs the shipped file without that rule, to show
-    # the 101 rule alone still stops the attack.
+    # header rule refuses; so this runs the shipped file without that rule (in both
+    # frontends), to show the 101 rule alone still stops the attack. The optional log
+    # port is put in front of the same lighttpd.
     source = HAPROXY_CFG.read_text().splitlines(keepends=True)
     config = tmp_path / "without-upgrade-rule.cfg"
     config.write_text("".join(ln for ln in source if "req.fhdr_cnt(upgrade)" not in ln))
     before = len(lit_pvs.request_log)
-    with _running_bridge(lit_pvs, cert, tmp_path, http_port=lighttpd_port,
-                         config=config) as ports:
-        head = _h2c_by_hand(ports.tls_port if tls else ports.port, tls)
+    log_port = free_port()
+    with _running_bridge(lit_pvs, cert, tmp_path, http_port=lighttpd_port, config=config,
+                         SM_PVS_LOG_BRIDGE="yes", SM_PVS_LOG_BIND=f"127.0.0.1:{log_port}",
+                         SM_PVS_LOG_ADDR=f"127.0.0.1:{lighttpd_port}") as ports:
+        port = {"http": ports.port, "https": ports.tls_port, "log": log_port}[side]
+        head = _h2c_by_hand(port, side == "https")
     assert head.startswith(b"HTTP/1.1 502"), head
     assert _writes_seen(lit_pvs, before) == []
 
@@ -927,6 +935,22 @@ def test_guard_the_log_port_counts_in_the_per_source_cap(
         assert _closed_at_once(log_port, "127.0.0.8")
         assert _closed_at_once(ports.port, "127.0.0.8")
         _answered(log_port, "127.0.0.9").close()
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (H2_PREFACE + H2_SETTINGS, 400),
+    (_head("GET /browse HTTP/1.1\r\nHost: pvs\r\nContent-Length: 5\r\n\r\nset=1"), 400),
+    (_head("GET /browse HTTP/1.1\r\nHost: pvs\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "5\r\nset=1\r\n0\r\n\r\n"), 400),
+], ids=["h2-prior-knowledge", "body", "chunked-body"])
+def test_guard_the_log_port_takes_no_h2_and_no_body(
+    pvs: Emulator, log_bridge: tuple[Bridge, int], request_bytes: bytes, status: int,
+) -> None:
+    _, log_port = log_bridge
+    before = len(pvs.requests)
+    answer = _raw(Bridge(log_port, log_port), request_bytes, tls=False)
+    assert answer.startswith(b"HTTP/1.1 %d" % status), answer[:200]
+    assert pvs.requests[before:] == []
 
 
 def test_guard_control_bytes_are_refused_on_the_log_port(
