@@ -312,7 +312,9 @@ else
         run systemctl daemon-reload
         run systemctl disable --now solar-monitor.timer solar-monitor-wifi-check.timer
     fi
-    dir "$LOG_DIR" 0750 "$USER_NAME:$USER_NAME"
+    # Root's shell appends to the cron log: a directory the service user could write
+    # would let it plant a symlink there and have root append to any file.
+    dir "$LOG_DIR" 0750 root:adm
     put "$REPO/deploy/logrotate" /etc/logrotate.d/solar-monitor 0644
     # The Wi-Fi check starts now, as its timer does; the runs' line joins it in step 8.
     if ! cron_runs; then

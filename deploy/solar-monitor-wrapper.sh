@@ -71,6 +71,14 @@ if [[ "$(id -u)" -eq 0 ]]; then
         cd /
     fi
     # runuser keeps the environment (HOME, SHELL, USER and LOGNAME aside).
-    exec runuser -u "$USER_NAME" -- env HOME="$DATA_DIR" "$PROGRAM" "$@"
+    # The caller's terminal must not reach the service user: holding it, a program
+    # could type a command into the root shell that called us (the TIOCSTI ioctl),
+    # to run once the program ends. On a terminal, runuser gives the program one of
+    # its own (--pty); otherwise (cron, a pipe, a redirection) setsid takes it out of
+    # the caller's session, so no terminal it may hold is its controlling one.
+    if [[ -t 0 && -t 1 && -t 2 ]]; then
+        exec runuser --pty -u "$USER_NAME" -- env HOME="$DATA_DIR" "$PROGRAM" "$@"
+    fi
+    exec runuser -u "$USER_NAME" -- setsid --wait env HOME="$DATA_DIR" "$PROGRAM" "$@"
 fi
 exec "$PROGRAM" "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -219,19 +220,57 @@ def _wrapper_setting(name: str) -> str:
     return match.group(1)
 
 
-def test_crontab_runs_the_same_command_as_the_timer_under_flock() -> None:
+def _cron_run_line() -> str:
+    """The command of the crontab's run line (after the user field)."""
     lines = [ln for ln in (DEPLOY / "crontab").read_text().splitlines() if ln[:1] == "*"]
     runs = [ln for ln in lines if " run --config " in ln]
     assert len(runs) == 1
+    return runs[0].split(" root ", 1)[1]
+
+
+def test_crontab_runs_the_same_command_as_the_timer_under_flock() -> None:
     # As root through the wrapper, which reads the env file and drops to the user.
-    assert runs[0].startswith(
-        "*/15 * * * * root flock -n /run/lock/solar-monitor.lock /usr/local/bin/solar-monitor "
+    assert _cron_run_line().startswith(
+        "umask 077; flock -n /run/solar-monitor-cron.lock /usr/local/bin/solar-monitor "
         + RUN_ARGS
     )
     assert _wrapper_setting("PROGRAM") == PROGRAM
     assert _wrapper_setting("USER_NAME") == "solar-monitor"
     service = (REPO / "systemd/solar-monitor.service").read_text()
     assert f"ExecStart={PROGRAM} {RUN_ARGS}\n" in service
+
+
+def test_the_cron_lock_and_log_are_roots_alone(tmp_path: Path) -> None:
+    # The cron line runs as root: a lock another user can open (a 0644 file, or one in
+    # the world-writable /run/lock, where anyone may create it first) lets any local
+    # account hold it and silently stop every run.
+    command = _cron_run_line()
+    lock = re.search(r"flock -n (\S+)", command)
+    assert lock is not None and Path(lock.group(1)).parent == Path("/run"), command
+    # The line itself, run by cron's /bin/sh with cron's umask, the wrapper a stand-in.
+    stub = tmp_path / "solar-monitor"
+    stub.write_text("#!/bin/sh\necho ran\n")
+    stub.chmod(0o755)
+    log = tmp_path / "cron.log"
+    command = (command.replace(lock.group(1), str(tmp_path / "lock"))
+               .replace("/usr/local/bin/solar-monitor", str(stub))
+               .replace("/var/log/solar-monitor/cron.log", str(log)))
+    subprocess.run(["/bin/sh", "-c", f"umask 022; {command}"], check=True, timeout=30)
+    assert log.read_text() == "ran\n"
+    assert stat.S_IMODE((tmp_path / "lock").stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_the_cron_log_directory_is_not_the_service_users(pi: Path) -> None:
+    # Root's shell appends to the cron log: in a directory the service user owned, it
+    # could swap the log for a symlink and have root append to any file it names.
+    output = install(pi, "--scheduler", "cron")
+    assert "+ chown root:adm /var/log/solar-monitor" in output
+    assert "/var/log/solar-monitor" not in "".join(
+        ln for ln in output.splitlines() if ln.startswith("+ chown solar-monitor"))
+    logrotate = (pi / "etc/logrotate.d/solar-monitor").read_text()
+    assert "\n    create 0640 root adm\n" in logrotate
+    assert "su solar-monitor" not in logrotate
 
 
 def test_the_unit_the_wrapper_and_the_cron_line_read_the_same_env_file() -> None:
@@ -241,14 +280,17 @@ def test_the_unit_the_wrapper_and_the_cron_line_read_the_same_env_file() -> None
     assert " /usr/local/bin/solar-monitor run " in (DEPLOY / "crontab").read_text()
 
 
-def _testable_wrapper(pi: Path) -> Path:
+_ECHO_PROGRAM = ('#!/bin/bash\nprintf "%s\\n" "$GMAIL_APP_PASSWORD" "$QUOTED" '
+                 '"$SOLAR_MONITOR_CONFIG" "$PWD" "$(id -un)" "$*"\n')
+
+
+def _testable_wrapper(pi: Path, program_text: str = _ECHO_PROGRAM) -> Path:
     """The wrapper install.sh put under `pi`, with its settings (the NAME= lines at its
     top) pointed at `pi` and, as root, at the user `nobody`; its program is a stand-in
-    that prints what it was given."""
+    (by default one that prints what it was given)."""
     program = pi / "opt/solar-monitor/venv/bin/solar-monitor"
     program.parent.mkdir(parents=True)
-    program.write_text('#!/bin/bash\nprintf "%s\\n" "$GMAIL_APP_PASSWORD" "$QUOTED" '
-                       '"$SOLAR_MONITOR_CONFIG" "$PWD" "$(id -un)" "$*"\n')
+    program.write_text(program_text)
     program.chmod(0o755)
     settings = {"PROGRAM": program, "ENV_FILE": pi / ENV_FILE, "DATA_DIR": pi,
                 "USER_NAME": "nobody" if os.geteuid() == 0 else None}
@@ -303,6 +345,48 @@ def test_the_wrapper_hands_on_a_variable_that_is_only_in_the_env_file() -> None:
                 assert result.stdout.splitlines()[3] == "/"
                 assert "nobody cannot enter" in result.stderr, args
             assert _call(wrapper, private, "digest", "--out", "/tmp/x.html").stderr == ""
+
+
+# A program that types a command into its terminal (TIOCSTI) through every way it may
+# hold one: its standard streams and /dev/tty.
+_TYPIST = """#!/usr/bin/python3
+import fcntl, os, termios
+fds = [0, 1, 2]
+try:
+    fds.append(os.open("/dev/tty", os.O_RDWR))
+except OSError:
+    pass
+for fd in fds:
+    try:
+        for byte in b"echo TYPED\\n":
+            fcntl.ioctl(fd, termios.TIOCSTI, bytes([byte]))
+    except OSError:
+        continue
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
+@pytest.mark.parametrize("redirect", ["", "</dev/null >/dev/null 2>&1"],
+                         ids=["on-a-terminal", "redirected"])
+def test_the_service_user_cannot_type_into_roots_terminal(redirect: str) -> None:
+    # `sudo solar-monitor ...` from a root shell: whatever runs as the service user must
+    # not be able to push a command into that shell's input, to run as root once the
+    # program ends. `script` gives the shell a terminal; the shell reads what is left.
+    if shutil.which("script") is None:
+        pytest.skip("script not installed (apt-get install -y bsdutils)")
+    with tempfile.TemporaryDirectory() as tmp:
+        pi = Path(tmp) / "pi"
+        install(pi, "--network", "none", "--no-haproxy")
+        for path in (Path(tmp), pi, pi / "opt", pi / "opt/solar-monitor"):
+            path.chmod(0o755)
+        wrapper = _testable_wrapper(pi, _TYPIST)
+        shell = (f"bash {wrapper} check {redirect}; read -r -t 1 line; "
+                 'echo "left in the input: [$line]"')
+        # The pipe keeps script's input open while the shell reads.
+        result = subprocess.run(
+            f"(sleep 2) | script -qec {shlex.quote(shell)} /dev/null", shell=True,
+            cwd=tmp, capture_output=True, text=True, check=False, timeout=30)
+    assert "left in the input: []" in result.stdout.replace("\r", ""), result.stdout
 
 
 def test_uninstall_keeps_data_and_config_unless_purge(pi: Path) -> None:

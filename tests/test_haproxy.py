@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import http.client
 import json
+import select
 import shutil
 import socket
 import ssl
@@ -159,7 +160,6 @@ READ_PATHS = [
     "/vars?match=%2Fsys%2Fdevices%2F&fmt=obj&cache=mdata",
     "/vars?name=/sys/info/serialnum,/sys/info/sw_rev",
     "/vars?match=livedata&fmt=obj&cache=ldata",
-    "/vars?cache=" + "x" * 16 + "&match=/sys/info/",
     "/",
     "/index.html",
     "/js/app.min.js",
@@ -221,7 +221,11 @@ REFUSED = [
     ("GET", "/vars.js", 403),
     ("GET", "/vars/set.js", 403),
     ("GET", "/Vars/set.js", 403),
-    # cache= names a PVS cache, which it never frees: a short name only.
+    # cache= names a PVS cache, which it never frees: only the names clients use, or a
+    # stream of new short names would still grow the PVS's memory without end.
+    ("GET", "/vars?match=/sys/info/&cache=a1", 403),
+    ("GET", "/vars?cache=" + "x" * 16 + "&match=/sys/info/", 403),
+    ("GET", "/vars?match=/sys/info/&cache=ldata&cache=mdata2", 403),
     ("GET", "/vars?match=/sys/info/&cache=" + "a" * 12000, 403),
     ("GET", "/vars?match=/sys/info/&cache=" + "a" * 17, 403),
     ("GET", "/vars?match=/sys/info/&cache=", 403),
@@ -263,11 +267,15 @@ def test_a_source_outside_the_lan_acl_is_refused(
 ) -> None:
     # The ACL admits only 127.0.0.2; connecting from 127.0.0.1 must be refused.
     path = "/cgi-bin/dl_cgi/supervisor/info"
-    with _running_bridge(pvs, cert, tmp_path, SM_LAN_NETS="127.0.0.2/32") as ports:
+    log_port = free_port()
+    with _running_bridge(pvs, cert, tmp_path, SM_LAN_NETS="127.0.0.2/32",
+                         SM_PVS_LOG_BRIDGE="yes", SM_PVS_LOG_BIND=f"127.0.0.1:{log_port}",
+                         SM_PVS_LOG_ADDR=f"127.0.0.1:{pvs.port}") as ports:
         port = ports.port
         before = len(pvs.requests)
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"http://127.0.0.1:{port}{path}", timeout=30)
+        for refused in (port, log_port):
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"http://127.0.0.1:{refused}{path}", timeout=30)
         # The HTTPS side too: closed before the TLS handshake.
         with pytest.raises((ssl.SSLError, ConnectionError)):
             _send(ports.tls_url, "GET", path)
@@ -526,6 +534,12 @@ def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+def _login_with(*authorizations: str) -> bytes:
+    """`GET /auth?login` with these Authorization headers."""
+    fields = "".join(f"Authorization: {a}\r\n" for a in authorizations)
+    return _head(f"GET /auth?login HTTP/1.1\r\nHost: pvs\r\n{fields}\r\n")
+
+
 # (id, raw request, status): each is refused by the bridge and never reaches the PVS.
 REFUSED_NEW = [
     ("set", _post(b"name=/sys/info/serialnum&set=/sys/telemetryws/enable=1"), 403),
@@ -552,6 +566,8 @@ REFUSED_NEW = [
     ("chunked-and-length", _head("POST /vars HTTP/1.1\r\nHost: pvs\r\nTransfer-Encoding: chunked"
                                  "\r\nContent-Length: 24\r\n\r\n18\r\nname=/sys/info/serialnum"
                                  "\r\n0\r\n\r\n"), 411),
+    ("new-cache-names",
+     _post(b"match=/sys/info/" + b"".join(b"&cache=n%02d" % i for i in range(60))), 403),
     ("query-and-body", _post(b"name=/sys/info/serialnum", target="/vars?fmt=obj"), 400),
     ("http10-set", _post(b"set=/sys/x=1", version="1.0"), 403),
     ("http10-no-length", _head("POST /vars HTTP/1.0\r\nHost: pvs\r\n\r\nset=/sys/x=1"), 411),
@@ -572,6 +588,20 @@ REFUSED_NEW = [
                                  head=SESSION + "Cookie: foo=1\r\n"), 400),
     ("get-cookie-without-session",
      _head("GET /vars?match=/sys/info/ HTTP/1.1\r\nHost: pvs\r\nCookie: x=1\r\n\r\n"), 400),
+    # HAProxy reads a cookie named session here, but the PVS looks for `session=` and
+    # crashes (the emulator answers 500, as the real handler does).
+    ("cookie-space-before-equals", _post(b"name=/sys/info/serialnum",
+                                         head="Cookie: session =0123456789abcdef\r\n"), 400),
+    ("cookie-session-inside-a-value", _post(b"name=/sys/info/serialnum",
+                                            head="Cookie: x=session=0123\r\n"), 400),
+    ("get-chunked-body", _head("GET /vars?match=/sys/info/ HTTP/1.1\r\nHost: pvs\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n5\r\nset=1\r\n0\r\n\r\n"), 400),
+    # fcgi_auth decodes the Basic credential into a 256-byte stack buffer, and its
+    # loop can write three bytes past it: 344 base64 characters overflow it, as would
+    # two headers joined by lighttpd. One short Basic credential only.
+    ("long-basic", _login_with("Basic " + "A" * 344), 400),
+    ("two-authorizations", _login_with("Basic eDp5", "Basic eDp5"), 400),
+    ("bearer", _login_with("Bearer eyJhbGciOiJub25lIn0.e30."), 400),
 ]
 
 
@@ -585,6 +615,21 @@ def test_refused_requests_never_reach_the_pvs(
     answer = _raw(new_bridge, request_bytes, tls=tls)
     assert _status(answer) == status, answer
     assert b"solar-monitor bridge" in answer
+    assert new_pvs.request_log[before:] == []
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("/cgi-bin/dl_cgi?Command=DeviceList&set=1", b"set= is not allowed"),
+    ("/?%53et=/sys/x=1", b"set= is not allowed"),
+    ("/auth?logout", b"/auth?logout would end"),
+])
+def test_set_and_logout_are_refused_by_name_on_any_path(
+    new_pvs: Emulator, new_bridge: Bridge, target: str, message: bytes
+) -> None:
+    # The allowlist refuses these too; their own rules answer first, and say why.
+    before = len(new_pvs.request_log)
+    status, body = _send(new_bridge.url, "GET", target)
+    assert (status, message in body) == (403, True), body
     assert new_pvs.request_log[before:] == []
 
 
@@ -778,20 +823,24 @@ def test_guard_upgrade_headers_are_refused(
     assert lit_pvs.request_log[before:] == []
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("side", ["http", "https", "log"])
 def test_guard_a_101_answer_is_refused(
-    lit_pvs: Emulator, lighttpd_port: int, cert: Path, tmp_path: Path, tls: bool
+    lit_pvs: Emulator, lighttpd_port: int, cert: Path, tmp_path: Path, side: str
 ) -> None:
     # HAProxy passes a 101 only to a request that asked for an upgrade, which the
-    # header rule refuses; so this runs the shipped file without that rule, to show
-    # the 101 rule alone still stops the attack.
+    # header rule refuses; so this runs the shipped file without that rule (in both
+    # frontends), to show the 101 rule alone still stops the attack. The optional log
+    # port is put in front of the same lighttpd.
     source = HAPROXY_CFG.read_text().splitlines(keepends=True)
     config = tmp_path / "without-upgrade-rule.cfg"
     config.write_text("".join(ln for ln in source if "req.fhdr_cnt(upgrade)" not in ln))
     before = len(lit_pvs.request_log)
-    with _running_bridge(lit_pvs, cert, tmp_path, http_port=lighttpd_port,
-                         config=config) as ports:
-        head = _h2c_by_hand(ports.tls_port if tls else ports.port, tls)
+    log_port = free_port()
+    with _running_bridge(lit_pvs, cert, tmp_path, http_port=lighttpd_port, config=config,
+                         SM_PVS_LOG_BRIDGE="yes", SM_PVS_LOG_BIND=f"127.0.0.1:{log_port}",
+                         SM_PVS_LOG_ADDR=f"127.0.0.1:{lighttpd_port}") as ports:
+        port = {"http": ports.port, "https": ports.tls_port, "log": log_port}[side]
+        head = _h2c_by_hand(port, side == "https")
     assert head.startswith(b"HTTP/1.1 502"), head
     assert _writes_seen(lit_pvs, before) == []
 
@@ -812,25 +861,107 @@ def test_guard_an_idle_tls_handshake_is_dropped_in_seconds(new_bridge: Bridge) -
     assert time.monotonic() - started < 7.0
 
 
-def test_guard_connections_per_source_are_capped(new_bridge: Bridge) -> None:
-    def answered(source: str) -> socket.socket:
-        """A keep-alive connection from `source` that the bridge has answered once."""
-        sock = socket.create_connection(("127.0.0.1", new_bridge.port), 10, (source, 0))
-        sock.sendall(b"GET /cgi-bin/dl_cgi/supervisor/info HTTP/1.1\r\nHost: pvs\r\n\r\n")
-        assert sock.recv(12) == b"HTTP/1.1 200"
-        return sock
+def _answered(port: int, source: str) -> socket.socket:
+    """A keep-alive connection from `source` to 127.0.0.1:`port` that the bridge has
+    answered once (so it was accepted, not merely queued)."""
+    sock = socket.create_connection(("127.0.0.1", port), 10, (source, 0))
+    sock.sendall(b"GET /cgi-bin/dl_cgi/supervisor/info HTTP/1.1\r\nHost: pvs\r\n\r\n")
+    assert sock.recv(12) == b"HTTP/1.1 200"
+    return sock
 
+
+def _closed_at_once(port: int, source: str) -> bool:
+    """Whether a new connection from `source` is closed without an answer (a reset may
+    come before connect() returns)."""
+    with contextlib.suppress(ConnectionResetError), socket.create_connection(
+        ("127.0.0.1", port), 10, (source, 0)
+    ) as sock:
+        sock.settimeout(2.0)
+        try:
+            return sock.recv(1) == b""
+        except TimeoutError:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_guard_a_request_head_must_arrive_within_10_seconds(new_bridge: Bridge) -> None:
+    # Slowloris: a header line a second keeps `timeout client` (idle time) from ever
+    # firing; `timeout http-request` bounds the whole head and answers 408.
+    started = time.monotonic()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", new_bridge.port), 10) as sock:
+        sock.sendall(b"GET /vars?match=/sys/info/ HTTP/1.1\r\nHost: pvs\r\n")
+        for line in range(30):
+            if select.select([sock], [], [], 1.0)[0]:
+                answer = sock.recv(100)
+                break
+            sock.sendall(b"X-Line-%d: a\r\n" % line)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert time.monotonic() - started < 13.0
+
+
+def test_guard_connections_per_source_are_capped(new_bridge: Bridge) -> None:
     with contextlib.ExitStack() as stack:
         for _ in range(10):
-            stack.enter_context(answered("127.0.0.4"))
-        # The eleventh is closed at once (a reset may come before connect() returns).
-        with contextlib.suppress(ConnectionResetError), socket.create_connection(
-            ("127.0.0.1", new_bridge.port), 10, ("127.0.0.4", 0)
-        ) as eleventh:
-            eleventh.settimeout(2.0)
-            assert eleventh.recv(1) == b""
+            stack.enter_context(_answered(new_bridge.port, "127.0.0.4"))
+        assert _closed_at_once(new_bridge.port, "127.0.0.4")
         # Another LAN host still gets in.
-        answered("127.0.0.5").close()
+        _answered(new_bridge.port, "127.0.0.5").close()
+
+
+@pytest.fixture(scope="module")
+def log_bridge(
+    pvs: Emulator, cert: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Bridge, int]]:
+    """The bridge with its optional log port on (towards the legacy emulator's HTTP
+    port): the bridge's ports and the log port."""
+    log_port = free_port()
+    with _running_bridge(pvs, cert, tmp_path_factory.mktemp("haproxy-log"),
+                         SM_PVS_LOG_BRIDGE="yes", SM_PVS_LOG_BIND=f"127.0.0.1:{log_port}",
+                         SM_PVS_LOG_ADDR=f"127.0.0.1:{pvs.port}") as ports:
+        yield ports, log_port
+
+
+def test_guard_the_log_port_counts_in_the_per_source_cap(
+    log_bridge: tuple[Bridge, int],
+) -> None:
+    # Both ports share one cap: the log port is no way around it (one host taking all
+    # 64 connections there would shut the PVS API too).
+    ports, log_port = log_bridge
+    with contextlib.ExitStack() as stack:
+        for port in [log_port] * 5 + [ports.port] * 5:
+            stack.enter_context(_answered(port, "127.0.0.8"))
+        assert _closed_at_once(log_port, "127.0.0.8")
+        assert _closed_at_once(ports.port, "127.0.0.8")
+        _answered(log_port, "127.0.0.9").close()
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (H2_PREFACE + H2_SETTINGS, 400),
+    (_head("GET /browse HTTP/1.1\r\nHost: pvs\r\nContent-Length: 5\r\n\r\nset=1"), 400),
+    (_head("GET /browse HTTP/1.1\r\nHost: pvs\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "5\r\nset=1\r\n0\r\n\r\n"), 400),
+], ids=["h2-prior-knowledge", "body", "chunked-body"])
+def test_guard_the_log_port_takes_no_h2_and_no_body(
+    pvs: Emulator, log_bridge: tuple[Bridge, int], request_bytes: bytes, status: int,
+) -> None:
+    _, log_port = log_bridge
+    before = len(pvs.requests)
+    answer = _raw(Bridge(log_port, log_port), request_bytes, tls=False)
+    assert answer.startswith(b"HTTP/1.1 %d" % status), answer[:200]
+    assert pvs.requests[before:] == []
+
+
+def test_guard_control_bytes_are_refused_on_the_log_port(
+    pvs: Emulator, log_bridge: tuple[Bridge, int],
+) -> None:
+    _, log_port = log_bridge
+    before = len(pvs.requests)
+    answer = _raw(Bridge(log_port, log_port), _head(
+        "GET /browse HTTP/1.1\r\nHost: pvs\r\nX-Note: a\x00b\r\n\r\n"), tls=False)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert pvs.requests[before:] == []
 
 
 def test_guard_logins_are_rate_limited_per_source(new_pvs: Emulator, new_bridge: Bridge) -> None:
