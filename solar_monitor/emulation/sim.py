@@ -79,18 +79,3 @@ __all__ = [
     "public_variables",
     "pvs_time",
 ]
-
-_PARTS = ("faults", "spec", "sky", "site", "readings", "devicelist", "supervisor_info",
-          "varserver")
-
-
-def __getattr__(name: str) -> object:
-    """Any other name of the single-file sim.py (a private helper such as `_num` or
-    `_render_vars`), from the module it moved to: code written before the split runs."""
-    import importlib
-
-    for part in _PARTS:
-        module = importlib.import_module(f"solar_monitor.emulation.{part}")
-        if name in vars(module):
-            return vars(module)[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
