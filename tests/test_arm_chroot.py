@@ -31,7 +31,6 @@ pytestmark = [
     pytest.mark.skipif(os.environ.get("SOLAR_ARM_CHROOT") != "1",
                        reason="slow: set SOLAR_ARM_CHROOT=1 (root, qemu-user-static)"),
     pytest.mark.timeout(3600),
-    pytest.mark.xdist_group("arm_chroot"),  # one shared chroot: one test worker at a time
 ]
 
 CHROOT = Path(os.environ.get("SOLAR_ARM_CHROOT_DIR", "/var/tmp/solar-monitor-armel-bookworm"))

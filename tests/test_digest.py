@@ -35,9 +35,6 @@ from solar_monitor.store import Store, iso
 from tests.conftest import real
 from tests.test_notify import Inbox, free_port
 
-# its module fixtures (a month's store) are built once, on one test worker
-pytestmark = pytest.mark.xdist_group("digest")
-
 TZ = ZoneInfo("America/New_York")
 JUNE = date(2026, 6, 1)
 JUNE_START = datetime(2026, 6, 1, 4, tzinfo=UTC)  # local midnight (EDT)

@@ -28,9 +28,6 @@ from solar_monitor.pipeline import RunReport
 from solar_monitor.rules.catalog import BY_ID
 from tests.faults.harness import STEP, TZ, Rig, make_site, rig
 
-# the timeline (a module fixture) runs once, on one test worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("outages")
-
 T0 = datetime(2026, 6, 9, tzinfo=TZ)  # local midnight; long June days, no DST change
 
 
