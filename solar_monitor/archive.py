@@ -158,12 +158,20 @@ def classify(path: Path, local_tz: tzinfo) -> ArchivedPoll | None:
     taken as local time (`date` in cron runs in the Pi's zone).
     """
     if m := _OURS.match(path.name):
-        at = datetime.strptime(m.group(1), STAMP_FORMAT).replace(tzinfo=UTC)
-        return ArchivedPoll(path, at, failed=m.group(2) == ".error.json")
+        return ArchivedPoll(path, digits_time(m.group(1)), failed=m.group(2) == ".error.json")
     if m := _CURL.match(path.name):
-        naive = datetime.strptime(m.group(1), "%Y%m%d_%H%M%S")
-        return ArchivedPoll(path, naive.replace(tzinfo=local_tz).astimezone(UTC), failed=False)
+        return ArchivedPoll(path, digits_time(m.group(1), local_tz).astimezone(UTC),
+                            failed=False)
     return None
+
+
+def digits_time(text: str, tz: tzinfo = UTC) -> datetime:
+    """'YYYYMMDD', 'YYYYMMDDTHHMMSSZ' or 'YYYYMMDD_HHMMSS' (digits already matched by a
+    pattern) -> that time in `tz`; ValueError for an impossible date. strptime costs ten
+    times as much, and every run reads a few hundred archive names."""
+    hms = text[9:15] or "000000"
+    return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]),
+                    int(hms[:2]), int(hms[2:4]), int(hms[4:6]), tzinfo=tz)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +251,7 @@ def _source_groups(root: Path, local_tz: tzinfo, since: datetime | None
                 continue  # temp files of an interrupted write
             if (day := day_tar_date(Path(name))) is not None:
                 try:
-                    start = datetime.strptime(day, "%Y%m%d").replace(tzinfo=UTC)
+                    start = digits_time(day)
                 except ValueError:
                     continue
                 end = start + timedelta(days=1) - timedelta(microseconds=1)
