@@ -103,11 +103,12 @@ def _free_path(raw_dir: Path, at: datetime, suffix: str) -> tuple[Path, datetime
 
 
 def save_answer(raw_dir: Path, at: datetime, body: bytes, *, sync: bool = True,
-                reuse: bool = False) -> ArchivedPoll:
-    """Archive exactly what the PVS returned, gzipped. `reuse`: when the file for `at`
-    already holds this very answer (an import killed before it stored it), that file is
-    the record, not a new one a second later. `sync`: see write_atomic."""
-    data = gzip.compress(body, compresslevel=6, mtime=0)
+                reuse: bool = False, gzipped: bytes | None = None) -> ArchivedPoll:
+    """Archive exactly what the PVS returned, gzipped (`gzipped`: a gzip of `body` already
+    made, e.g. an imported .json.gz, kept as it is). `reuse`: when the file for `at`
+    already holds these bytes (an import killed before it stored it), that file is the
+    record, not a new one a second later. `sync`: see write_atomic."""
+    data = gzipped if gzipped is not None else gzip.compress(body, compresslevel=6, mtime=0)
     if reuse and (same := _same_record(raw_dir, at, ".json.gz", data)):
         return same
     path, at = _free_path(raw_dir, at, ".json.gz")

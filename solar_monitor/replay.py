@@ -140,12 +140,13 @@ def _import(config: Config, archived: ArchivedPoll, cleaned: set[Path]) -> Archi
         copy = save_error(raw_dir(config), archived.polled_at, error, status, sync=False,
                           reuse=True)
     else:
-        body = archived.read()
+        body = gzipped = archived.read()
         if body[:2] == b"\x1f\x8b":
             # a corrupt file is archived as found; ingest then records it as unusable
             with contextlib.suppress(OSError, EOFError, zlib.error):
                 body = gzip.decompress(body)
-        copy = save_answer(raw_dir(config), archived.polled_at, body, sync=False, reuse=True)
+        copy = save_answer(raw_dir(config), archived.polled_at, body, sync=False, reuse=True,
+                           gzipped=gzipped if body is not gzipped else None)
     if (folder := copy.path.parent) not in cleaned:
         cleaned.add(folder)  # the caller holds the run lock: no live writer owns these
         for stale in folder.glob(".*.tmp"):
