@@ -854,7 +854,9 @@ def serve(
     )
     try:
         while True:
-            time.sleep(3600)
+            # short sleeps: a Ctrl-C (SIGINT) that the kernel hands to a serving thread
+            # only sets Python's flag, and the main thread acts on it when it wakes
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
