@@ -854,9 +854,7 @@ def serve(
     )
     try:
         while True:
-            # short sleeps: a Ctrl-C (SIGINT) that the kernel hands to a serving thread
-            # only sets Python's flag, and the main thread acts on it when it wakes
-            time.sleep(0.5)
+            time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
