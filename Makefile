@@ -20,9 +20,14 @@ $(VENV)/.test-deps: $(BIN)/solar-monitor
 demo: $(BIN)/solar-monitor
 	$(BIN)/solar-monitor demo
 
+# The suite waits on sockets, timeouts and child processes more than it computes, so it
+# runs in more pytest-xdist workers than a 2-core machine has cores, a test file to a
+# worker (its module fixtures, such as test_outages' simulated week, are built once).
+# TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 4
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check solar_monitor tests benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check solar_monitor tests benchmarks

@@ -359,9 +359,7 @@ def flush_notifications(config: Config, store: Store, now: datetime) -> tuple[in
     after `notify.give_up_hours` is given up with an error line. Never raises on a failed
     send; sqlite3.Error propagates. Imports apprise only when something is queued.
     """
-    rows = store.db.execute(
-        "SELECT * FROM notifications WHERE sent_at IS NULL AND gave_up_at IS NULL "
-        "ORDER BY id LIMIT ?", (config.notify.max_per_run,)).fetchall()
+    rows = store.queued_notifications(limit=config.notify.max_per_run)
     sent = failed = 0
     down: dict[str, str] = {}  # target key -> why it failed earlier in this run
     for row in rows:

@@ -86,6 +86,8 @@ def _sun_elevation(ctx: RunContext, at: datetime) -> dict[str, float | None]:
 
 
 def _weather(ctx: RunContext, at: datetime) -> dict[str, float | None]:
+    if not ctx.config.weather.enabled:
+        return {}  # the columns stay empty; no weather module to import
     from solar_monitor.weather import enrich
 
     return enrich(ctx, at)
@@ -93,8 +95,8 @@ def _weather(ctx: RunContext, at: datetime) -> dict[str, float | None]:
 
 def _flush_notifications(ctx: RunContext) -> None:
     """Send what the stages before queued (and what earlier runs could not send)."""
-    if ctx.notify:
-        from solar_monitor.notify import flush_notifications
+    if ctx.notify and ctx.store.queued_notifications(limit=1):
+        from solar_monitor.notify import flush_notifications  # only when there is mail
 
         flush_notifications(ctx.config, ctx.store, ctx.now)
 
@@ -114,11 +116,13 @@ def _queue_sheet_rows(ctx: RunContext) -> None:
 
 
 def _flush_sheet(ctx: RunContext) -> None:
-    from solar_monitor.sinks import sheets  # gspread only when a sheet is configured
-
     if ctx.config.google_sheets is None:
-        sheets.dry_run(ctx.store, ctx.now)
+        from solar_monitor.sinks.outbox import dry_run
+
+        dry_run(ctx.store, ctx.now)
     else:
+        from solar_monitor.sinks import sheets  # gspread only when a sheet is configured
+
         sheets.flush_and_log(ctx.store, ctx.config.google_sheets, ctx.config.tz, ctx.now)
 
 

@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from solar_monitor.archive import ArchivedPoll, read_error, save_answer, save_error, scan_archive
+from solar_monitor.archive import (
+    ArchivedPoll,
+    read_error,
+    save_answer,
+    save_error,
+    scan_archive,
+    sync_all,
+)
 from solar_monitor.config import Config
 from solar_monitor.context import RunContext
 from solar_monitor.exports import ExportError, engine
@@ -92,12 +99,14 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
     each_poll = [s for s in STAGES if s.when == "each_poll"]
     last_report = time.monotonic()
     backfill = _backfill(config, export)
+    cleaned: set[Path] = set()  # archive folders an import writes to, rid of stale temps
     with run_lock(data / LOCK_NAME), open_store(config) as store:
         # One transaction per batch, not per poll: a killed replay redoes its last batch
         # (ingestion is idempotent by poll time), and replays run several times faster.
         while batch := list(itertools.islice(polls, BATCH)):
             # the batch's stored poll times: one query, and a set no bigger than a batch
             known = store.poll_times_since(batch[0].polled_at, batch[-1].polled_at)
+            copied = False
             with store.transaction():
                 for archived in batch:
                     seen += 1
@@ -112,7 +121,8 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
                             _send(backfill, ctx)
                         continue
                     if copy:
-                        archived = ctx.poll = _import(config, archived)
+                        archived = ctx.poll = _import(config, archived, cleaned)
+                        copied = True
                     ctx.snapshot, ctx.error = ingest(ctx, archived)
                     if backfill is not None:
                         _send(backfill, ctx)
@@ -122,6 +132,8 @@ def replay(config: Config, source: Path, *, notify: bool = False, events_out: Pa
                     if progress and span and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                         progress(seen, _fraction(span, archived.polled_at))
                         last_report = time.monotonic()
+                if copied:  # the batch's copies are on disk before its rows commit
+                    sync_all()
         end = RunContext(config=config, store=store,
                          now=last.polled_at if last else datetime.now(UTC),
                          replay=True, notify=notify,
@@ -163,17 +175,28 @@ def _send(backfill: Any, ctx: RunContext) -> None:
         backfill.add(ctx.snapshot, pvs_serial(ctx), ctx.poll.polled_at)
 
 
-def _import(config: Config, archived: ArchivedPoll) -> ArchivedPoll:
-    """Copy a foreign file into our archive under our name; the copy is what we ingest."""
+def _import(config: Config, archived: ArchivedPoll, cleaned: set[Path]) -> ArchivedPoll:
+    """Copy a foreign file into our archive under our name; the copy is what we ingest.
+
+    Unsynced (the batch syncs once before its rows commit); a copy an import killed
+    before it stored it is found again, not made twice; a killed copy's temp file goes."""
     if archived.failed:
         error, status = read_error(archived)
-        return save_error(raw_dir(config), archived.polled_at, error, status)
-    body = archived.read()
-    if body[:2] == b"\x1f\x8b":
-        # a corrupt file is archived as found; ingest then records it as unusable
-        with contextlib.suppress(OSError, EOFError, zlib.error):
-            body = gzip.decompress(body)
-    return save_answer(raw_dir(config), archived.polled_at, body)
+        copy = save_error(raw_dir(config), archived.polled_at, error, status, sync=False,
+                          reuse=True)
+    else:
+        body = gzipped = archived.read()
+        if body[:2] == b"\x1f\x8b":
+            # a corrupt file is archived as found; ingest then records it as unusable
+            with contextlib.suppress(OSError, EOFError, zlib.error):
+                body = gzip.decompress(body)
+        copy = save_answer(raw_dir(config), archived.polled_at, body, sync=False, reuse=True,
+                           gzipped=gzipped if body is not gzipped else None)
+    if (folder := copy.path.parent) not in cleaned:
+        cleaned.add(folder)  # the caller holds the run lock: no live writer owns these
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+    return copy
 
 
 def _fraction(span: tuple[datetime, datetime], at: datetime) -> float:

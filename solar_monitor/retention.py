@@ -33,6 +33,7 @@ from solar_monitor.archive import (
     classify,
     day_polls,
     day_tar_date,
+    digits_time,
     pack_day,
     write_atomic,
 )
@@ -144,7 +145,9 @@ def compact(day: Day) -> Path:
 def keep_free(store: Store, raw: Path, today: date, min_free_mb: int, keep_days: int) -> None:
     """Delete the oldest raw days while the filesystem has less than `min_free_mb` free."""
     freed: list[date] = []
-    for day in _older_than_newest(archive_days(raw), keep_days):
+    # statvfs first: the list of a year's days costs a run more than the check
+    days = archive_days(raw) if free_mb(raw) < min_free_mb else []
+    for day in _older_than_newest(days, keep_days):
         if free_mb(raw) >= min_free_mb or day.day >= today - timedelta(days=keep_days):
             break
         if _delete(store, day):
@@ -192,6 +195,6 @@ def _delete(store: Store, day: Day) -> bool:
 
 def _date(text: str) -> date | None:
     try:
-        return datetime.strptime(text, "%Y%m%d").date()
+        return digits_time(text).date()
     except ValueError:
         return None

@@ -27,11 +27,11 @@ _STATIC_EXTRAS = frozenset({"origin", "interface", "hw_version", "module_serial"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
-def migrations() -> list[tuple[str, str]]:
-    """(name, SQL) of every migration, in name order. Each feature adds its own file,
-    `NNNN_feature.sql`; a migration is applied once, recorded by name."""
-    return [(p.stem, p.read_text(encoding="utf-8"))
-            for p in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))]
+def migrations() -> list[Path]:
+    """Every migration file, in name order. Each feature adds its own file,
+    `NNNN_feature.sql`; a migration is applied once, recorded by its name (the stem), so
+    a store that has them all reads none of them."""
+    return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 
 
 _METER_COLS = ("kind", "subtype", "state", "data_time", "power_kw", "reactive_kvar",
@@ -102,11 +102,11 @@ class Store:
         self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                         "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
         done = {row[0] for row in self.db.execute("SELECT name FROM schema_migrations")}
-        for name, script in migrations():
-            if name in done:
+        for migration in migrations():
+            if (name := migration.stem) in done:
                 continue
             with self.transaction():
-                for statement in _statements(script):
+                for statement in _statements(migration.read_text(encoding="utf-8")):
                     self.db.execute(statement)
                 self.db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
                                 (name, iso(datetime.now(UTC))))
@@ -260,6 +260,13 @@ class Store:
 
     def set_state(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    def queued_notifications(self, limit: int) -> list[sqlite3.Row]:
+        """The oldest `limit` notifications neither sent nor given up (notify.py sends
+        them; the pipeline imports notify only when there is one)."""
+        return self.db.execute(
+            "SELECT * FROM notifications WHERE sent_at IS NULL AND gave_up_at IS NULL "
+            "ORDER BY id LIMIT ?", (limit,)).fetchall()
 
     def get_state(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,8 +54,6 @@ def config_dict(tmp_path: Path) -> dict:
 @pytest.fixture
 def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     """The PVS client's back-off does not really sleep (the retries still happen)."""
-    from typing import Any
-
     from solar_monitor import pipeline
 
     make = pipeline.make_client
@@ -78,3 +77,31 @@ def store(tmp_path: Path) -> Iterator[Store]:
     """A fresh store in a temporary folder (modules may define their own)."""
     with Store(tmp_path / "db.sqlite") as s:
         yield s
+
+
+# --- the fuzz tests' count of inputs tried (the README quotes it), also under xdist -------
+# Here, not in tests/faults/: the xdist controller loads only this conftest.
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand this worker's count to the controller."""
+    from tests.faults.fuzzing import TRIED
+
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["fuzz_inputs"] = TRIED["inputs"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """In the xdist controller: add up the workers' counts."""
+    from tests.faults.fuzzing import TRIED
+
+    TRIED["inputs"] += getattr(node, "workeroutput", {}).get("fuzz_inputs", 0)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.faults.fuzzing import EXAMPLES, TRIED
+
+    if TRIED["inputs"]:
+        terminalreporter.write_line(
+            f"fuzz: {TRIED['inputs']} inputs tried (SOLAR_FUZZ_EXAMPLES={EXAMPLES})")

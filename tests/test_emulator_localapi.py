@@ -289,7 +289,11 @@ def test_the_cli_options_reach_the_answers() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "solar_monitor", "emulator", "--port", "0", "--firmware",
          "varserver", "--auth", "strict", "--ssid", OBSERVED_SSID.encode(), "--wpa-key", key],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C works as in a terminal even when this suite runs as a background job
+        # (`make test &` in .ci/run): a non-interactive shell starts those with SIGINT
+        # ignored, which every child would inherit, and the SIGINT below would not stop it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()

@@ -382,25 +382,41 @@ def test_fall_back_hour_keys_stay_distinct():
     assert first.astimezone(TZ).hour == second.astimezone(TZ).hour == 1
 
 
-def test_without_a_sheet_rows_go_to_the_dry_run_and_gspread_is_not_imported(config_dict):
+# What a plain `run` (no sheet, no mail queued, weather off, no export) must never import:
+# each costs a Pi Zero tens to hundreds of milliseconds, 35,040 runs a year. A name with
+# a trailing dot: its submodules only (the exports package itself is light, an engine not).
+PLAIN_RUN_NEVER_IMPORTS = (
+    "apprise", "gspread", "google.auth", "google.oauth2", "cryptography", "paho",
+    "solar_monitor.exports.", "solar_monitor.sinks.sheets", "solar_monitor.notify",
+    "solar_monitor.weather",
+)
+
+
+def test_a_plain_run_sends_rows_to_the_dry_run_and_imports_nothing_it_does_not_need(
+        config_dict, tmp_path):
+    """The real command (`main(["run"])`) against the emulator over HTTP, in a fresh
+    process, whose sys.modules is then checked."""
+    from solar_monitor.emulation.emulator import start_emulator
+
     code = (
-        "import sys, json\n"
-        "from datetime import datetime, UTC\n"
-        "from solar_monitor.config import config_from_dict\n"
-        "from solar_monitor.pipeline import open_store, run_once\n"
-        "from tests.test_sheets import StubPvs\n"
-        "raw = json.loads(sys.argv[1])\n"
-        "config = config_from_dict(raw, env={})\n"
-        "report = run_once(config, now=datetime(2026, 6, 9, 16, tzinfo=UTC), client=StubPvs())\n"
-        "assert report.ok and not report.stage_errors, report\n"
-        "with open_store(config) as store:\n"
-        "    n = store.db.execute('SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL')"
-        ".fetchone()[0]\n"
-        "print(n, 'gspread' in sys.modules)\n")
-    raw = dict(config_dict, weather={"enabled": False})
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(raw)], capture_output=True,
-                         text=True, cwd=Path(__file__).parent.parent, timeout=60)
-    assert out.stdout.split() == ["1", "False"], out.stderr
+        "import sys\n"
+        "from solar_monitor.cli import main\n"
+        "code = main(['run', '--config', sys.argv[1]])\n"
+        "never = sys.argv[2].split()\n"
+        "print(code, *sorted(m for m in sys.modules\n"
+        "                    if any(m == n or m.startswith(n.rstrip('.') + '.')\n"
+        "                           for n in never)))\n")
+    with start_emulator(firmware="legacy") as emu:
+        raw = dict(config_dict, weather={"enabled": False}, pvs={"url": emu.url})
+        (config_file := tmp_path / "config.yaml").write_text(json.dumps(raw))
+        config_file.chmod(0o600)
+        out = subprocess.run([sys.executable, "-c", code, str(config_file),
+                              " ".join(PLAIN_RUN_NEVER_IMPORTS)], capture_output=True,
+                             text=True, cwd=Path(__file__).parent.parent, timeout=60)
+    assert out.stdout.split() == ["0"], out.stdout + out.stderr
+    with open_store(config_from_dict(raw, env={})) as store:
+        assert store.db.execute(
+            "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()[0] == 1
 
 
 def test_battery_columns_appear_only_for_a_battery_site(fake, sheet_config):

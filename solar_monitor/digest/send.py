@@ -57,6 +57,8 @@ def digest_stage(ctx: RunContext) -> None:
     if not ctx.config.digest.enabled or not ctx.notify:
         return
     sync_status(ctx.store)
+    if not ctx.config.notify.targets:
+        return  # nowhere to send it (`check` says so), and no notify module to import
     month = due_month(ctx.config, ctx.store, ctx.now)
     if month is None:
         return

@@ -34,6 +34,7 @@ from solar_monitor.sinks.cells import neutralise
 from solar_monitor.store import Store, from_iso
 
 TAIL_BYTES = 512 * 1024
+FIRST_TAIL_BYTES = 16 * 1024  # a run reads this much of each file it appends to, first
 WRITE_BUFFER_BYTES = 256 * 1024  # a bounded buffer, and few system calls
 
 
@@ -166,15 +167,19 @@ def _repair_and_watermark(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     with path.open("rb+") as handle:
-        start = max(0, size - TAIL_BYTES)
-        handle.seek(start)
-        tail = handle.read()
-        complete = tail[: tail.rfind(b"\n") + 1]
-        lines = complete.splitlines(keepends=True)
-        if start > 0 and lines:
-            start += len(lines[0])  # the first line of the tail may be partial
-            lines = lines[1:]
-        data_lines = [ln for ln in lines if not ln.startswith(b"time_utc")]
+        for want in (FIRST_TAIL_BYTES, TAIL_BYTES):  # the last poll's rows fit in the first
+            start = max(0, size - want)
+            handle.seek(start)
+            tail = handle.read()
+            complete = tail[: tail.rfind(b"\n") + 1]
+            lines = complete.splitlines(keepends=True)
+            if start > 0 and lines:
+                start += len(lines[0])  # the first line of the tail may be partial
+                lines = lines[1:]
+            data_lines = [ln for ln in lines if not ln.startswith(b"time_utc")]
+            if start == 0 or (data_lines and data_lines[0].split(b",", 1)[0]
+                              != data_lines[-1].split(b",", 1)[0]):
+                break  # the whole file, or a row before the last time key is in view
         if not data_lines:
             cut = start + sum(len(ln) for ln in lines)
             _truncate(handle, cut, size)

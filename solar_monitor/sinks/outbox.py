@@ -10,6 +10,7 @@ per layout, so queueing the same row twice is a no-op. Sent rows are pruned afte
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from solar_monitor.sinks.sheets_layout import (
 from solar_monitor.store import Store, iso
 
 QUEUES = tuple(LAYOUTS)  # the sheet's queues in the shared outbox: one per layout
+log = logging.getLogger(__name__)
 MAX_CATCH_UP_DAYS = 400  # a Pi switched off for longer starts the Daily tab afresh
 DAILY_MARK = "sheets.daily_through"
 INVERTER_NUMBERS = "sheets.inverter_numbers"
@@ -167,6 +169,15 @@ def mark_all_sent(store: Store, now: datetime) -> int:
     return shared.mark_all_sent(store, QUEUES, now)
 
 
+def dry_run(store: Store, now: datetime) -> int:
+    """No sheet configured: mark queued rows as handled (the demo prints them), without
+    importing the sheets module and its client. Returns how many."""
+    count = mark_all_sent(store, now)
+    if count:
+        log.debug("Google Sheet: not configured; %d row(s) not sent (dry run)", count)
+    return count
+
+
 def prune(store: Store, now: datetime) -> int:
     """Delete rows sent more than a month ago; returns how many."""
     return shared.prune(store, QUEUES, now)
@@ -179,4 +190,4 @@ def recent(store: Store, layout: Layout, limit: int) -> list[Cells]:
 
 __all__ = ["DAILY", "QueuedRow", "count_open_alerts", "enqueue", "enqueue_alert_event",
            "enqueue_completed_days", "enqueue_poll", "inverter_numbers", "mark_all_sent",
-           "mark_sent", "pending", "pending_count", "prune", "recent"]
+           "mark_sent", "dry_run", "pending", "pending_count", "prune", "recent"]

@@ -415,14 +415,6 @@ def _add_headers(sheet: Sheet, props: dict[str, Any], title: str, header: list[s
 
 # --- the pipeline's view --------------------------------------------------------------------
 
-def dry_run(store: Store, now: datetime) -> int:
-    """No sheet configured: mark queued rows as handled (the demo prints them)."""
-    count = outbox.mark_all_sent(store, now)
-    if count:
-        log.debug("Google Sheet: not configured; %d row(s) not sent (dry run)", count)
-    return count
-
-
 def flush_and_log(store: Store, settings: GoogleSheetsConfig, tz: ZoneInfo,
                   now: datetime) -> FlushReport | None:
     """The end-of-run flush: never raises SheetsError. A failure is logged once (a
@@ -488,5 +480,5 @@ def iter_preview(store: Store, tz: ZoneInfo, per_layout: int = 3) -> Iterator[st
             yield "  " + " | ".join(str(c).lstrip("'") for c in shown)
 
 
-__all__ = ["FlushReport", "NeedsFix", "RetryLater", "SheetsError", "dry_run", "flush",
+__all__ = ["FlushReport", "NeedsFix", "RetryLater", "SheetsError", "flush",
            "flush_and_log", "iter_preview", "probe", "spreadsheet_id"]
