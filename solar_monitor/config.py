@@ -619,6 +619,17 @@ def _check_nodes(root: Any, loader: Any, source: str) -> None:
         raise ConfigError(list(problems), source=source)
 
 
+MAX_QUOTED_CHARS = 80
+
+
+def _clipped(problem: str) -> str:
+    """PyYAML quotes the offending token whole ('found undefined alias' and a 5,000
+    character name): one line stays one line."""
+    if len(problem) <= 2 * MAX_QUOTED_CHARS:
+        return problem
+    return f"{problem[:MAX_QUOTED_CHARS]}… ({len(problem)} characters)"
+
+
 def _yaml_problem(exc: Exception, text: str) -> str:
     """One line for a YAML error: where, what, and how to fix it."""
     import yaml
@@ -630,7 +641,7 @@ def _yaml_problem(exc: Exception, text: str) -> str:
                 f"#x{exc.character:02x} is not allowed (binary data, or not a text file?)")
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(exc, "problem", None) or "invalid YAML"
+    problem = _clipped(getattr(exc, "problem", None) or "invalid YAML")
     context = getattr(exc, "context", None)
     start = getattr(exc, "context_mark", None)
     opened = start.line + 1 if context and start and mark and start.line != mark.line else 0

@@ -220,6 +220,14 @@ def test_random_yaml_text(text: str) -> None:
     load_or_error(text.encode("utf-8", "surrogatepass"))
 
 
+@pytest.mark.parametrize("text", ["*a" + "9" * 5000, "&" + "x" * 5000 + " 1\n*y",
+                                  "key: !" + "t" * 5000 + " 1"])
+def test_a_huge_token_in_a_yaml_error_stays_one_short_line(text: str) -> None:
+    """Found by the fuzzer: PyYAML quotes the bad token whole (an alias 5,000 long)."""
+    assert isinstance(exc := load_or_error(text.encode()), ConfigError)
+    assert all(len(p) < 400 for p in exc.problems), exc.problems
+
+
 @FUZZ
 @given(st.binary(max_size=500))
 def test_random_bytes(data: bytes) -> None:
