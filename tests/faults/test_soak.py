@@ -214,10 +214,12 @@ def test_a_week_of_random_faults_leaks_nothing_and_loses_nothing(tmp_path: Path)
     seconds = time.monotonic() - started
     _report(r, faults, samples, seconds)
 
-    # flat after the warm-up day
+    # flat after the warm-up day: never above it. Not "equal": under pytest-xdist this
+    # worker may still be winding down an earlier test file's servers (their threads and
+    # sockets end during the week), which is no leak; a leak only ever adds
     base, last = samples[1], samples[-1]
-    assert [s.fds for s in samples[1:]] == [base.fds] * DAYS, samples
-    assert [s.threads for s in samples[1:]] == [base.threads] * DAYS, samples
+    assert max(s.fds for s in samples[1:]) <= base.fds, samples
+    assert max(s.threads for s in samples[1:]) <= base.threads, samples
     assert last.rss_kib - base.rss_kib < RSS_KIB_PER_DAY * (DAYS - 1), samples
 
     # every run finished cleanly; each failed poll is an injected fault, and vice versa
