@@ -4,7 +4,8 @@ The config takes every address and its certificate from `presetenv` defaults, so
 test only exports other values (bind addresses, PVS addresses, LAN ACL, the
 certificate deploy/install.sh made under a temp root) and runs the shipped file.
 `run_lighttpd` puts Debian's lighttpd (the PVS's own web server, h2 on as it ships)
-in front of an emulator, as the PVS puts it in front of its handlers.
+in front of an emulator, as the PVS puts it in front of its handlers, over HTTP or
+(mod_openssl, ALPN h2 offered) HTTPS.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from solar_monitor.emulation.emulator import make_self_signed_cert
+
 REPO = Path(__file__).resolve().parent.parent
+# Debian ships lighttpd's TLS in its own package; the binary loads modules from here.
+LIGHTTPD_OPENSSL = Path("/usr/lib/lighttpd/mod_openssl.so")
 HAPROXY_CFG = REPO / "haproxy" / "haproxy.cfg"
 BRIDGE_CERT = "etc/haproxy/solar-monitor-bridge.pem"  # where install.sh puts it
 # Privilege drop needs root; as an ordinary user haproxy refuses to start with it.
@@ -145,27 +150,44 @@ def run_haproxy(
 
 
 # Debian's lighttpd with its compiled-in defaults, which enable HTTP/2 and the h2c
-# upgrade (no server.feature-flags line), proxying every path to one upstream.
+# upgrade (no server.feature-flags line), proxying every path to one upstream; with
+# TLS, mod_openssl's defaults too, which offer h2 by ALPN.
 _LIGHTTPD_CONF = """\
-server.modules = ("mod_proxy")
+server.modules = ("mod_proxy"{tls_module})
 server.document-root = "{root}"
 server.bind = "127.0.0.1"
 server.port = {port}
 server.errorlog = "{root}/error.log"
 proxy.server = ("" => (("host" => "127.0.0.1", "port" => {upstream})))
 """
+_LIGHTTPD_TLS = """\
+ssl.engine = "enable"
+ssl.pemfile = "{cert}"
+ssl.privkey = "{key}"
+"""
 
 
 @contextmanager
-def run_lighttpd(tmp_path: Path, upstream_port: int) -> Iterator[int]:
-    """lighttpd on a free 127.0.0.1 port, mod_proxy to 127.0.0.1:`upstream_port`, until
-    the block ends; yields its port."""
-    root = tmp_path / "lighttpd"
+def run_lighttpd(tmp_path: Path, upstream_port: int, tls: bool = False) -> Iterator[int]:
+    """lighttpd on a free 127.0.0.1 port, mod_proxy to 127.0.0.1:`upstream_port` (plain
+    HTTP, as the PVS's lighttpd reaches its handlers), until the block ends; yields its
+    port. `tls` serves HTTPS there with a self-signed certificate, as the PVS does on
+    443; skips when lighttpd's TLS module is not installed."""
+    binary = lighttpd_binary()
+    root = tmp_path / ("lighttpd-tls" if tls else "lighttpd")
     root.mkdir(exist_ok=True)
     port = free_port()
+    text = _LIGHTTPD_CONF.format(root=root, port=port, upstream=upstream_port,
+                                 tls_module=', "mod_openssl"' if tls else "")
+    if tls:
+        if not LIGHTTPD_OPENSSL.exists():
+            pytest.skip("lighttpd's TLS module not installed "
+                        "(apt-get install -y lighttpd-mod-openssl)")
+        cert, key = make_self_signed_cert(root)
+        text += _LIGHTTPD_TLS.format(cert=cert, key=key)
     conf = root / "lighttpd.conf"
-    conf.write_text(_LIGHTTPD_CONF.format(root=root, port=port, upstream=upstream_port))
-    with _stopping(subprocess.Popen([lighttpd_binary(), "-D", "-f", str(conf)],
+    conf.write_text(text)
+    with _stopping(subprocess.Popen([binary, "-D", "-f", str(conf)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)) as proc:
         try:
             wait_listening(port)

@@ -68,14 +68,14 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextmanager
 def _running_bridge(
     pvs: Emulator, cert: Path, tmp_path: Path, http_port: int | None = None,
-    config: Path = HAPROXY_CFG, **extra: str,
+    config: Path = HAPROXY_CFG, tls_port: int | None = None, **extra: str,
 ) -> Iterator[Bridge]:
     """The shipped config (or `config`) in front of `pvs` (its HTTP and HTTPS ports;
-    `http_port` replaces the HTTP one) until the block ends; `extra` overrides presetenv
-    defaults."""
+    `http_port` and `tls_port` replace them) until the block ends; `extra` overrides
+    presetenv defaults."""
     bridge = Bridge(free_port(), free_port())
-    env = bridge_env(http_port or pvs.port, pvs.tls_port, bridge.port, bridge.tls_port, cert,
-                     **extra)
+    env = bridge_env(http_port or pvs.port, tls_port or pvs.tls_port, bridge.port,
+                     bridge.tls_port, cert, **extra)
     with run_haproxy(tmp_path, env, bridge.port, config):
         yield bridge
 
@@ -729,6 +729,7 @@ H2C_HEADERS = {
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame, stream 0
 ATTACK_PATHS = ["/vars?set=/sys/telemetryws/enable=0", "/auth?logout"]
+VARS_READ = "/vars?name=/sys/info/sw_rev"  # the bridge sends it on over HTTPS
 
 
 @pytest.fixture(scope="module")
@@ -747,14 +748,24 @@ def lighttpd_port(lit_pvs: Emulator, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
+def lighttpd_tls_port(
+    lit_pvs: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
+    """lighttpd over TLS (mod_openssl, ALPN h2 offered) on loopback, proxying to the
+    emulator's plain HTTP port, as the PVS's lighttpd on 443 reaches its handlers."""
+    with run_lighttpd(tmp_path_factory.mktemp("lighttpd"), lit_pvs.port, tls=True) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
 def lit_bridge(
-    lit_pvs: Emulator, lighttpd_port: int, cert: Path, tmp_path_factory: pytest.TempPathFactory
+    lit_pvs: Emulator, lighttpd_port: int, lighttpd_tls_port: int, cert: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Bridge]:
-    """The bridge in front of lighttpd (the PVS's plain HTTP side: dl_cgi, the landing
-    page); /auth and /vars go to the emulator's HTTPS port (Debian ships lighttpd's TLS
-    in a separate package, and those paths are refused an Upgrade just the same)."""
+    """The bridge in front of lighttpd on both sides, like a PVS: dl_cgi and the landing
+    page over plain HTTP, /auth and /vars over HTTPS."""
     with _running_bridge(lit_pvs, cert, tmp_path_factory.mktemp("haproxy-lit"),
-                         http_port=lighttpd_port) as ports:
+                         http_port=lighttpd_port, tls_port=lighttpd_tls_port) as ports:
         yield ports
 
 
@@ -764,13 +775,22 @@ def _writes_seen(pvs: Emulator, since: int) -> list[str]:
             if "set=" in r.target.lower() or "logout" in r.target.lower()]
 
 
+def _tls_reads_via_lighttpd(pvs: Emulator, since: int) -> list[str]:
+    """Varserver reads after `since` that reached the emulator's plain port, which over
+    HTTPS only lighttpd's TLS side forwards to (a direct hop would log https)."""
+    return [r.target for r in pvs.request_log[since:]
+            if r.target == VARS_READ and r.scheme == "http"]
+
+
 def _curl_http2(url_base: str, *options: str) -> str:
-    """The issue's command, `curl --http2` with a session cookie: a read, then a write
-    and a logout on the same connection; returns curl's verbose trace."""
+    """The issue's command, `curl --http2` with a session cookie: reads (dl_cgi, then the
+    varserver), then a write and a logout on the same connection; returns curl's
+    verbose trace."""
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl not installed (apt-get install -y curl)")
-    urls = [f"{url_base}/cgi-bin/dl_cgi/supervisor/info", *(url_base + p for p in ATTACK_PATHS)]
+    urls = [f"{url_base}/cgi-bin/dl_cgi/supervisor/info", url_base + VARS_READ,
+            *(url_base + p for p in ATTACK_PATHS)]
     result = subprocess.run(
         [curl, "-sv", "-k", "--max-time", "10", *options, "-H", "Cookie: session=T",
          "-o", "/dev/null", *urls],
@@ -789,16 +809,16 @@ def _h2_headers_frame(stream_id: int, path: str) -> bytes:
     return len(block).to_bytes(3, "big") + b"\x01\x05" + stream_id.to_bytes(4, "big") + block
 
 
-def _h2c_by_hand(port: int, tls: bool) -> bytes:
-    """The h2c attack on one connection (TLS optional, which curl cannot do): a read
-    with `Upgrade: h2c`; on a 101, h2 frames carrying the write and the logout. Returns
-    the answer's head."""
+def _h2c_by_hand(port: int, tls: bool, path: str = "/cgi-bin/dl_cgi/supervisor/info") -> bytes:
+    """The h2c attack on one connection (TLS optional, which curl cannot do): a read of
+    `path` with `Upgrade: h2c`; on a 101, h2 frames carrying the write and the logout.
+    Returns the answer's head."""
     sock = socket.create_connection(("127.0.0.1", port), 10)
     if tls:
         sock = ssl._create_unverified_context().wrap_socket(sock)
     with sock:
         upgrade = "".join(f"{k}: {v}\r\n" for k, v in H2C_HEADERS.items())
-        sock.sendall(f"GET /cgi-bin/dl_cgi/supervisor/info HTTP/1.1\r\nHost: pvs\r\n"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: pvs\r\n"
                      f"Cookie: session=T\r\n{upgrade}\r\n".encode())
         head = b""
         while b"\r\n\r\n" not in head and (chunk := sock.recv(4096)):
@@ -822,6 +842,16 @@ def test_lighttpd_as_shipped_switches_to_h2c(lit_pvs: Emulator, lighttpd_port: i
     assert _writes_seen(lit_pvs, before) == ATTACK_PATHS
 
 
+def test_lighttpd_over_tls_speaks_h2(lit_pvs: Emulator, lighttpd_tls_port: int) -> None:
+    # Its HTTPS side offers h2 by ALPN and forwards to the emulator: straight to it,
+    # curl --http2 writes. The bridge's HTTPS hop below goes through this server.
+    before = len(lit_pvs.request_log)
+    trace = _curl_http2(f"https://127.0.0.1:{lighttpd_tls_port}", "--http2")
+    assert "HTTP/2 200" in trace, trace
+    assert _tls_reads_via_lighttpd(lit_pvs, before) == [VARS_READ]
+    assert _writes_seen(lit_pvs, before) == ATTACK_PATHS
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize("option", ["--http2", "--http2-prior-knowledge"])
 def test_curl_http2_through_the_bridge_never_writes(
@@ -831,14 +861,19 @@ def test_curl_http2_through_the_bridge_never_writes(
     trace = _curl_http2(lit_bridge.url if scheme == "http" else lit_bridge.tls_url, option)
     assert " 101" not in trace and "HTTP/2 " not in trace, trace
     assert _writes_seen(lit_pvs, before) == []
+    if scheme == "https" and option == "--http2":  # the read took lighttpd's TLS side
+        assert _tls_reads_via_lighttpd(lit_pvs, before) == [VARS_READ]
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_h2c_by_hand_through_the_bridge_never_writes(
     lit_pvs: Emulator, lit_bridge: Bridge, tls: bool
 ) -> None:
+    # Over https it asks for a varserver read, which the bridge would send to
+    # lighttpd's TLS side.
     before = len(lit_pvs.request_log)
-    head = _h2c_by_hand(lit_bridge.tls_port if tls else lit_bridge.port, tls)
+    head = _h2c_by_hand(lit_bridge.tls_port if tls else lit_bridge.port, tls,
+                        VARS_READ if tls else "/cgi-bin/dl_cgi/supervisor/info")
     assert head.startswith(b"HTTP/1.1 400"), head
     assert _writes_seen(lit_pvs, before) == []
 
