@@ -158,10 +158,13 @@ def check_notify(config: Config) -> CheckResult:
 
 
 def check_weather(config: Config) -> CheckResult:
+    """A WARN, never a FAIL, when the weather service does not answer: weather only
+    refines the alerts, and a FAIL would keep the installer from starting the runs, so
+    an outage at Open-Meteo during the install would leave the site with no watchdog."""
     from solar_monitor.weather import check_weather as probe
 
     ok, detail = probe(config)
-    return CheckResult("SKIP" if ok is None else "PASS" if ok else "FAIL", detail)
+    return CheckResult("SKIP" if ok is None else "PASS" if ok else "WARN", detail)
 
 
 def check_google_sheets(config: Config) -> CheckResult:

@@ -377,3 +377,15 @@ def test_check_probe_reports_the_current_cloud_cover(meteo: FakeOpenMeteo,
     assert ok is False and "HTTP 400" in detail
     off = make_config(config_dict, "http://127.0.0.1:9", meteo.url, enabled=False)
     assert check_weather(off)[0] is None
+
+
+def test_check_warns_but_does_not_fail_when_the_weather_service_is_down(
+        meteo: FakeOpenMeteo, config_dict: dict) -> None:
+    """`check` is what the installer waits for before it starts the runs: an Open-Meteo
+    outage must not keep the watchdog off."""
+    from solar_monitor.check import check_weather
+
+    config = make_config(config_dict, "http://127.0.0.1:9", meteo.url)
+    meteo.mode = "error"
+    result = check_weather(config)
+    assert result.status == "WARN" and "cloud cover and snow stay empty" in result.detail
