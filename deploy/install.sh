@@ -35,6 +35,7 @@ VENV="$OPT_DIR/venv"
 ETC_DIR=/etc/solar-monitor
 CONFIG="$ETC_DIR/config.yaml"
 ENV_FILE="$ETC_DIR/env"
+TIME_SYNC_MARKER="$OPT_DIR/enabled-time-wait-sync"  # uninstall.sh reads it
 DATA_DIR=/var/lib/solar-monitor
 LOG_DIR=/var/log/solar-monitor
 UNIT_DIR=/etc/systemd/system
@@ -304,8 +305,12 @@ if [[ "$SCHEDULER" == systemd ]]; then
     remove "$CRON_FILE"
     remove /etc/logrotate.d/solar-monitor
     run systemctl daemon-reload
-    # Without this, time-sync.target is reached before the clock is actually set.
-    run systemctl enable systemd-time-wait-sync.service
+    # Without this, time-sync.target is reached before the clock is actually set. The
+    # marker says we enabled it (it was off), so uninstall.sh turns off only what we did.
+    if [[ -n "$SIMULATE" ]] || ! systemctl is-enabled --quiet systemd-time-wait-sync.service; then
+        run systemctl enable systemd-time-wait-sync.service
+        echo systemd-time-wait-sync.service | put_text "$TIME_SYNC_MARKER" 0644
+    fi
     run systemctl enable --now solar-monitor-wifi-check.timer
 else
     if [[ -n "$SIMULATE" ]] || have_systemd; then

@@ -73,6 +73,11 @@ if have_systemd; then
     fi
 fi
 
+# systemd-time-wait-sync was off before install.sh enabled it (its marker says so)
+if [[ -e "$ROOT/opt/solar-monitor/enabled-time-wait-sync" ]] && have_systemd; then
+    run systemctl disable systemd-time-wait-sync.service || true
+fi
+
 say "removing the application"
 remove /etc/cron.d/solar-monitor /etc/logrotate.d/solar-monitor \
     /etc/systemd/system/solar-monitor.service /etc/systemd/system/solar-monitor.timer \

@@ -391,9 +391,12 @@ def test_the_service_user_cannot_type_into_roots_terminal(redirect: str) -> None
 
 def test_uninstall_keeps_data_and_config_unless_purge(pi: Path) -> None:
     install(pi)
+    # install enabled systemd-time-wait-sync (it was off): uninstall turns it off again
+    assert (pi / "opt/solar-monitor/enabled-time-wait-sync").is_file()
     reading = pi / "var/lib/solar-monitor/solar-monitor.db"
     reading.write_text("readings")
     output = uninstall(pi)
+    assert "+ systemctl disable systemd-time-wait-sync.service" in output
     assert reading.read_text() == "readings"
     assert (pi / CONFIG).is_file()
     assert not (pi / "opt/solar-monitor").exists()
