@@ -43,10 +43,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
+EXE = Path(sys.executable).with_name("solar-monitor")
 INVERTERS = 20  # the issue's site; --inverters changes it
 YEAR_DAYS = 365
 BARE = """import sys
@@ -99,23 +102,32 @@ def write_config(work: Path, url: str, exports: dict | None = None) -> Path:
     return config
 
 
-def bench_run(repeat: int, history: Path | None = None) -> dict[str, float]:
-    """`run` --repeat times, each turn paired with the bare script, on an empty data
-    folder or on the data folder `history` (then the first run, after the import, is
-    given apart)."""
-    exe = Path(sys.executable).with_name("solar-monitor")
+@contextmanager
+def emulator_url() -> Iterator[str]:
+    """A legacy-firmware emulator of INVERTERS inverters in its own process; its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    emulator = subprocess.Popen([str(exe), "emulator", "--port", str(port), "--inverters",
+    emulator = subprocess.Popen([str(EXE), "emulator", "--port", str(port), "--inverters",
                                  str(INVERTERS), "--firmware", "legacy"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(url + "/cgi-bin/dl_cgi/supervisor/info")
+        yield url
+    finally:
+        emulator.terminate()
+        emulator.wait()
+
+
+def bench_run(repeat: int, history: Path | None = None) -> dict[str, float]:
+    """`run` --repeat times, each turn paired with the bare script, on an empty data
+    folder or on the data folder `history` (then the first run, after the import, is
+    given apart)."""
+    with emulator_url() as url:
         work = history or Path(tempfile.mkdtemp(prefix="bench-run-"))
         config = write_config(work, url)
         bare = [sys.executable, "-c", BARE, url + "/cgi-bin/dl_cgi?Command=DeviceList",
                 str(work / "bare-answer.json")]
-        run = [str(exe), "run", "--config", str(config)]
+        run = [str(EXE), "run", "--config", str(config)]
         first = child_measure(run) if history is not None else None
         if history is not None:
             compact_backlog(config)
@@ -127,9 +139,6 @@ def bench_run(repeat: int, history: Path | None = None) -> dict[str, float]:
             raise SystemExit("a benchmark run failed")
         if history is None:
             shutil.rmtree(work)
-    finally:
-        emulator.terminate()
-        emulator.wait()
     figures: dict[str, float] = {}
     if first is not None:
         figures |= {"first_cpu_s": first[0], "first_rss_mb": first[1], "first_wall_s": first[3]}
@@ -218,8 +227,7 @@ def bench_replay(days: int, keep: bool = False, copy: bool = False
     polls = sum(len([n for n in names if not n.startswith(".")])
                 for _d, _s, names in os.walk(archive))
     config = write_config(work, "http://127.0.0.1:9")  # replay never polls
-    exe = Path(sys.executable).with_name("solar-monitor")
-    cpu, rss, code, seconds = child_measure([str(exe), "replay", str(archive), "--quiet",
+    cpu, rss, code, seconds = child_measure([str(EXE), "replay", str(archive), "--quiet",
                                              "--config", str(config)])
     if code != 0:
         raise SystemExit(f"the replay of {days} days failed (exit {code})")
@@ -236,17 +244,10 @@ def bench_exports(repeat: int) -> dict[str, float]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.export_servers import create_database, influxd
 
-    exe = Path(sys.executable).with_name("solar-monitor")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    emulator = subprocess.Popen([str(exe), "emulator", "--port", str(port), "--inverters",
-                                 str(INVERTERS), "--firmware", "legacy"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     root = Path(tempfile.mkdtemp(prefix="bench-exports-"))
     broker: subprocess.Popen[bytes] | None = None
     try:
-        wait_for(url + "/cgi-bin/dl_cgi/supervisor/info")
-        with influxd(root / "influxd") as server:
+        with emulator_url() as url, influxd(root / "influxd") as server:
             create_database(server, "solar")
             exports: dict = {
                 "influxdb": {"url": server.url, "api": "v1", "database": "solar"},
@@ -266,7 +267,7 @@ def bench_exports(repeat: int) -> dict[str, float]:
             cpu: dict[str, list[float]] = {"plain": [], "exports": []}
             for n in range(repeat + 1):  # the first of each: migrations, a warm-up
                 for name, config in configs.items():
-                    used, _rss, code, _wall = child_measure([str(exe), "run", "--config",
+                    used, _rss, code, _wall = child_measure([str(EXE), "run", "--config",
                                                              str(config)])
                     if code != 0:
                         raise SystemExit(f"a benchmark run ({name}) failed")
@@ -276,8 +277,6 @@ def bench_exports(repeat: int) -> dict[str, float]:
         if broker is not None:
             broker.terminate()
             broker.wait()
-        emulator.terminate()
-        emulator.wait()
         shutil.rmtree(root)
     plain, with_exports = (statistics.median(cpu[k]) for k in ("plain", "exports"))
     return {"plain_cpu_s": plain, "exports_cpu_s": with_exports,
