@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.haproxy_util import free_port
 
 INFLUXD = "influxd"
 VICTORIA = "victoria-metrics"
@@ -29,12 +30,6 @@ def need(binary: str) -> str:
         package = {INFLUXD: "influxdb", PROMTOOL: "prometheus"}.get(binary, binary)
         pytest.skip(f"{binary} is not installed (apt-get install {package}; .ci/run does)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
