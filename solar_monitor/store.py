@@ -261,16 +261,19 @@ class Store:
     def set_state(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
 
+    def get_state(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def clear_state(self, key: str) -> None:
+        self.db.execute("DELETE FROM state WHERE key=?", (key,))
+
     def queued_notifications(self, limit: int) -> list[sqlite3.Row]:
         """The oldest `limit` notifications neither sent nor given up (notify.py sends
         them; the pipeline imports notify only when there is one)."""
         return self.db.execute(
             "SELECT * FROM notifications WHERE sent_at IS NULL AND gave_up_at IS NULL "
             "ORDER BY id LIMIT ?", (limit,)).fetchall()
-
-    def get_state(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
-        return None if row is None else row[0]
 
     # --- reading -----------------------------------------------------------------------
 

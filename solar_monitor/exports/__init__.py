@@ -75,7 +75,7 @@ def note_outcome(store: Store, name: str, error: str | None, backlog: str = "") 
     if error is None:
         if previous is not None:
             log.info("%s export works again%s", name, tail)
-            store.db.execute("DELETE FROM state WHERE key=?", (key,))
+            store.clear_state(key)
         return
     if previous == error:
         log.info("%s export still failing: %s%s", name, error, tail)

@@ -435,7 +435,7 @@ def flush_and_log(store: Store, settings: GoogleSheetsConfig, tz: ZoneInfo,
         return None
     if store.get_state(FAILING_STATE):
         log.info("Google Sheet works again: %d queued row(s) sent", report.sent)
-        store.db.execute("DELETE FROM state WHERE key=?", (FAILING_STATE,))
+        store.clear_state(FAILING_STATE)
     if report.sent or report.still_queued:
         log.debug("Google Sheet: %d row(s) sent, %d still queued", report.sent,
                   report.still_queued)
