@@ -96,11 +96,19 @@ def _stale_row(row: Any) -> bool:
     return age is not None and age > STALE_AFTER_S
 
 
+_STATE_TEXT = _text("state")
+
+
+def _inverter_state(row: Any, tz: ZoneInfo) -> Any:
+    """'stale' when the reading is old (its values are left empty), else the PVS's state."""
+    return "stale" if _stale_row(row) else _STATE_TEXT(row, tz)
+
+
 INVERTER_COLUMNS: tuple[Column, ...] = (
     Column("time_utc", _field("polled_at")),
     Column("time_local", _local),
     Column("serial", _text("serial")),
-    Column("state", lambda row, tz: "stale" if _stale_row(row) else _text("state")(row, tz)),
+    Column("state", _inverter_state),
     Column("power_kw", _live("power_kw")),
     Column("lifetime_kwh", _field("lifetime_kwh")),  # a counter: its last value stays true
     Column("ac_voltage_v", _live("ac_voltage_v")),
