@@ -25,7 +25,8 @@ from solar_monitor.emulation.emulator import (
     start_emulator,
     wifi_variables,
 )
-from solar_monitor.emulation.sim import SimulatedSite, SiteSpec, _float32, public_variables
+from solar_monitor.emulation.sim import SimulatedSite, SiteSpec, public_variables
+from solar_monitor.emulation.varserver import _float32
 from tests.test_emulator import Clock
 
 NOON = datetime(2025, 6, 21, 20, 0, tzinfo=UTC)

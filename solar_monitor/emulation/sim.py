@@ -41,7 +41,7 @@ from solar_monitor.emulation.faults import (
 from solar_monitor.emulation.readings import FIRMWARE_NAMES, firmware_names, iso_utc, pvs_time
 from solar_monitor.emulation.site import STEP_S, InverterState, SimulatedSite, SiteState
 from solar_monitor.emulation.spec import ConsumptionSubtype, RoofFace, SiteSpec, SupervisorModel
-from solar_monitor.emulation.varserver import _float32, public_variables
+from solar_monitor.emulation.varserver import public_variables
 
 __all__ = [
     "FIRMWARE_NAMES",
@@ -73,7 +73,6 @@ __all__ = [
     "SupervisorModel",
     "UploadBacklog",
     "WeakInverter",
-    "_float32",
     "firmware_names",
     "iso_utc",
     "public_variables",
